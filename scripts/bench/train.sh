@@ -12,7 +12,7 @@ shape=${SHAPE:-8 64 64}
 [ -f "$dir/config.json" ] || ${PYTHON:-python3} scripts/bench/forward_torch.py "$dir" 1 > /dev/null
 # shellcheck disable=SC2086
 py=$(${PYTHON:-python3} scripts/bench/train_torch.py $shape "$repeats" | tail -1)
-cargo build -q --release -p dlm-models --example train_bench
+cargo build -q --release -p dlm-train --example train_bench
 # shellcheck disable=SC2086
 rs=$(target/release/examples/train_bench "$dir" $shape "$repeats")
 echo "$py"; echo "$rs"

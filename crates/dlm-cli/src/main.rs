@@ -42,6 +42,7 @@ enum Command {
 }
 
 fn main() {
+    dlm_models::allocator::keep_freed_pages();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

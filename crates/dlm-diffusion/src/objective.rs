@@ -206,21 +206,22 @@ pub fn objective_with(model: &dyn MaskedLm, batch: &TokenBatch, corruption: &Cor
     let h = hidden.dim(D::Minus1)?;
     let index = Tensor::from_vec(plan.index, m, device)?;
     let selected = hidden.reshape((2 * b * s, h))?.index_select(&index, 0)?; // [M, h]
-    let logits = model.project(&selected)?.to_dtype(DType::F32)?; // [M, V]
-    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?; // [M, V]
-    let targets = Tensor::from_slice(&plan.targets, (m, 1), device)?;
-    let ce = logp.gather(&targets, 1)?.squeeze(1)?.neg()?; // [M]
+    let logits = model.project(&selected)?; // [M, V], the model's dtype
+    let targets = Tensor::from_slice(&plan.targets, m, device)?;
+    // Per token: −log p(target), −mean_V log p, argmax; one fused pass over the logits.
+    let terms = dlm_models::cross_entropy(&logits, &targets)?; // [M, 3] f32
+    let ce = terms.narrow(1, 0, 1)?.squeeze(1)?; // [M]
     let nll = (ce * Tensor::from_vec(plan.nll, m, device)?)?.sum_all()?; // []
     let eps = cfg.label_smoothing;
     let loss = if eps > 0.0 {
-        let ent = logp.mean(D::Minus1)?.neg()?; // [M]: -mean_V log p
+        let ent = terms.narrow(1, 1, 1)?.squeeze(1)?; // [M]: -mean_V log p
         let smooth = (ent * Tensor::from_vec(plan.smooth, m, device)?)?.sum_all()?;
         ((&nll * (1.0 - eps))? + (smooth * eps)?)?
     } else {
         nll.clone()
     };
-    let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-    let correct = predicted.iter().zip(&plan.targets).filter(|(p, t)| p == t).count();
+    let predicted = terms.narrow(1, 2, 1)?.squeeze(1)?.to_vec1::<f32>()?;
+    let correct = predicted.iter().zip(&plan.targets).filter(|(&p, &t)| p as u32 == t).count();
     let metrics = ObjectiveMetrics {
         loss: loss.to_scalar::<f32>()? as f64,
         nll: nll.to_scalar::<f32>()? as f64,

@@ -28,6 +28,7 @@ fn bench(dir: &std::path::Path, dtype: DType, repeats: usize) -> dlm_models::Res
 }
 
 fn main() -> dlm_models::Result<()> {
+    dlm_models::allocator::keep_freed_pages();
     let args: Vec<String> = std::env::args().collect();
     let dir = std::path::PathBuf::from(args.get(1).map(String::as_str).unwrap_or("/tmp/dlm-bench-bert-base"));
     let repeats = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(5);

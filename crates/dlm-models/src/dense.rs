@@ -22,6 +22,16 @@ impl Dense {
         affine(x, &self.weight, &self.bias)
     }
 
+    /// `x · Wᵀ` without the bias (for the fused sublayers that add it themselves):
+    /// [..., in] → [..., out]
+    pub fn product(&self, x: &Tensor) -> Result<Tensor> {
+        product(x, &self.weight)
+    }
+
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
     /// `x`: [..., in] → [..., Σ out] = the outputs of `layers` side by side.
     pub fn forward_cat(layers: &[&Dense], x: &Tensor) -> Result<Tensor> {
         let weight = Tensor::cat(&layers.iter().map(|l| &l.weight).collect::<Vec<_>>(), 0)?; // [Σ out, in]
@@ -32,9 +42,14 @@ impl Dense {
 
 /// `x [..., in] · weight [out, in]ᵀ + bias [out]`
 fn affine(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    product(x, weight)?.broadcast_add(bias)
+}
+
+/// `x [..., in] · weight [out, in]ᵀ`, as one 2-D product over all leading dims.
+fn product(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     let dims = x.dims();
     let (inp, rows) = (dims[dims.len() - 1], x.elem_count() / dims[dims.len() - 1].max(1));
-    let y = kernels::matmul(&x.reshape((rows, inp))?, &weight.t()?)?.broadcast_add(bias)?; // [rows, out]
+    let y = kernels::matmul(&x.reshape((rows, inp))?, &weight.t()?)?; // [rows, out]
     let mut out = dims.to_vec();
     *out.last_mut().expect("rank >= 1") = weight.dim(0)?;
     y.reshape(out)

@@ -2,9 +2,10 @@
 //! LayerNorm) and post-LN transformer layers with full bidirectional attention over the
 //! non-padding positions. BERT, RoBERTa and XLM-R share this code; they differ only in
 //! where position ids start (RoBERTa/XLM-R: `padding_idx + 1`, pads keep `padding_idx`).
-//! Q, K and V are one matrix product (`Dense::forward_cat`); the 1/√d scale is applied to
-//! Q rather than to the scores; matrix products go through `kernels::matmul` (see
-//! docs/performance.md).
+//! Q, K and V are one matrix product (`Dense::forward_cat`); matrix products go through
+//! `kernels::matmul`; the elementwise sublayers (scale + mask + softmax + dropout,
+//! bias + GELU, bias + dropout + residual + LayerNorm) are the fused ops of `norm`
+//! (see docs/performance.md).
 
 use crate::config::{Activation, Config, Family};
 use crate::dense::Dense;
@@ -14,7 +15,7 @@ use crate::kernels;
 use crate::names;
 use crate::params::ParamBuilder;
 use candle_core::{DType, Module, Tensor};
-use crate::norm::{Norm, softmax_last_dim};
+use crate::norm::{Norm, attention_probs, bias_act};
 use candle_nn::Embedding;
 
 fn linear(pb: &ParamBuilder, family: Family, prefix: &str, out: usize, inp: usize) -> Result<Dense> {
@@ -30,15 +31,7 @@ fn layer_norm(pb: &ParamBuilder, family: Family, prefix: &str, size: usize, eps:
     let b = names::encoder(family, &format!("{prefix}.bias"));
     let weight = pb.load(&w.canonical, &w.candidates, &[size])?;
     let bias = pb.load(&b.canonical, &b.candidates, &[size])?;
-    Ok(Norm::new(weight, bias, eps, pb.trainable))
-}
-
-pub(crate) fn activate(act: Activation, x: &Tensor) -> candle_core::Result<Tensor> {
-    match act {
-        Activation::Gelu => x.gelu_erf(),
-        Activation::GeluTanh => x.gelu(),
-        Activation::Relu => x.relu(),
-    }
+    Ok(Norm::new(weight, bias, eps))
 }
 
 pub(crate) struct Embeddings {
@@ -93,8 +86,8 @@ impl Embeddings {
         let hidden = self.word.dims()[1];
         let word = Embedding::new(self.word.clone(), hidden).forward(ids)?;
         let position = Embedding::new(self.position.clone(), hidden).forward(&positions)?;
-        let x = (word + position)?.broadcast_add(&self.token_type)?;
-        drop.apply(&self.norm.forward(&x)?, self.dropout)
+        let x = self.norm.forward_add(&word, Some(&self.token_type), Some(&position), None)?;
+        Ok(drop.apply(&x, self.dropout)?)
     }
 }
 
@@ -108,8 +101,6 @@ pub(crate) struct Layer {
     output: Dense,
     output_norm: Norm,
     heads: usize,
-    /// Trainable: use the ops that keep the autograd graph (see `norm`).
-    differentiable: bool,
     act: Activation,
     hidden_dropout: f64,
     attention_dropout: f64,
@@ -129,7 +120,6 @@ impl Layer {
             output: linear(pb, family, &p("output.dense"), h, f)?,
             output_norm: layer_norm(pb, family, &p("output.LayerNorm"), h, eps)?,
             heads: c.num_attention_heads,
-            differentiable: pb.trainable,
             act: c.hidden_act,
             hidden_dropout: c.hidden_dropout_prob,
             attention_dropout: c.attention_probs_dropout_prob,
@@ -143,16 +133,14 @@ impl Layer {
         let qkv = Dense::forward_cat(&[&self.query, &self.key, &self.value], x)?; // [b, s, 3h]
         // [b, s, 3h] → [b, heads, s, d]; strided views (copied only where the matmul needs it)
         let part = |i: usize| qkv.narrow(2, i * h, h)?.reshape((b, s, self.heads, d))?.transpose(1, 2);
-        let q = (part(0)? * (1.0 / (d as f64).sqrt()))?;
-        let scores = kernels::strided_matmul(&q, &part(1)?.t()?)?; // [b, heads, s, s]
-        let probs = softmax_last_dim(&scores.broadcast_add(bias)?, self.differentiable)?;
-        let probs = drop.apply(&probs, self.attention_dropout)?;
+        let scores = kernels::strided_matmul(&part(0)?, &part(1)?.t()?)?; // [b, heads, s, s]
+        let probs = attention_probs(&scores, bias, 1.0 / (d as f64).sqrt(), drop.mask(self.attention_dropout))?;
         let context = kernels::strided_matmul(&probs, &part(2)?)?.transpose(1, 2)?.reshape((b, s, h))?; // [b, s, h]
-        let attended = drop.apply(&self.attention_out.forward(&context)?, self.hidden_dropout)?;
-        let x = self.attention_norm.forward(&(attended + x)?)?;
-        let inner = activate(self.act, &self.intermediate.forward(&x)?)?; // [b, s, ffn]
-        let out = drop.apply(&self.output.forward(&inner)?, self.hidden_dropout)?;
-        Ok(self.output_norm.forward(&(out + x)?)?)
+        let out = self.attention_out.product(&context)?;
+        let x = self.attention_norm.forward_add(&out, Some(self.attention_out.bias()), Some(x), drop.mask(self.hidden_dropout))?;
+        let inner = bias_act(self.act, &self.intermediate.product(&x)?, self.intermediate.bias())?; // [b, s, ffn]
+        let out = self.output.product(&inner)?;
+        Ok(self.output_norm.forward_add(&out, Some(self.output.bias()), Some(&x), drop.mask(self.hidden_dropout))?)
     }
 }
 

@@ -4,12 +4,11 @@
 
 use crate::config::{Activation, Config, Family};
 use crate::dense::Dense;
-use crate::encoder::activate;
 use crate::error::Result;
 use crate::names::{self, HeadPart};
 use crate::params::ParamBuilder;
 use candle_core::Tensor;
-use crate::norm::Norm;
+use crate::norm::{Norm, bias_act};
 
 pub(crate) struct MlmHead {
     dense: Dense,
@@ -32,7 +31,7 @@ impl MlmHead {
             pb.load(&n.canonical, &n.candidates, shape)
         };
         let dense = Dense::new(get(HeadPart::DenseWeight, &[h, h])?, get(HeadPart::DenseBias, &[h])?);
-        let norm = Norm::new(get(HeadPart::NormWeight, &[h])?, get(HeadPart::NormBias, &[h])?, c.layer_norm_eps, pb.trainable);
+        let norm = Norm::new(get(HeadPart::NormWeight, &[h])?, get(HeadPart::NormBias, &[h])?, c.layer_norm_eps);
         let weight = if c.tie_word_embeddings { word.clone() } else { get(HeadPart::DecoderWeight, &[v, h])? };
         let decoder = Dense::new(weight, get(HeadPart::DecoderBias, &[v])?);
         Ok(MlmHead { dense, norm, decoder, act: head_activation(family, c) })
@@ -40,7 +39,7 @@ impl MlmHead {
 
     /// `hidden`: [..., hidden] → logits [..., vocab]
     pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
-        let x = activate(self.act, &self.dense.forward(hidden)?)?;
+        let x = bias_act(self.act, &self.dense.product(hidden)?, self.dense.bias())?; // [..., hidden]
         Ok(self.decoder.forward(&self.norm.forward(&x)?)?)
     }
 }

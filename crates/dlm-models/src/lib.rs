@@ -2,6 +2,7 @@
 //! HuggingFace checkpoints and computing what `transformers` computes; the [`MaskedLm`]
 //! trait that diffusion, sampling and evaluation are written against.
 
+pub mod allocator;
 mod backbone;
 mod config;
 mod dense;
@@ -21,5 +22,6 @@ pub use backbone::{Backbone, LoadOptions, ParamCounts};
 pub use config::{Activation, Config, Family};
 pub use fill_mask::{Prediction, fill_mask};
 pub use error::{ModelError, Result};
+pub use kernels::{AdamWStep, adamw_step, cross_entropy};
 pub use masked_lm::MaskedLm;
 pub use params::Params;

@@ -1,65 +1,109 @@
-//! LayerNorm and softmax that keep the autograd graph when training. candle-nn's fused
-//! `layer_norm` and `softmax_last_dim` are applied without a backward pass
-//! (`apply_op*_no_bwd`), so gradients silently stop at them; a trainable model uses the
-//! composed (differentiable) forms instead, an inference model the fused kernels.
+//! The encoder's elementwise sublayers, each one fused CPU kernel with a backward pass
+//! (`kernels`), or on other devices and dtypes the same maths composed from candle ops
+//! (which keep the autograd graph too; candle-nn's own fused `layer_norm` and
+//! `softmax_last_dim` have no backward, so they are never used here):
+//! - [`Norm::forward_add`]: `LayerNorm(dropout(x + x_bias) + residual)`;
+//! - [`bias_act`]: `act(x + bias)`;
+//! - [`attention_probs`]: `dropout(softmax(scale·scores + mask))`.
 
+use crate::config::Activation;
+use crate::kernels::{self, AddNorm, BiasGelu, DropMask, MaskedSoftmax};
 use candle_core::{D, DType, Result, Tensor};
+
+/// Whether the fused CPU kernels apply to `t`.
+fn fused(t: &Tensor) -> bool {
+    t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::BF16) && kernels::fused_enabled()
+}
 
 /// LayerNorm over the last dimension with weight and bias.
 pub(crate) struct Norm {
     weight: Tensor, // [hidden]
     bias: Tensor,   // [hidden]
     eps: f64,
-    differentiable: bool,
 }
 
 impl Norm {
-    pub fn new(weight: Tensor, bias: Tensor, eps: f64, differentiable: bool) -> Norm {
-        Norm { weight, bias, eps, differentiable }
+    pub fn new(weight: Tensor, bias: Tensor, eps: f64) -> Norm {
+        Norm { weight, bias, eps }
     }
 
     /// `x`: [..., hidden] → same shape; statistics in f32 whatever the dtype.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if !self.differentiable && x.is_contiguous() {
-            return candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps as f32);
+        self.forward_add(x, None, None, None)
+    }
+
+    /// `LayerNorm(drop(x + x_bias) + residual)`; `x`, `residual`: [..., hidden],
+    /// `x_bias`: [hidden].
+    pub fn forward_add(&self, x: &Tensor, x_bias: Option<&Tensor>, residual: Option<&Tensor>, drop: Option<DropMask>) -> Result<Tensor> {
+        if fused(x) { self.fused_add(x, x_bias, residual, drop) } else { self.plain_add(x, x_bias, residual, drop) }
+    }
+
+    fn fused_add(&self, x: &Tensor, x_bias: Option<&Tensor>, residual: Option<&Tensor>, drop: Option<DropMask>) -> Result<Tensor> {
+        {
+            let zeros;
+            let x_bias = match x_bias {
+                Some(b) => b,
+                None => {
+                    zeros = self.bias.zeros_like()?;
+                    &zeros
+                }
+            };
+            let params = Tensor::stack(&[x_bias, &self.weight, &self.bias], 0)?; // [3, hidden]
+            AddNorm { eps: self.eps as f32, drop }.forward(x, residual, &params)
         }
-        let dtype = x.dtype();
-        let x = x.to_dtype(DType::F32)?;
-        let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+    }
+
+    fn plain_add(&self, x: &Tensor, x_bias: Option<&Tensor>, residual: Option<&Tensor>, drop: Option<DropMask>) -> Result<Tensor> {
+        let mut s = match x_bias {
+            Some(b) => x.broadcast_add(b)?,
+            None => x.clone(),
+        };
+        if let Some(d) = drop {
+            s = d.apply(&s)?;
+        }
+        if let Some(r) = residual {
+            s = (s + r)?;
+        }
+        let dtype = s.dtype();
+        let s = s.to_dtype(DType::F32)?;
+        let centred = s.broadcast_sub(&s.mean_keepdim(D::Minus1)?)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?.to_dtype(dtype)?;
         normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
     }
 }
 
-/// Softmax over the last dimension.
-pub(crate) fn softmax_last_dim(x: &Tensor, differentiable: bool) -> Result<Tensor> {
-    if differentiable { candle_nn::ops::softmax(x, D::Minus1) } else { candle_nn::ops::softmax_last_dim(x) }
+/// `act(x + bias)`; `x`: [..., f], `bias`: [f].
+pub(crate) fn bias_act(act: Activation, x: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if act == Activation::Gelu && fused(x) { BiasGelu::forward(x, bias) } else { plain_bias_act(act, x, bias) }
+}
+
+fn plain_bias_act(act: Activation, x: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let z = x.broadcast_add(bias)?;
+    match act {
+        Activation::Gelu => z.gelu_erf(),
+        Activation::GeluTanh => z.gelu(),
+        Activation::Relu => z.relu(),
+    }
+}
+
+/// `drop(softmax(scale·scores + mask))`; `scores`: [b, heads, q, k], `mask`: additive,
+/// [b, 1, 1 or q, k].
+pub(crate) fn attention_probs(scores: &Tensor, mask: &Tensor, scale: f64, drop: Option<DropMask>) -> Result<Tensor> {
+    if fused(scores) {
+        MaskedSoftmax { scale: scale as f32, drop }.forward(scores, mask)
+    } else {
+        plain_attention_probs(scores, mask, scale, drop)
+    }
+}
+
+fn plain_attention_probs(scores: &Tensor, mask: &Tensor, scale: f64, drop: Option<DropMask>) -> Result<Tensor> {
+    let probs = candle_nn::ops::softmax(&(scores * scale)?.broadcast_add(mask)?, D::Minus1)?;
+    match drop {
+        Some(d) => d.apply(&probs),
+        None => Ok(probs),
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_core::{Device, Var};
-
-    #[test]
-    fn both_paths_agree_and_the_composed_one_has_gradients() {
-        let dev = Device::Cpu;
-        let x = Var::from_tensor(&Tensor::new(&[[1f32, 2., 4., 9.], [0., -1., 3., 0.5]], &dev).unwrap()).unwrap();
-        let w = Tensor::new(&[1f32, 0.5, 2., -1.], &dev).unwrap();
-        let b = Tensor::new(&[0f32, 0.1, -0.2, 0.3], &dev).unwrap();
-        let fused = Norm::new(w.clone(), b.clone(), 1e-5, false).forward(x.as_tensor()).unwrap();
-        let composed = Norm::new(w, b, 1e-5, true).forward(x.as_tensor()).unwrap();
-        let d = (&fused - &composed).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert!(d < 1e-5, "{d}");
-        // d/dx of sum(LayerNorm(x) * [1, 0, 0, 0]): non-zero, and the fused path has none.
-        let pick = Tensor::new(&[1f32, 0., 0., 0.], &dev).unwrap();
-        let grads = composed.broadcast_mul(&pick).unwrap().sum_all().unwrap().backward().unwrap();
-        assert!(grads.get(x.as_tensor()).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.1);
-        let grads = fused.broadcast_mul(&pick).unwrap().sum_all().unwrap().backward().unwrap();
-        assert!(grads.get(x.as_tensor()).is_none(), "candle's fused layer_norm has no backward");
-        let s = Tensor::new(&[[1f32, 2., 3.]], &dev).unwrap();
-        let d = (softmax_last_dim(&s, true).unwrap() - softmax_last_dim(&s, false).unwrap()).unwrap();
-        assert!(d.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() < 1e-6);
-    }
-}
+mod tests;

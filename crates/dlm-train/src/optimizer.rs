@@ -9,11 +9,15 @@
 //!
 //! When the model computes in bf16, `p` is an f32 *master* copy kept here and the model's
 //! variable receives `p` rounded to bf16 after each update. Gradients arrive in the
-//! model's dtype and are upcast; parameters without a gradient are left untouched.
+//! model's dtype and are upcast; parameters without a gradient are left untouched. Each
+//! parameter's state is one flat f32 tensor `[m; v; master?]`, updated on the CPU in
+//! place together with the parameter in one pass (`dlm_models::adamw_step`); on other
+//! devices by the same maths in candle ops.
 //! [`clip_grad_norm`] scales gradients to a maximum global L2 norm.
 
 use crate::error::{Result, TrainError};
 use candle_core::{DType, Tensor, Var};
+use dlm_models::{AdamWStep, adamw_step};
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -26,10 +30,20 @@ pub struct AdamWConfig {
 struct Slot {
     name: String,
     var: Var,
-    /// f32 copy of the parameter when the variable is not f32.
-    master: Option<Tensor>,
-    m: Tensor,
-    v: Tensor,
+    /// `[2, n]` f32 (m, v) for an f32 variable; `[3, n]` (m, v, f32 master copy of the
+    /// parameter) otherwise.
+    state: Tensor,
+}
+
+impl Slot {
+    fn has_master(&self) -> bool {
+        self.state.dim(0).is_ok_and(|k| k == 3)
+    }
+
+    /// Row `i` of the state in the parameter's shape.
+    fn row(&self, i: usize) -> Result<Tensor> {
+        Ok(self.state.get(i)?.reshape(self.var.shape())?)
+    }
 }
 
 pub struct AdamW {
@@ -46,18 +60,14 @@ impl AdamW {
             .into_iter()
             .map(|(name, var)| {
                 let t = var.as_tensor();
-                let master = (t.dtype() != DType::F32)
-                    .then(|| t.to_dtype(DType::F32))
-                    .transpose()?;
-                let m = Tensor::zeros(t.shape(), DType::F32, t.device())?;
-                let v = m.clone();
-                Ok(Slot {
-                    name,
-                    var,
-                    master,
-                    m,
-                    v,
-                })
+                let n = t.elem_count();
+                let zeros = Tensor::zeros((2, n), DType::F32, t.device())?;
+                let state = if t.dtype() == DType::F32 {
+                    zeros
+                } else {
+                    Tensor::cat(&[zeros, t.to_dtype(DType::F32)?.reshape((1, n))?], 0)?
+                };
+                Ok(Slot { name, var, state })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(AdamW {
@@ -90,40 +100,49 @@ impl AdamW {
         let t = self.steps as i32;
         let step_size = lr * (1.0 - b2.powi(t)).sqrt() / (1.0 - b1.powi(t));
         let decay = 1.0 - lr * self.cfg.weight_decay;
+        let step = AdamWStep {
+            beta1: b1 as f32,
+            beta2: b2 as f32,
+            eps: self.cfg.eps as f32,
+            step_size: step_size as f32,
+            decay: decay as f32,
+        };
         for (slot, grad) in self.slots.iter_mut().zip(grads) {
             let Some(g) = grad else { continue };
-            let g = g.to_dtype(DType::F32)?;
-            slot.m = ((&slot.m * b1)? + (&g * (1.0 - b1))?)?;
-            slot.v = ((&slot.v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
-            let p = match &slot.master {
-                Some(m) => m.clone(),
-                None => slot.var.as_tensor().clone(),
-            };
-            let update = (&slot.m / (slot.v.sqrt()? + self.cfg.eps)?)?;
-            let p = ((p * decay)? - (update * step_size)?)?.detach();
-            match &mut slot.master {
-                Some(master) => {
-                    slot.var.set(&p.to_dtype(slot.var.dtype())?)?;
-                    *master = p;
-                }
-                None => slot.var.set(&p)?,
+            if slot.var.device().is_cpu() {
+                adamw_step(slot.var.as_tensor(), &slot.state, g, step)?;
+                continue;
             }
+            // Other devices: the same update composed from candle ops.
+            let g = g.to_dtype(DType::F32)?.flatten_all()?;
+            let (m, v) = (slot.state.get(0)?, slot.state.get(1)?);
+            let m = ((m * b1)? + (&g * (1.0 - b1))?)?;
+            let v = ((v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+            let p = match slot.has_master() {
+                true => slot.state.get(2)?,
+                false => slot.var.as_tensor().flatten_all()?,
+            };
+            let update = (&m / (v.sqrt()? + self.cfg.eps)?)?;
+            let p = ((p * decay)? - (update * step_size)?)?.detach();
+            slot.var.set(&p.reshape(slot.var.shape())?.to_dtype(slot.var.dtype())?)?;
+            let rows = if slot.has_master() { vec![m, v, p] } else { vec![m, v] };
+            slot.state = Tensor::stack(&rows, 0)?;
         }
         Ok(())
     }
 
     /// Every state tensor by name: `exp_avg.NAME`, `exp_avg_sq.NAME` and, for a model not
     /// in f32, `master.NAME`.
-    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+    pub fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
         let mut out = Vec::with_capacity(3 * self.slots.len());
         for s in &self.slots {
-            out.push((format!("exp_avg.{}", s.name), s.m.clone()));
-            out.push((format!("exp_avg_sq.{}", s.name), s.v.clone()));
-            if let Some(m) = &s.master {
-                out.push((format!("master.{}", s.name), m.clone()));
+            let kinds: &[&str] = if s.has_master() { &["exp_avg", "exp_avg_sq", "master"] } else { &["exp_avg", "exp_avg_sq"] };
+            for (i, kind) in kinds.iter().enumerate() {
+                // A copy: the state itself keeps changing in place.
+                out.push((format!("{kind}.{}", s.name), s.row(i)?.copy()?));
             }
         }
-        out
+        Ok(out)
     }
 
     /// Restores the state written by [`AdamW::state_tensors`] after `steps` updates; the
@@ -144,13 +163,13 @@ impl AdamW {
                 }
                 Ok(t.to_dtype(DType::F32)?.to_device(s.var.device())?)
             };
-            s.m = get("exp_avg")?;
-            s.v = get("exp_avg_sq")?;
-            if s.master.is_some() {
+            let mut rows = vec![get("exp_avg")?.flatten_all()?, get("exp_avg_sq")?.flatten_all()?];
+            if s.has_master() {
                 let master = get("master")?;
                 s.var.set(&master.to_dtype(s.var.dtype())?)?;
-                s.master = Some(master);
+                rows.push(master.flatten_all()?);
             }
+            s.state = Tensor::stack(&rows, 0)?;
         }
         self.steps = steps;
         Ok(())
@@ -261,13 +280,13 @@ mod tests {
                 .unwrap(),
             vec![1.0]
         );
-        let state: HashMap<String, Tensor> = opt.state_tensors().into_iter().collect();
+        let state: HashMap<String, Tensor> = opt.state_tensors().unwrap().into_iter().collect();
         let master = state["master.w"].to_vec1::<f32>().unwrap()[0];
         assert!((master - 0.9999).abs() < 1e-6, "{master}");
         let mut fresh = AdamW::new(vec![("w".into(), var(&[5.0], DType::BF16))], cfg).unwrap();
         fresh.load_state(&state, 1).unwrap();
         assert_eq!(
-            fresh.state_tensors()[2].1.to_vec1::<f32>().unwrap(),
+            fresh.state_tensors().unwrap()[2].1.to_vec1::<f32>().unwrap(),
             vec![master]
         );
     }

@@ -324,7 +324,7 @@ impl Trainer {
             let path = dir.join(RUN_CONFIG);
             std::fs::write(&path, &toml).map_err(|e| TrainError::io(&path, e))?;
             let tensors: std::collections::HashMap<String, Tensor> =
-                opt.state_tensors().into_iter().collect();
+                opt.state_tensors()?.into_iter().collect();
             let path = dir.join(STATE_TENSORS);
             candle_core::safetensors::save(&tensors, &path).map_err(|e| TrainError::BadCheckpoint {
                 path,

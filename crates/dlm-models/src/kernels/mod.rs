@@ -1,10 +1,40 @@
 //! CPU kernels behind the encoder's hot operations, each equal to the plain candle
-//! computation up to the order of floating-point additions (tests below and in
-//! `tests/kernels.rs`): a bf16 matrix product on AVX512-BF16 (`bf16_gemm`), usable with
-//! autodiff through a candle custom op whose backward pass is two more such products.
+//! computation up to the order of floating-point additions (tests below, in `norm`'s
+//! tests and in `tests/kernels.rs`), each a candle custom op with a backward pass:
+//! - a bf16 matrix product on AVX512-BF16 (`bf16_gemm`), whose backward pass is two more
+//!   such products;
+//! - fused elementwise sublayers, one read and one write each way, vectorised for the
+//!   CPU's widest ISA at run time (`vector`): bias + dropout + residual + LayerNorm
+//!   (`add_norm`), bias + erf GELU (`gelu`), scale + mask + softmax + dropout
+//!   (`softmax`), counter-based dropout (`dropout`), vocabulary cross-entropy
+//!   (`cross_entropy`); and AdamW as one in-place pass over a parameter and its state
+//!   (`adamw`).
+//!
+//! `DLM_FUSED=0` in the environment turns the fused elementwise kernels off (the composed
+//! candle forms run instead), for before/after measurements.
 
+mod adamw;
+mod add_norm;
 #[cfg(target_arch = "x86_64")]
 mod bf16_gemm;
+mod cross_entropy;
+mod dropout;
+mod gelu;
+mod softmax;
+mod vector;
+
+pub use adamw::{AdamWStep, adamw_step};
+pub(crate) use add_norm::AddNorm;
+pub use cross_entropy::cross_entropy;
+pub(crate) use dropout::DropMask;
+pub(crate) use gelu::BiasGelu;
+pub(crate) use softmax::MaskedSoftmax;
+
+/// Whether the fused elementwise kernels are on (`DLM_FUSED` unset or not `0`).
+pub(crate) fn fused_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("DLM_FUSED").map_or(true, |v| v != "0"))
+}
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
