@@ -5,9 +5,13 @@
 //! threshold to its maximum (32 MiB) and never trimming the heap makes freed buffers
 //! reusable without page faults.
 
-/// Tells glibc's malloc to keep freed pages (a no-op on other C libraries). Call once,
-/// early in `main`, before large allocations.
+/// Tells glibc's malloc to keep freed pages (a no-op on other C libraries, and when
+/// `DLM_KEEP_PAGES=0`, for before/after measurements). Call once, early in `main`,
+/// before large allocations.
 pub fn keep_freed_pages() {
+    if std::env::var("DLM_KEEP_PAGES").is_ok_and(|v| v == "0") {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tunables; both values are in range.
     unsafe {

@@ -42,7 +42,7 @@ impl Dense {
 
 /// `x [..., in] · weight [out, in]ᵀ + bias [out]`
 fn affine(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    product(x, weight)?.broadcast_add(bias)
+    crate::elementwise::bias_add(&product(x, weight)?, bias)
 }
 
 /// `x [..., in] · weight [out, in]ᵀ`, as one 2-D product over all leading dims.

@@ -15,7 +15,7 @@ use crate::kernels;
 use crate::names;
 use crate::params::ParamBuilder;
 use candle_core::{DType, Module, Tensor};
-use crate::norm::{Norm, attention_probs, bias_act};
+use crate::elementwise::{Norm, attention_probs, bias_act};
 use candle_nn::Embedding;
 
 fn linear(pb: &ParamBuilder, family: Family, prefix: &str, out: usize, inp: usize) -> Result<Dense> {

@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::names::{self, HeadPart};
 use crate::params::ParamBuilder;
 use candle_core::Tensor;
-use crate::norm::{Norm, bias_act};
+use crate::elementwise::{Norm, bias_act};
 
 pub(crate) struct MlmHead {
     dense: Dense,

@@ -7,6 +7,7 @@ mod backbone;
 mod config;
 mod dense;
 mod dropout;
+mod elementwise;
 mod encoder;
 mod error;
 mod fill_mask;
@@ -14,7 +15,6 @@ mod head;
 mod kernels;
 mod masked_lm;
 mod names;
-mod norm;
 mod params;
 mod weights;
 

@@ -1,12 +1,12 @@
 //! CPU kernels behind the encoder's hot operations, each equal to the plain candle
-//! computation up to the order of floating-point additions (tests below, in `norm`'s
+//! computation up to the order of floating-point additions (tests below, in `elementwise`'s
 //! tests and in `tests/kernels.rs`), each a candle custom op with a backward pass:
 //! - a bf16 matrix product on AVX512-BF16 (`bf16_gemm`), whose backward pass is two more
 //!   such products;
 //! - fused elementwise sublayers, one read and one write each way, vectorised for the
 //!   CPU's widest ISA at run time (`vector`): bias + dropout + residual + LayerNorm
 //!   (`add_norm`), bias + erf GELU (`gelu`), scale + mask + softmax + dropout
-//!   (`softmax`), counter-based dropout (`dropout`), vocabulary cross-entropy
+//!   (`softmax`), bias add (`bias_add`), counter-based dropout (`dropout`), vocabulary cross-entropy
 //!   (`cross_entropy`); and AdamW as one in-place pass over a parameter and its state
 //!   (`adamw`).
 //!
@@ -17,6 +17,7 @@ mod adamw;
 mod add_norm;
 #[cfg(target_arch = "x86_64")]
 mod bf16_gemm;
+mod bias_add;
 mod cross_entropy;
 mod dropout;
 mod gelu;
@@ -25,6 +26,7 @@ mod vector;
 
 pub use adamw::{AdamWStep, adamw_step};
 pub(crate) use add_norm::AddNorm;
+pub(crate) use bias_add::BiasAdd;
 pub use cross_entropy::cross_entropy;
 pub(crate) use dropout::DropMask;
 pub(crate) use gelu::BiasGelu;

@@ -4,10 +4,11 @@
 //! `softmax_last_dim` have no backward, so they are never used here):
 //! - [`Norm::forward_add`]: `LayerNorm(dropout(x + x_bias) + residual)`;
 //! - [`bias_act`]: `act(x + bias)`;
-//! - [`attention_probs`]: `dropout(softmax(scale·scores + mask))`.
+//! - [`attention_probs`]: `dropout(softmax(scale·scores + mask))`;
+//! - [`bias_add`]: `x + bias`.
 
 use crate::config::Activation;
-use crate::kernels::{self, AddNorm, BiasGelu, DropMask, MaskedSoftmax};
+use crate::kernels::{self, AddNorm, BiasAdd, BiasGelu, DropMask, MaskedSoftmax};
 use candle_core::{D, DType, Result, Tensor};
 
 /// Whether the fused CPU kernels apply to `t`.
@@ -71,6 +72,11 @@ impl Norm {
         let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?.to_dtype(dtype)?;
         normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
     }
+}
+
+/// `x + bias`; `x`: [..., n], `bias`: [n].
+pub(crate) fn bias_add(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if fused(x) { BiasAdd::forward(x, bias) } else { x.broadcast_add(bias) }
 }
 
 /// `act(x + bias)`; `x`: [..., f], `bias`: [f].

@@ -77,6 +77,14 @@ fn add_norm_equals_composed() {
 }
 
 #[test]
+fn bias_add_equals_composed() {
+    check("bias-add", |dtype, fused| {
+        let (x, b) = (var(&[4, 7, 45], 11, dtype), var(&[45], 12, dtype));
+        value_and_grads(&[&x, &b], || if fused { BiasAdd::forward(&x, &b) } else { x.broadcast_add(&b) }.unwrap())
+    });
+}
+
+#[test]
 fn bias_gelu_equals_composed() {
     check("bias-gelu", |dtype, fused| {
         let (x, b) = (var(&[3, 11, 53], 6, dtype), var(&[53], 7, dtype));
