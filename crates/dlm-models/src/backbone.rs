@@ -10,7 +10,7 @@ use crate::dropout::Dropout;
 use crate::encoder::{Embeddings, Layer, attention_bias};
 use crate::error::{ModelError, Result};
 use crate::head::MlmHead;
-use crate::masked_lm::MaskedLm;
+use crate::masked_lm::{Argmax, MaskedLm, composed_project_argmax};
 use crate::names::{self, HeadPart};
 use crate::params::{Init, ParamBuilder, Params};
 use crate::weights::Weights;
@@ -274,6 +274,15 @@ impl MaskedLm for Backbone {
 
     fn project(&self, hidden: &Tensor) -> Result<Tensor> {
         self.head.forward(hidden)
+    }
+
+    /// On the CPU, the fused head (`kernels::vocab_reduce`): no `[rows, vocab]` logits.
+    fn project_argmax(&self, hidden: &Tensor, excluded: u32) -> Result<Vec<Argmax>> {
+        if !self.opts.device.is_cpu() {
+            return composed_project_argmax(self, hidden, excluded);
+        }
+        let best = self.head.project_argmax(hidden, excluded)?;
+        Ok(best.into_iter().map(|(token, logp)| Argmax { token, logp }).collect())
     }
 
     fn vocab_size(&self) -> usize {

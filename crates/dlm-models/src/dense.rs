@@ -17,6 +17,10 @@ impl Dense {
         Dense { weight, bias }
     }
 
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
     /// `x`: [..., in] → [..., out]
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         affine(x, &self.weight, &self.bias)

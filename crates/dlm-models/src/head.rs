@@ -1,10 +1,13 @@
 //! The MLM head (SPEC §1): dense → activation → LayerNorm → decoder with bias. The decoder
 //! weight is the word-embedding matrix when tied (the default) and its own tensor when not
-//! (e.g. after vocabulary pruning); the decoder bias always exists.
+//! (e.g. after vocabulary pruning); the decoder bias always exists. Greedy decoding takes
+//! the fused path: the transform as usual, then the decoder reduced block by block to the
+//! argmax and log-probability per row (`kernels::vocab_reduce`), never writing the logits.
 
 use crate::config::{Activation, Config, Family};
 use crate::dense::Dense;
 use crate::error::Result;
+use crate::kernels::vocab_reduce;
 use crate::names::{self, HeadPart};
 use crate::params::ParamBuilder;
 use candle_core::Tensor;
@@ -39,8 +42,20 @@ impl MlmHead {
 
     /// `hidden`: [..., hidden] → logits [..., vocab]
     pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(self.decoder.forward(&self.transform(hidden)?)?)
+    }
+
+    /// `hidden`: [rows, hidden] → per row `(argmax, log p)` of the log-softmax of the
+    /// logits with the id `excluded` forbidden (CPU, f32 or bf16).
+    pub fn project_argmax(&self, hidden: &Tensor, excluded: u32) -> Result<Vec<(u32, f32)>> {
+        let x = self.transform(hidden)?; // [rows, hidden]
+        Ok(vocab_reduce::project_argmax(&x, self.decoder.weight(), self.decoder.bias(), excluded)?)
+    }
+
+    /// dense → activation → LayerNorm: [..., hidden] → [..., hidden]
+    fn transform(&self, hidden: &Tensor) -> Result<Tensor> {
         let x = bias_act(self.act, &self.dense.product(hidden)?, self.dense.bias())?; // [..., hidden]
-        Ok(self.decoder.forward(&self.norm.forward(&x)?)?)
+        Ok(self.norm.forward(&x)?)
     }
 }
 

@@ -23,5 +23,5 @@ pub use config::{Activation, Config, Family};
 pub use fill_mask::{Prediction, fill_mask};
 pub use error::{ModelError, Result};
 pub use kernels::{AdamWStep, adamw_step, cross_entropy};
-pub use masked_lm::MaskedLm;
+pub use masked_lm::{Argmax, MaskedLm, composed_project_argmax};
 pub use params::Params;

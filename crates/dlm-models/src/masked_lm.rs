@@ -1,9 +1,28 @@
 //! The narrow interface between backbones and everything above them (diffusion objective,
 //! samplers, length predictor, evaluation). Written against this trait, never against a
 //! concrete model, so that new backbones plug in without touching the layers above.
+//!
+//! Greedy decoding needs only the best token and its log-probability per position, so
+//! [`MaskedLm::project_argmax`] answers exactly that. Its default is the composed path
+//! ([`composed_project_argmax`]: logits → f32 → `log_softmax` with one id forbidden →
+//! argmax and max); a backbone may override it with a fused kernel that never writes the
+//! `[rows, vocab]` logits, and must then return the same tokens (ties included) and the
+//! same log-probabilities up to the order of the f32 additions in the log-sum-exp.
 
 use crate::error::Result;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{D, DType, Device, Tensor};
+
+/// Rows projected at once (bounds the composed path's `[rows, vocab]` buffers). A fused
+/// override must chunk rows the same way to reproduce the logits bitwise: the GEMM takes
+/// another path for a single row.
+pub(crate) const PROJECT_ROWS: usize = 256;
+
+/// The most likely token at one position and its log-probability.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Argmax {
+    pub token: u32,
+    pub logp: f32,
+}
 
 /// A bidirectional masked language model used as a diffusion denoiser (SPEC §1): full
 /// attention over the whole sequence, no timestep input, logits from its own MLM head.
@@ -22,6 +41,20 @@ pub trait MaskedLm {
         self.project(&self.encode(ids, attention_mask)?)
     }
 
+    /// `log_softmax` over the vocabulary of the projection of `hidden` `[rows, hidden]`,
+    /// in f32, with the id `excluded` forbidden (its logit −∞, e.g. `<mask>` when
+    /// sampling): `[rows, vocab]`.
+    fn project_log_probs(&self, hidden: &Tensor, excluded: u32) -> Result<Tensor> {
+        log_probs_excluding(&self.project(hidden)?, excluded)
+    }
+
+    /// Per row of `hidden` `[rows, hidden]`: the argmax of
+    /// [`MaskedLm::project_log_probs`] (the first of equal values, as candle's `argmax`)
+    /// and its log-probability. The default is [`composed_project_argmax`].
+    fn project_argmax(&self, hidden: &Tensor, excluded: u32) -> Result<Vec<Argmax>> {
+        composed_project_argmax(self, hidden, excluded)
+    }
+
     /// Width of the output vocabulary (the number of logits per position).
     fn vocab_size(&self) -> usize;
     /// Width of the hidden states returned by [`MaskedLm::encode`].
@@ -32,4 +65,28 @@ pub trait MaskedLm {
     fn device(&self) -> &Device;
     /// The dtype activations are computed in (f32 or bf16).
     fn dtype(&self) -> DType;
+}
+
+/// [`MaskedLm::project_argmax`] composed from [`MaskedLm::project_log_probs`],
+/// [`PROJECT_ROWS`] rows at a time: the reference every fused override is tested against.
+pub fn composed_project_argmax<M: MaskedLm + ?Sized>(model: &M, hidden: &Tensor, excluded: u32) -> Result<Vec<Argmax>> {
+    let rows = hidden.dim(0)?;
+    let mut out = Vec::with_capacity(rows);
+    for start in (0..rows).step_by(PROJECT_ROWS) {
+        let chunk = hidden.narrow(0, start, PROJECT_ROWS.min(rows - start))?;
+        let logp = model.project_log_probs(&chunk, excluded)?; // [len, V]
+        let tokens = logp.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        let scores = logp.max(D::Minus1)?.to_vec1::<f32>()?;
+        out.extend(tokens.into_iter().zip(scores).map(|(token, logp)| Argmax { token, logp }));
+    }
+    Ok(out)
+}
+
+/// `log_softmax(logits + bias)` in f32, the bias 0 everywhere and −∞ at `excluded`:
+/// `logits` `[rows, vocab]` → `[rows, vocab]`.
+pub(crate) fn log_probs_excluding(logits: &Tensor, excluded: u32) -> Result<Tensor> {
+    let v = logits.dim(D::Minus1)?;
+    let bias: Vec<f32> = (0..v).map(|i| if i == excluded as usize { f32::NEG_INFINITY } else { 0.0 }).collect();
+    let bias = Tensor::from_vec(bias, v, logits.device())?; // [V]
+    Ok(candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?.broadcast_add(&bias)?, D::Minus1)?)
 }

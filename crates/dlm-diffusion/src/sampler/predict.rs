@@ -1,12 +1,15 @@
 //! One denoiser call (SPEC §4.1): run the model on the canvases, project only at the
 //! requested generation positions, forbid `<mask>` (its logit set to −∞), take
 //! `log_softmax`, and read off `(token, log p)` per position by argmax or by sampling.
+//! Argmax decoding asks the model for just that ([`MaskedLm::project_argmax`]: the fused
+//! projection of the backbone writes no `[positions, vocab]` logits); sampling needs the
+//! whole distribution and projects [`PROJECT_CHUNK`] positions at a time. The only data
+//! that cross to the host per step are the chosen tokens and their log-probabilities.
 
 use super::config::Decoding;
 use crate::batch::ids_and_attention;
 use crate::error::{DiffusionError, Result};
-use candle_core::{D, DType, Tensor};
-use candle_nn::ops::log_softmax;
+use candle_core::{D, Tensor};
 use dlm_models::MaskedLm;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -25,15 +28,15 @@ pub(crate) trait Predictor {
     fn predict(&mut self, rows: &[&[u32]], positions: &[Vec<usize>], rng: &mut ChaCha8Rng) -> Result<Vec<Vec<Prediction>>>;
 }
 
-/// Positions projected through the vocabulary at once (bounds the `[n, V]` buffer).
+/// Positions projected through the vocabulary at once when sampling (bounds the `[n, V]`
+/// buffer).
 const PROJECT_CHUNK: usize = 256;
 
 pub(crate) struct ModelPredictor<'a> {
     model: &'a dyn MaskedLm,
     pad: u32,
+    mask: u32,
     decoding: Decoding,
-    /// `[V]` f32: 0 everywhere, −∞ at `<mask>`.
-    mask_bias: Tensor,
 }
 
 impl<'a> ModelPredictor<'a> {
@@ -42,10 +45,7 @@ impl<'a> ModelPredictor<'a> {
         if mask as usize >= v {
             return Err(DiffusionError::InvalidConfig(format!("<mask> id {mask} is outside the model's vocabulary of {v}")));
         }
-        let mut bias = vec![0f32; v];
-        bias[mask as usize] = f32::NEG_INFINITY;
-        let mask_bias = Tensor::from_vec(bias, v, model.device())?;
-        Ok(ModelPredictor { model, pad, decoding, mask_bias })
+        Ok(ModelPredictor { model, pad, mask, decoding })
     }
 }
 
@@ -73,25 +73,25 @@ impl Predictor for ModelPredictor<'_> {
             .collect();
         let index = Tensor::from_vec(flat, total, device)?;
         let selected = hidden.reshape((b * seq, h))?.index_select(&index, 0)?; // [n, h]
-        let mut out = Vec::with_capacity(total);
-        for start in (0..total).step_by(PROJECT_CHUNK) {
-            let len = PROJECT_CHUNK.min(total - start);
-            let logits = self.model.project(&selected.narrow(0, start, len)?)?.to_dtype(DType::F32)?; // [len, V]
-            let logp = log_softmax(&logits.broadcast_add(&self.mask_bias)?, D::Minus1)?; // [len, V]
-            match self.decoding {
-                Decoding::Argmax => {
-                    let tokens = logp.argmax(D::Minus1)?.to_vec1::<u32>()?;
-                    let scores = logp.max(D::Minus1)?.to_vec1::<f32>()?;
-                    out.extend(tokens.into_iter().zip(scores).map(|(token, logp)| Prediction { token, logp }));
-                }
-                Decoding::Sample { temperature } => {
-                    for row in logp.to_vec2::<f32>()? {
+        let out: Vec<Prediction> = match self.decoding {
+            Decoding::Argmax => self
+                .model
+                .project_argmax(&selected, self.mask)?
+                .into_iter()
+                .map(|a| Prediction { token: a.token, logp: a.logp })
+                .collect(),
+            Decoding::Sample { temperature } => {
+                let mut out = Vec::with_capacity(total);
+                for start in (0..total).step_by(PROJECT_CHUNK) {
+                    let rows = selected.narrow(0, start, PROJECT_CHUNK.min(total - start))?;
+                    for row in self.model.project_log_probs(&rows, self.mask)?.to_vec2::<f32>()? {
                         let token = sample_index(&row, temperature, rng);
                         out.push(Prediction { token: token as u32, logp: row[token] });
                     }
                 }
+                out
             }
-        }
+        };
         let mut it = out.into_iter();
         Ok(positions.iter().map(|ps| it.by_ref().take(ps.len()).collect()).collect())
     }

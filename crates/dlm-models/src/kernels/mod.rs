@@ -23,6 +23,7 @@ mod dropout;
 mod gelu;
 mod softmax;
 mod vector;
+pub(crate) mod vocab_reduce;
 
 pub use adamw::{AdamWStep, adamw_step};
 pub(crate) use add_norm::AddNorm;

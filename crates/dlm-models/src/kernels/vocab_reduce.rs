@@ -1,0 +1,290 @@
+//! The vocabulary projection fused with greedy decoding: per row of `x` `[rows, hidden]`,
+//! the argmax and the log-probability of `log_softmax(x · Wᵀ + b)` over the vocabulary
+//! with one id excluded, without ever writing the `[rows, vocab]` logits.
+//!
+//! The decoder GEMM runs in blocks of about [`BLOCK`] vocabulary columns through the same
+//! product as the plain path ([`kernels::matmul`] on a narrowed `[block, hidden]` view of
+//! the weight), on the same row chunks ([`PROJECT_ROWS`]), so each logit is the same dot
+//! product in the same K order: bitwise the plain logit. (The f32 GEMM picks other K
+//! blockings for products under 65 columns or 257 elements and a GEMV for one row, so
+//! the blocks are made equal in size, never narrower than `BLOCK / 2`, and the rows are
+//! chunked exactly as the plain path chunks them.) Each block's logits + decoder bias
+//! (rounded to bf16 first when the model runs in bf16, as the plain path's bf16 add does)
+//! are reduced at once, in f32 and in parallel over rows, into a running max and a sum of `exp(x − max)` rescaled when
+//! the max grows (the online log-sum-exp). Memory is `PROJECT_ROWS × BLOCK` f32 (4 MiB).
+//!
+//! Ties follow the plain path exactly: it picks the first index whose *log-probability*
+//! `fl(fl(x − m) − L)` equals the maximum `−L` (`m` the max logit, `L = ln Σ exp(x − m)`),
+//! and rounding by `− L` can tie logits that differ by less than an ulp of `L`. So each row
+//! also keeps, in index order, the logits within [`NEAR`] of its running max that beat
+//! every earlier one kept (a handful at most); the winner is the first of them whose
+//! log-probability rounds to `−L`. Only `L` itself differs from the plain path's, in the
+//! order of its additions (16 lanes per block, blocks summed in f64).
+//!
+//! The block max and `Σ exp` run over 16 f32 lanes with the branch-free `vector::exp`,
+//! in the copy of the row loop that [`vectorised`] compiled for the CPU's widest ISA;
+//! every copy computes the same lanes in the same order, so results do not depend on it.
+
+use super::vector::{self, Elem, exp, vectorised};
+use crate::kernels;
+use crate::masked_lm::PROJECT_ROWS;
+use candle_core::{DType, Result, Tensor};
+use half::bf16;
+use rayon::prelude::*;
+
+/// Vocabulary columns per GEMM block, at most.
+const BLOCK: usize = 4096;
+/// How far below the max a logit may still tie with it once `L ≤ ln vocab < 32` is
+/// subtracted in f32 (ulp(32⁻) = 2⁻¹⁹, with a factor 2 to spare).
+const NEAR: f32 = 1.0 / 262_144.0;
+/// f32 lanes per accumulator (one AVX-512 register, two AVX2 registers).
+const LANES: usize = 16;
+
+/// Per row of `x` `[rows, h]`: `(argmax, log p)` of `log_softmax(x · weightᵀ + bias)` with
+/// column `excluded` forbidden. `weight` `[vocab, h]`, `bias` `[vocab]`; CPU tensors of
+/// the dtype of `x` (f32 or bf16).
+pub(crate) fn project_argmax(x: &Tensor, weight: &Tensor, bias: &Tensor, excluded: u32) -> Result<Vec<(u32, f32)>> {
+    let (n, h) = x.dims2()?;
+    let (v, hw) = weight.dims2()?;
+    if hw != h || bias.dims() != [v] || v == 0 {
+        candle_core::bail!(
+            "vocab-reduce: x {:?}, weight {:?}, bias {:?} do not fit (expected [n, h], [vocab ≥ 1, h], [vocab])",
+            x.dims(),
+            weight.dims(),
+            bias.dims()
+        )
+    }
+    let bias: Vec<f32> = bias.to_dtype(DType::F32)?.to_vec1()?;
+    match x.dtype() {
+        DType::F32 => reduce::<f32>(x, weight, &bias, excluded),
+        DType::BF16 => reduce::<bf16>(x, weight, &bias, excluded),
+        dtype => candle_core::bail!("vocab-reduce: dtype {dtype:?}, expected f32 or bf16"),
+    }
+}
+
+/// [`project_argmax`] for logits of element type `E`; `bias` `[vocab]` in f32.
+fn reduce<E: Elem>(x: &Tensor, weight: &Tensor, bias: &[f32], excluded: u32) -> Result<Vec<(u32, f32)>> {
+    let (n, v) = (x.dim(0)?, bias.len());
+    let mut out = Vec::with_capacity(n);
+    let mut buf = vec![0f32; PROJECT_ROWS.min(n) * BLOCK.min(v)];
+    for r0 in (0..n).step_by(PROJECT_ROWS) {
+        let rows = PROJECT_ROWS.min(n - r0);
+        let xr = x.narrow(0, r0, rows)?; // [rows, h]
+        let mut states = vec![RowReduction::new(); rows];
+        for (c0, cols) in blocks(v) {
+            let logits = kernels::matmul(&xr, &weight.narrow(0, c0, cols)?.t()?)?; // [rows, cols]
+            let block_bias = &bias[c0..c0 + cols];
+            let skip = (excluded as usize).checked_sub(c0).filter(|&e| e < cols);
+            vector::with_elems::<E, _>(&logits, "vocab-reduce", |logits| {
+                let per_task = vector::rows_per_task(rows, cols);
+                let tasks = states.par_iter_mut().zip(buf.par_chunks_mut(cols)).enumerate().with_min_len(per_task);
+                tasks.for_each(|(i, (state, row))| {
+                    vectorised(|| state.push(&logits[i * cols..(i + 1) * cols], block_bias, skip, row, c0))
+                });
+                Ok(())
+            })?;
+        }
+        out.extend(states.iter().map(RowReduction::finish));
+    }
+    Ok(out)
+}
+
+/// `(first column, columns)` of the vocabulary blocks: `⌈v / BLOCK⌉` blocks of equal size
+/// (±1), so none is narrow.
+fn blocks(v: usize) -> impl Iterator<Item = (usize, usize)> {
+    let count = v.div_ceil(BLOCK).max(1);
+    (0..count).map(move |i| (i * v / count, (i + 1) * v / count - i * v / count))
+}
+
+/// One row's running reduction over the vocabulary blocks seen so far.
+#[derive(Clone, Debug)]
+struct RowReduction {
+    /// The largest logit (NaN ignored, as candle's `max` does past the first column).
+    max: f32,
+    /// `Σ exp(x − max)`.
+    sum: f64,
+    /// `(column, logit)` within [`NEAR`] of `max`, each larger than all earlier ones.
+    near: Vec<(u32, f32)>,
+}
+
+impl RowReduction {
+    fn new() -> RowReduction {
+        RowReduction { max: f32::NEG_INFINITY, sum: 0.0, near: Vec::new() }
+    }
+
+    /// Folds in the logits `logits + bias` of columns `c0..c0 + logits.len()` (column
+    /// `c0 + skip` forbidden), rounded to `E` as the plain path's bias add rounds them,
+    /// using `row` as scratch.
+    #[inline(always)]
+    fn push<E: Elem>(&mut self, logits: &[E], bias: &[f32], skip: Option<usize>, row: &mut [f32], c0: usize) {
+        let row = &mut row[..logits.len()];
+        for ((y, l), &b) in row.iter_mut().zip(logits).zip(bias) {
+            *y = E::put(l.get() + b).get();
+        }
+        if let Some(e) = skip {
+            row[e] = f32::NEG_INFINITY;
+        }
+        let block_max = max_lanes(row);
+        if block_max > self.max {
+            if self.sum != 0.0 {
+                self.sum *= ((self.max - block_max) as f64).exp();
+            }
+            self.max = block_max;
+            let m = block_max;
+            self.near.retain(|&(_, x)| x - m >= -NEAR);
+        }
+        if self.max == f32::NEG_INFINITY {
+            return; // nothing but −∞ (or NaN) so far: no term of the sum yet
+        }
+        if block_max - self.max >= -NEAR {
+            for (j, &x) in row.iter().enumerate() {
+                if x - self.max >= -NEAR && self.near.last().is_none_or(|&(_, best)| x > best) {
+                    self.near.push(((c0 + j) as u32, x));
+                }
+            }
+        }
+        self.sum += sum_exp_lanes(row, self.max) as f64;
+    }
+
+    /// `(token, log p)`: the first column whose log-probability equals the largest, `−L`.
+    fn finish(&self) -> (u32, f32) {
+        let l = self.sum.ln() as f32;
+        let top = -l; // fl(fl(m − m) − L)
+        self.near.iter().find(|&&(_, x)| (x - self.max) - l == top).map_or((0, f32::NAN), |&(i, _)| (i, top))
+    }
+}
+
+/// Largest value of `xs` (NaN ignored; −∞ when there is none).
+#[inline(always)]
+fn max_lanes(xs: &[f32]) -> f32 {
+    let bigger = |a: f32, b: f32| if b > a { b } else { a };
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = bigger(*a, x);
+        }
+    }
+    tail.iter().chain(&acc).fold(f32::NEG_INFINITY, |a, &x| bigger(a, x))
+}
+
+/// `Σ exp(x − m)` over 16 lanes, then the lanes and the tail in order.
+#[inline(always)]
+fn sum_exp_lanes(xs: &[f32], m: f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += exp(x - m);
+        }
+    }
+    tail.iter().map(|&x| exp(x - m)).chain(acc).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::masked_lm::log_probs_excluding;
+    use candle_core::{D, Device};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// `[rows, cols]` values uniform in ±`scale`, in `dtype`.
+    fn random(shape: (usize, usize), scale: f32, seed: u64, dtype: DType) -> Tensor {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let v: Vec<f32> = (0..shape.0 * shape.1).map(|_| rng.random_range(-scale..scale)).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
+    }
+
+    /// The plain path: full logits in the model's dtype, then `log_softmax` → argmax, max.
+    fn plain(x: &Tensor, w: &Tensor, b: &Tensor, excluded: u32) -> Vec<(u32, f32)> {
+        let logits = kernels::matmul(x, &w.t().unwrap()).unwrap().broadcast_add(b).unwrap();
+        let logp = log_probs_excluding(&logits, excluded).unwrap();
+        let tokens = logp.argmax(D::Minus1).unwrap().to_vec1::<u32>().unwrap();
+        tokens.into_iter().zip(logp.max(D::Minus1).unwrap().to_vec1::<f32>().unwrap()).collect()
+    }
+
+    fn assert_same(fused: &[(u32, f32)], plain: &[(u32, f32)], what: &str) {
+        assert_eq!(fused.len(), plain.len());
+        for (i, (f, p)) in fused.iter().zip(plain).enumerate() {
+            assert_eq!(f.0, p.0, "{what}: row {i}: token");
+            assert!((f.1 - p.1).abs() <= 1e-5, "{what}: row {i}: log p {} vs {}", f.1, p.1);
+        }
+    }
+
+    /// Narrowing the weight to the kernel's blocks gives bitwise the columns of the full
+    /// product, for one row (GEMV), a few rows and a chunk of rows.
+    #[test]
+    fn block_products_are_bitwise_the_full_product() {
+        for dtype in [DType::F32, DType::BF16] {
+            for (rows, v) in [(1, 9_000), (2, 4097), (37, 10_000), (PROJECT_ROWS, 8_500)] {
+                let (x, w) = (random((rows, 96), 1.0, 1, dtype), random((v, 96), 1.0, 2, dtype));
+                let full = kernels::matmul(&x, &w.t().unwrap()).unwrap().to_dtype(DType::F32).unwrap();
+                let split: Vec<(usize, usize)> = blocks(v).collect();
+                assert!(split.len() > 1 && split.iter().all(|&(_, cols)| cols >= BLOCK / 2));
+                assert_eq!(split.iter().map(|&(_, cols)| cols).sum::<usize>(), v);
+                for (c0, cols) in split {
+                    let block = kernels::matmul(&x, &w.narrow(0, c0, cols).unwrap().t().unwrap()).unwrap();
+                    let bits = |t: &Tensor| -> Vec<u32> {
+                        let t = t.to_dtype(DType::F32).unwrap().flatten_all().unwrap();
+                        t.to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()
+                    };
+                    let same = bits(&block) == bits(&full.narrow(1, c0, cols).unwrap());
+                    assert!(same, "{dtype:?}, {rows} rows: block {c0}+{cols} differs from the full product");
+                }
+            }
+        }
+    }
+
+    /// A vocabulary of 50,000 (blocks do not divide it), 37 rows, the excluded id in the
+    /// first, a middle and the last block, and on the argmax itself: tokens identical,
+    /// log p within 1e-5, in f32 and in bf16.
+    #[test]
+    fn equals_the_plain_path_on_a_real_sized_vocabulary() {
+        let (n, h, v) = (37, 64, 50_000);
+        for dtype in [DType::F32, DType::BF16] {
+            let x = random((n, h), 1.0, 4, dtype);
+            let w = random((v, h), 0.5, 5, dtype);
+            let b = random((1, v), 0.5, 6, dtype).squeeze(0).unwrap();
+            let first_winner = plain(&x, &w, &b, u32::MAX)[0].0;
+            for excluded in [3, 20_000, 49_999, first_winner] {
+                let fused = project_argmax(&x, &w, &b, excluded).unwrap();
+                assert_same(&fused, &plain(&x, &w, &b, excluded), &format!("{dtype:?}, excluded {excluded}"));
+                assert!(fused.iter().all(|&(t, _)| t != excluded));
+            }
+        }
+    }
+
+    /// Exact ties (duplicated weight rows, across blocks) go to the first column, as
+    /// candle's `argmax` does; so do logits an ulp apart that `− L` rounds to one value.
+    #[test]
+    fn ties_go_to_the_first_column_like_the_plain_path() {
+        let (n, h, v) = (8, 16, 3 * BLOCK + 100);
+        let x = random((n, h), 1.0, 7, DType::F32);
+        let mut wv = random((v, h), 0.1, 8, DType::F32).flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        // Column 5000 copies column 9000's row (another block) and beats everything else.
+        let strong: Vec<f32> = x.get(0).unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x * 3.0).collect();
+        for c in [5000, 9000] {
+            wv[c * h..(c + 1) * h].copy_from_slice(&strong);
+        }
+        let w = Tensor::from_vec(wv, (v, h), &Device::Cpu).unwrap();
+        let mut bias = vec![0f32; v];
+        // Row-independent near-ties: a logit of exactly 0.5 one ulp above a later 0.5⁻ and
+        // below an earlier 0.5⁻ — all three are ties once log p is rounded.
+        let zero = Tensor::zeros((n, h), DType::F32, &Device::Cpu).unwrap();
+        bias[10] = 0.5f32.next_down();
+        bias[BLOCK + 10] = 0.5;
+        bias[2 * BLOCK + 10] = 0.5f32.next_down();
+        let b = Tensor::new(bias.as_slice(), &Device::Cpu).unwrap();
+        let fused = project_argmax(&x, &w, &b, 0).unwrap();
+        let want = plain(&x, &w, &b, 0);
+        assert_same(&fused, &want, "duplicated rows");
+        assert_eq!(fused[0].0, 5000);
+        let fused = project_argmax(&zero, &w, &b, 0).unwrap();
+        let want = plain(&zero, &w, &b, 0);
+        assert_same(&fused, &want, "near ties");
+        assert_eq!(want[0].0, 10, "the plain path ties an ulp-apart logit after − L");
+    }
+}
