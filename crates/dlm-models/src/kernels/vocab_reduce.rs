@@ -10,8 +10,8 @@
 //! the blocks are made equal in size, never narrower than `BLOCK / 2`, and the rows are
 //! chunked exactly as the plain path chunks them.) Each block's logits + decoder bias
 //! (rounded to bf16 first when the model runs in bf16, as the plain path's bf16 add does)
-//! are reduced at once, in f32 and in parallel over rows, into a running max and a sum of `exp(x − max)` rescaled when
-//! the max grows (the online log-sum-exp). Memory is `PROJECT_ROWS × BLOCK` f32 (4 MiB).
+//! are reduced at once, in f32 and in parallel over rows, into a running max and a sum
+//! of `exp(x − max)` rescaled when the max grows (the online log-sum-exp). Memory is `PROJECT_ROWS × BLOCK` f32 (4 MiB).
 //!
 //! Ties follow the plain path exactly: it picks the first index whose *log-probability*
 //! `fl(fl(x − m) − L)` equals the maximum `−L` (`m` the max logit, `L = ln Σ exp(x − m)`),
