@@ -44,7 +44,7 @@ const LANES: usize = 16;
 /// column `excluded` forbidden. `weight` `[vocab, h]`, `bias` `[vocab]`; CPU tensors of
 /// the dtype of `x` (f32 or bf16).
 pub(crate) fn project_argmax(x: &Tensor, weight: &Tensor, bias: &Tensor, excluded: u32) -> Result<Vec<(u32, f32)>> {
-    let (n, h) = x.dims2()?;
+    let (_, h) = x.dims2()?;
     let (v, hw) = weight.dims2()?;
     if hw != h || bias.dims() != [v] || v == 0 {
         candle_core::bail!(
