@@ -16,14 +16,14 @@ pub(crate) use config::ModernBertConfig;
 
 use crate::config::{Activation, Config, Family};
 use crate::dense::Dense;
+use crate::elementwise::Norm;
 use crate::encoder::attention_bias;
 use crate::error::Result;
 use crate::names::{self, HeadPart, Name};
 use crate::network::Pass;
-use crate::elementwise::Norm;
 use crate::params::ParamBuilder;
 use crate::rotary::Rotary;
-use candle_core::{DType, Module, Tensor};
+use candle_core::{Module, Tensor};
 use candle_nn::Embedding;
 use layer::Layer;
 
@@ -47,20 +47,38 @@ impl Linear {
             Some(b) => b,
             None => Tensor::zeros(weight.dim(0)?, weight.dtype(), weight.device())?,
         };
-        Ok(Linear { dense: Dense::new(weight, bias), has_bias })
+        Ok(Linear {
+            dense: Dense::new(weight, bias),
+            has_bias,
+        })
     }
 
     /// `x`: [..., in] → [..., out]
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if self.has_bias { self.dense.forward(x) } else { self.dense.product(x) }
+        if self.has_bias {
+            self.dense.forward(x)
+        } else {
+            self.dense.product(x)
+        }
     }
 }
 
 /// `prefix.weight` [out, in] (fresh ~ N(0, std)) and, with `bias`, `prefix.bias` [out].
-fn dense(pb: &ParamBuilder, prefix: &str, out: usize, inp: usize, bias: bool, std: f64) -> Result<Linear> {
+fn dense(
+    pb: &ParamBuilder,
+    prefix: &str,
+    out: usize,
+    inp: usize,
+    bias: bool,
+    std: f64,
+) -> Result<Linear> {
     let w = name(&format!("{prefix}.weight"));
     let weight = pb.load_with_std(&w.canonical, &w.candidates, &[out, inp], std)?;
-    let bias = if bias { Some(load(pb, name(&format!("{prefix}.bias")), out)?) } else { None };
+    let bias = if bias {
+        Some(load(pb, name(&format!("{prefix}.bias")), out)?)
+    } else {
+        None
+    };
     Linear::new(weight, bias)
 }
 
