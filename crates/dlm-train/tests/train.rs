@@ -5,9 +5,9 @@
 //! length stage trains on a finetuned checkpoint, and bad inputs fail clearly; the same
 //! for the tiny ModernBERT fixture (diffusion training, pruning, `transformers` reload).
 
+use dlm_data::Tokenizer;
 use dlm_models::{Backbone, LoadOptions, MaskedLm};
 use dlm_train::metrics_log::{METRICS_FILE, Record, read_records};
-use dlm_data::Tokenizer;
 use dlm_train::{RunConfig, TrainError, checkpoint};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -129,24 +129,31 @@ fn diffusion_run_writes_loadable_checkpoints_and_resumes_exactly() {
     assert_eq!(train_losses(split.path()), losses);
 }
 
-#[test]
-fn pruned_vocabulary_round_trips_text_and_shrinks_the_model() {
-    let Some(data) = iwslt() else { return };
-    let cfg = config(
-        &data,
-        &[
-            "train.max_steps=2",
-            "data.prune_vocab=true",
-            "validate.generate=true",
-        ],
-    );
+/// Trains 2 steps with vocabulary pruning (and `sets`); checks that the checkpoint's model
+/// has exactly the kept ids, fewer than the original `vocab`. Returns the run directory
+/// (checkpoint `ckpt-2`), the vocabulary map and the model.
+fn train_pruned(
+    data: &Path,
+    sets: &[&str],
+    vocab: usize,
+) -> (tempfile::TempDir, dlm_data::VocabMap, Backbone) {
+    let mut all = vec!["train.max_steps=2", "data.prune_vocab=true"];
+    all.extend_from_slice(sets);
     let run = tempfile::tempdir().unwrap();
-    dlm_train::train(cfg, run.path(), no_stop(), false).unwrap();
+    dlm_train::train(config(data, &all), run.path(), no_stop(), false).unwrap();
     let ckpt = run.path().join("ckpt-2");
     let map = dlm_data::VocabMap::load(&ckpt).unwrap().unwrap();
     let m = Backbone::load(&ckpt, &LoadOptions::default()).unwrap();
     assert_eq!(m.vocab_size(), map.len());
-    assert!(map.len() < 90, "pruned to {}", map.len());
+    assert!(map.len() < vocab, "pruned to {}", map.len());
+    (run, map, m)
+}
+
+#[test]
+fn pruned_vocabulary_round_trips_text_and_shrinks_the_model() {
+    let Some(data) = iwslt() else { return };
+    let (run, map, m) = train_pruned(&data, &["validate.generate=true"], 90);
+    let ckpt = run.path().join("ckpt-2");
     let original = Tokenizer::from_dir(tiny()).unwrap();
     let pruned = Tokenizer::from_dir(&ckpt).unwrap();
     assert_eq!(pruned.special_tokens().unwrap().pad, 1);
@@ -187,9 +194,23 @@ fn pruned_vocabulary_round_trips_text_and_shrinks_the_model() {
 /// Trains `steps` updates on 8 rows without dropout (a run that can memorise them), with
 /// `sets` on top, and checks that the mean loss of the last 5 steps is below 0.9 × that of
 /// the first 5. Returns the run directory (one checkpoint, at the last step).
-fn train_until_it_learns(data: &Path, steps: usize, sets: &[&str], what: &str) -> tempfile::TempDir {
-    let (max, save) = (format!("train.max_steps={steps}"), format!("train.save_interval={steps}"));
-    let mut all = vec![max.as_str(), save.as_str(), "train.accumulation=1", "data.max_train_rows=8", "train.dropout=false"];
+fn train_until_it_learns(
+    data: &Path,
+    steps: usize,
+    sets: &[&str],
+    what: &str,
+) -> tempfile::TempDir {
+    let (max, save) = (
+        format!("train.max_steps={steps}"),
+        format!("train.save_interval={steps}"),
+    );
+    let mut all = vec![
+        max.as_str(),
+        save.as_str(),
+        "train.accumulation=1",
+        "data.max_train_rows=8",
+        "train.dropout=false",
+    ];
     all.extend_from_slice(sets);
     let run = tempfile::tempdir().unwrap();
     dlm_train::train(config(data, &all), run.path(), no_stop(), false).unwrap();
@@ -220,8 +241,7 @@ fn ar_baseline_learns_and_decodes() {
             true,
         )
         .unwrap();
-    let out =
-        dlm_train::ar_generate(&model, &prefix[..prefix.len() - 1], 10, &special).unwrap();
+    let out = dlm_train::ar_generate(&model, &prefix[..prefix.len() - 1], 10, &special).unwrap();
     assert!(!out.is_empty() && out.len() <= 10);
     assert!(!out.contains(&special.mask));
 }
@@ -481,15 +501,7 @@ fn modernbert_learns_with_the_diffusion_objective_and_reloads_in_transformers() 
 #[test]
 fn pruned_modernbert_reloads_here_and_in_transformers() {
     let Some(data) = iwslt() else { return };
-    let model = modernbert();
-    let cfg = config(&data, &[&model, "train.max_steps=2", "data.prune_vocab=true"]);
-    let run = tempfile::tempdir().unwrap();
-    dlm_train::train(cfg, run.path(), no_stop(), false).unwrap();
-    let ckpt = run.path().join("ckpt-2");
-    let map = dlm_data::VocabMap::load(&ckpt).unwrap().unwrap();
-    let m = Backbone::load(&ckpt, &LoadOptions::default()).unwrap();
-    assert_eq!(m.vocab_size(), map.len());
-    assert!(map.len() < 72, "pruned to {}", map.len());
+    let (run, _, m) = train_pruned(&data, &[&modernbert()], 72);
     assert!(!m.config().tie_word_embeddings);
-    assert_transformers_logits(&ckpt, &[0, 4, 5, 6, 2]);
+    assert_transformers_logits(&run.path().join("ckpt-2"), &[0, 4, 5, 6, 2]);
 }
