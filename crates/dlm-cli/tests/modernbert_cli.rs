@@ -104,10 +104,19 @@ fn fill_mask_and_inspect() {
         "--json",
         "the <mask> to",
     ]);
-    let text = v.to_string();
+    // One mask, three predictions in descending order of their softmax probability.
+    let preds = v["predictions"].as_array().unwrap();
+    assert_eq!(preds.len(), 1, "{v}");
+    let scores: Vec<f64> = preds[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["score"].as_f64().unwrap())
+        .collect();
+    assert_eq!(scores.len(), 3);
     assert!(
-        text.contains("probability") || text.contains("score"),
-        "{text}"
+        scores.windows(2).all(|w| w[0] >= w[1]) && scores[0] <= 1.0 && scores[2] > 0.0,
+        "{scores:?}"
     );
     let i = json(&["inspect", &model, "--json"]);
     assert_eq!(i["model_type"], "modernbert");
