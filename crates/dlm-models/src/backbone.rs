@@ -1,5 +1,5 @@
-//! A BERT-family masked language model: config + encoder + MLM head, implementing
-//! [`MaskedLm`]. `Backbone::load` reads a local HuggingFace directory (`config.json` and
+//! A masked language model of any supported family (BERT, RoBERTa, XLM-R, ModernBERT):
+//! config + body + MLM head (`network`), implementing [`MaskedLm`]. `Backbone::load` reads a local HuggingFace directory (`config.json` and
 //! safetensors or `pytorch_model.bin` weights) in f32 or bf16, optionally as trainable
 //! variables; `init_random` builds the same architecture from scratch (the paper's
 //! "without pretraining" baseline); `prune_vocab` keeps only some vocabulary rows
@@ -7,11 +7,11 @@
 
 use crate::config::{Config, Family};
 use crate::dropout::Dropout;
-use crate::encoder::{Embeddings, Layer, attention_bias};
 use crate::error::{ModelError, Result};
 use crate::head::MlmHead;
 use crate::masked_lm::{Argmax, MaskedLm, composed_project_argmax};
 use crate::names::{self, HeadPart};
+use crate::network::{Arch, Body, Head, Pass};
 use crate::params::{Init, ParamBuilder, Params};
 use crate::weights::Weights;
 use candle_core::{DType, Device, Tensor};
@@ -49,9 +49,8 @@ pub struct Backbone {
     config: Config,
     family: Family,
     dir: PathBuf,
-    embeddings: Embeddings,
-    layers: Vec<Layer>,
-    head: MlmHead,
+    body: Body,
+    head: Head,
     params: Params,
     fresh_head: bool,
     stored_dtype: Option<String>,
@@ -81,14 +80,17 @@ impl Backbone {
                 message: format!("compute dtype {:?} is not supported (expected f32 or bf16)", opts.dtype),
             });
         }
-        let family = config.family(&dir.join("config.json"))?;
+        let config_path = dir.join("config.json");
+        let family = config.family(&config_path)?;
+        let arch = Arch::of(&config, &config_path)?;
         let std = config.extra.get("initializer_range").and_then(|x| x.as_f64()).unwrap_or(0.02);
         let init = Init::new(seed, std, config.pad_id());
+        let init = match &arch {
+            Arch::ModernBert(m) => init.truncated(Some(m.init_cutoff())),
+            Arch::Bert(_) => init,
+        };
         let pb = ParamBuilder::new(weights, init, opts.dtype, opts.device.clone(), opts.trainable);
-        let embeddings = Embeddings::load(&pb, family, &config)?;
-        let layers = (0..config.num_hidden_layers)
-            .map(|i| Layer::load(&pb, family, &config, i))
-            .collect::<Result<Vec<_>>>()?;
+        let body = Body::load(&pb, &arch, &config)?;
         // Only a loaded checkpoint can lack a head; a random model is fresh throughout.
         let fresh_head = weights.is_some() && !MlmHead::present(&pb, family);
         if fresh_head {
@@ -98,8 +100,8 @@ impl Backbone {
             );
             pb.initialise_from_here();
         }
-        let head = MlmHead::load(&pb, family, &config, &embeddings.word)?;
-        let word_name = names::encoder(family, "embeddings.word_embeddings.weight");
+        let head = Head::load(&pb, &arch, &config, body.word())?;
+        let word_name = names::encoder(family, family.word_embeddings());
         let stored_dtype = weights
             .and_then(|w| w.find(&word_name.candidates).and_then(|n| w.dtype_of(n)))
             .map(String::from);
@@ -107,8 +109,7 @@ impl Backbone {
             config,
             family,
             dir: dir.into(),
-            embeddings,
-            layers,
+            body,
             head,
             params: pb.finish(),
             fresh_head,
@@ -119,9 +120,10 @@ impl Backbone {
     }
 
     /// A copy keeping only the vocabulary ids `keep`, in that order (SPEC §6): the rows of
-    /// the word embeddings, of the decoder weight and of the decoder bias are copied into
-    /// smaller, untied layers. The padding id must keep its index (`keep[pad] == pad`) so
-    /// that RoBERTa-style position ids are unchanged.
+    /// the word embeddings, of the decoder weight and of the decoder bias (if the model has
+    /// one) are copied into smaller, untied layers. The padding id must keep its index
+    /// (`keep[pad] == pad`) so that RoBERTa-style position ids are unchanged (and the
+    /// config's `pad_token_id` stays right for every family).
     pub fn prune_vocab(&self, keep: &[u32]) -> Result<Backbone> {
         let invalid = |message: String| ModelError::Invalid { path: self.dir.clone(), message };
         let vocab = self.config.vocab_size;
@@ -139,15 +141,17 @@ impl Backbone {
         let index = Tensor::new(keep, &self.opts.device)?;
         let rows = |t: &Tensor| t.index_select(&index, 0);
         let mut tensors: HashMap<String, Tensor> = self.params.tensors().iter().cloned().collect();
-        let word = names::encoder(self.family, "embeddings.word_embeddings.weight").canonical;
+        let word = names::encoder(self.family, self.family.word_embeddings()).canonical;
         let decoder = names::head(self.family, HeadPart::DecoderWeight).canonical;
         let bias = names::head(self.family, HeadPart::DecoderBias).canonical;
-        let decoder_weight = tensors.get(&decoder).unwrap_or(&self.embeddings.word);
+        let decoder_weight = tensors.get(&decoder).unwrap_or(self.body.word());
         let pruned_decoder = rows(decoder_weight)?;
-        tensors.insert(word.clone(), rows(&self.embeddings.word)?);
+        tensors.insert(word.clone(), rows(self.body.word())?);
         tensors.insert(decoder, pruned_decoder);
-        let pruned_bias = rows(tensors.get(&bias).ok_or_else(|| invalid(format!("no {bias}")))?)?;
-        tensors.insert(bias, pruned_bias);
+        if let Some(b) = tensors.get(&bias) {
+            let pruned_bias = rows(b)?;
+            tensors.insert(bias, pruned_bias);
+        }
         let mut config = self.config.clone();
         config.vocab_size = keep.len();
         config.tie_word_embeddings = false;
@@ -178,7 +182,10 @@ impl Backbone {
         std::fs::rename(&tmp, &weights).map_err(io(&weights))?;
         let config = dir.join("config.json");
         let tmp = dir.join("config.json.tmp");
-        let text = serde_json::to_string_pretty(&self.config)
+        let text = self
+            .config
+            .to_json()
+            .and_then(|v| serde_json::to_string_pretty(&v))
             .map_err(|e| ModelError::Config { path: config.clone(), message: e.to_string() })?;
         std::fs::write(&tmp, text).map_err(io(&tmp))?;
         std::fs::rename(&tmp, &config).map_err(io(&config))
@@ -264,12 +271,8 @@ impl std::fmt::Debug for Backbone {
 impl MaskedLm for Backbone {
     fn encode(&self, ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
         self.check_input(ids, attention_mask)?;
-        let bias = attention_bias(attention_mask, self.opts.dtype, self.opts.causal)?; // [b, 1, 1|s, s]
-        let mut x = self.embeddings.forward(ids, &self.dropout)?; // [b, s, h]
-        for layer in &self.layers {
-            x = layer.forward(&x, &bias, &self.dropout)?;
-        }
-        Ok(x)
+        let pass = Pass { mask: attention_mask, dtype: self.opts.dtype, causal: self.opts.causal, drop: &self.dropout };
+        self.body.forward(ids, &pass) // [b, s, h]
     }
 
     fn project(&self, hidden: &Tensor) -> Result<Tensor> {

@@ -1,6 +1,7 @@
-//! `config.json` of a BERT-family checkpoint, with HuggingFace field names, and the family
-//! (BERT, RoBERTa, XLM-R) it selects. RoBERTa and XLM-R differ from BERT only in the
-//! position-id offset (`padding_idx + 1`), the tensor-name prefix and the head's names.
+//! `config.json` of a checkpoint, with HuggingFace field names, and the family (BERT,
+//! RoBERTa, XLM-R, ModernBERT) it selects. RoBERTa and XLM-R differ from BERT only in the
+//! position-id offset (`padding_idx + 1`), the tensor-name prefix and the head's names;
+//! ModernBERT is its own network, whose own fields `modernbert::ModernBertConfig` reads.
 
 use crate::error::{ModelError, Result};
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,8 @@ pub enum Family {
     Bert,
     Roberta,
     XlmRoberta,
+    /// `ModernBertForMaskedLM`: rotary positions, local/global attention, GeGLU.
+    ModernBert,
 }
 
 impl Family {
@@ -19,11 +22,19 @@ impl Family {
         match self {
             Family::Bert => "bert",
             Family::Roberta | Family::XlmRoberta => "roberta",
+            Family::ModernBert => "model",
         }
     }
     /// Whether position ids start at `padding_idx + 1` (fairseq convention).
     pub fn offset_positions(self) -> bool {
-        !matches!(self, Family::Bert)
+        matches!(self, Family::Roberta | Family::XlmRoberta)
+    }
+    /// The word-embedding matrix, relative to the encoder prefix.
+    pub fn word_embeddings(self) -> &'static str {
+        match self {
+            Family::ModernBert => "embeddings.tok_embeddings.weight",
+            _ => "embeddings.word_embeddings.weight",
+        }
     }
 }
 
@@ -56,8 +67,19 @@ fn default_position_type() -> String {
     "absolute".into()
 }
 
+/// Fields of `Config` that only BERT-style configs have.
+const BERT_ONLY: [&str; 6] = [
+    "hidden_act",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "type_vocab_size",
+    "layer_norm_eps",
+    "position_embedding_type",
+];
+
 /// The fields of HF's `BertConfig`/`RobertaConfig`/`XLMRobertaConfig` that the encoder and
-/// its MLM head use. Unknown fields are kept in `extra` so a saved config round-trips.
+/// its MLM head use, and those all families share (ModernBERT's own are read from `extra`).
+/// Unknown fields are kept in `extra` so a saved config round-trips.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
     pub model_type: String,
@@ -129,24 +151,42 @@ impl Config {
             "bert" => Ok(Family::Bert),
             "roberta" | "camembert" => Ok(Family::Roberta),
             "xlm-roberta" => Ok(Family::XlmRoberta),
+            "modernbert" => Ok(Family::ModernBert),
             other => Err(ModelError::UnknownModelType { path: path.into(), found: other.into() }),
         }
     }
 
-    /// The padding id that positions are offset from (RoBERTa: 1, BERT: 0).
+    /// The padding id that positions are offset from (RoBERTa: 1, BERT: 0; ModernBERT's
+    /// HF default 50283).
     pub fn pad_id(&self) -> u32 {
         self.pad_token_id.unwrap_or(match self.model_type.as_str() {
             "bert" => 0,
+            "modernbert" => 50283,
             _ => 1,
         })
     }
 
-    /// Longest usable sequence: RoBERTa/XLM-R lose `padding_idx + 1` positions (514 → 512).
+    /// Longest usable sequence: RoBERTa/XLM-R lose `padding_idx + 1` positions (514 → 512);
+    /// BERT and ModernBERT (rotary, 8192) use all of them.
     pub fn max_sequence_length(&self) -> usize {
         match self.model_type.as_str() {
-            "bert" => self.max_position_embeddings,
+            "bert" | "modernbert" => self.max_position_embeddings,
             _ => self.max_position_embeddings.saturating_sub(self.pad_id() as usize + 1),
         }
+    }
+
+    /// The JSON written by `Backbone::save`. ModernBERT has no BERT-only fields
+    /// (`hidden_act`, `layer_norm_eps`, ...); their defaults are left out, not invented.
+    pub fn to_json(&self) -> serde_json::Result<serde_json::Value> {
+        let mut value = serde_json::to_value(self)?;
+        if self.model_type == "modernbert"
+            && let Some(map) = value.as_object_mut()
+        {
+            for key in BERT_ONLY {
+                map.remove(key);
+            }
+        }
+        Ok(value)
     }
 
     pub fn head_dim(&self) -> usize {
@@ -172,6 +212,19 @@ mod tests {
         .unwrap();
         assert_eq!(c.max_sequence_length(), 512);
         assert_eq!(c.head_dim(), 64);
+    }
+
+    #[test]
+    fn modernbert_uses_all_8192_positions_and_saves_without_bert_fields() {
+        let c = parse(r#"{"model_type":"modernbert","vocab_size":50368,"hidden_size":768,
+            "num_hidden_layers":22,"num_attention_heads":12,"intermediate_size":1152,
+            "max_position_embeddings":8192,"pad_token_id":50283,"local_attention":128}"#)
+        .unwrap();
+        assert_eq!(c.family(Path::new("config.json")).unwrap(), Family::ModernBert);
+        assert_eq!(c.max_sequence_length(), 8192);
+        let json = c.to_json().unwrap();
+        assert_eq!(json["local_attention"], 128);
+        assert!(BERT_ONLY.iter().all(|k| json.get(k).is_none()), "{json}");
     }
 
     #[test]

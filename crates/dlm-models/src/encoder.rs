@@ -146,19 +146,23 @@ impl Layer {
 
 /// Additive attention bias from a [batch, seq] 0/1 mask: 0 where attended, the dtype's
 /// most negative value at padding (as `transformers` does), shaped [batch, 1, 1, seq];
-/// with `causal`, also at every key after the query: [batch, 1, seq, seq].
-pub(crate) fn attention_bias(mask: &Tensor, dtype: DType, causal: bool) -> Result<Tensor> {
+/// with `causal`, also at every key after the query, and with `window = Some(w)` at every
+/// key more than `w` positions from the query (ModernBERT's local layers): [batch, 1, seq,
+/// seq]. A query that may attend to nothing gets a finite bias everywhere, so its softmax
+/// stays uniform and finite (as in `transformers`).
+pub(crate) fn attention_bias(mask: &Tensor, dtype: DType, causal: bool, window: Option<usize>) -> Result<Tensor> {
     let min = match dtype {
         DType::BF16 => f64::from(half::bf16::MIN),
         DType::F16 => f64::from(half::f16::MIN),
         _ => f64::from(f32::MIN),
     };
     let keep = mask.to_dtype(DType::F32)?.unsqueeze(1)?.unsqueeze(1)?; // [b, 1, 1, s]
-    let keep = if causal {
+    let keep = if causal || window.is_some() {
         let s = mask.dim(1)?;
-        let lower: Vec<f32> = (0..s * s).map(|i| if i % s <= i / s { 1.0 } else { 0.0 }).collect();
-        let lower = Tensor::from_vec(lower, (1, 1, s, s), mask.device())?;
-        keep.broadcast_mul(&lower)? // [b, 1, s, s]
+        let allowed = |q: usize, k: usize| (!causal || k <= q) && window.is_none_or(|w| q.abs_diff(k) <= w);
+        let pairs: Vec<f32> = (0..s * s).map(|i| if allowed(i / s, i % s) { 1.0 } else { 0.0 }).collect();
+        let pairs = Tensor::from_vec(pairs, (1, 1, s, s), mask.device())?;
+        keep.broadcast_mul(&pairs)? // [b, 1, s, s]
     } else {
         keep
     };

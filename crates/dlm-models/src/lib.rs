@@ -1,4 +1,4 @@
-//! BERT-family masked language models (BERT, RoBERTa, XLM-R) on candle, loaded from
+//! Masked language models (BERT, RoBERTa, XLM-R, ModernBERT) on candle, loaded from
 //! HuggingFace checkpoints and computing what `transformers` computes; the [`MaskedLm`]
 //! trait that diffusion, sampling and evaluation are written against.
 
@@ -14,8 +14,11 @@ mod fill_mask;
 mod head;
 mod kernels;
 mod masked_lm;
+mod modernbert;
 mod names;
+mod network;
 mod params;
+mod rotary;
 mod weights;
 
 pub use backbone::{Backbone, LoadOptions, ParamCounts};

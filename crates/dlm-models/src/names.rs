@@ -1,7 +1,7 @@
 //! HuggingFace tensor names. A parameter is registered under the name HF's `*ForMaskedLM`
 //! uses for the family (so saved checkpoints load in `transformers`), and looked up under
-//! every name real checkpoints use: with or without the `bert.`/`roberta.` prefix, and with
-//! the legacy LayerNorm names `gamma`/`beta`.
+//! every name real checkpoints use: with or without the `bert.`/`roberta.`/`model.` prefix,
+//! and with the legacy LayerNorm names `gamma`/`beta`.
 
 use crate::config::Family;
 
@@ -51,8 +51,20 @@ pub(crate) enum HeadPart {
     DecoderBias,
 }
 
-/// A head tensor: BERT's `cls.predictions.*` or RoBERTa's `lm_head.*`, either accepted.
+/// A head tensor: BERT's `cls.predictions.*` or RoBERTa's `lm_head.*`, either accepted;
+/// ModernBERT's `head.*` and `decoder.*`.
 pub(crate) fn head(family: Family, part: HeadPart) -> Name {
+    if family == Family::ModernBert {
+        let name = match part {
+            HeadPart::DenseWeight => "head.dense.weight",
+            HeadPart::DenseBias => "head.dense.bias",
+            HeadPart::NormWeight => "head.norm.weight",
+            HeadPart::NormBias => "head.norm.bias",
+            HeadPart::DecoderWeight => "decoder.weight",
+            HeadPart::DecoderBias => "decoder.bias",
+        };
+        return Name { canonical: name.into(), candidates: vec![name.into()] };
+    }
     let (bert, roberta): (&[&str], &[&str]) = match part {
         HeadPart::DenseWeight => (&["cls.predictions.transform.dense.weight"], &["lm_head.dense.weight"]),
         HeadPart::DenseBias => (&["cls.predictions.transform.dense.bias"], &["lm_head.dense.bias"]),
@@ -66,7 +78,7 @@ pub(crate) fn head(family: Family, part: HeadPart) -> Name {
     };
     let (own, other) = match family {
         Family::Bert => (bert, roberta),
-        Family::Roberta | Family::XlmRoberta => (roberta, bert),
+        Family::Roberta | Family::XlmRoberta | Family::ModernBert => (roberta, bert),
     };
     let candidates: Vec<String> = own.iter().chain(other).map(|s| s.to_string()).collect();
     Name { canonical: candidates[0].clone(), candidates: with_legacy(candidates) }

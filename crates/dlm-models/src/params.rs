@@ -33,33 +33,48 @@ impl Params {
     }
 }
 
-/// How fresh parameters are initialised: as HF's `_init_weights` for BERT-family models.
+/// How fresh parameters are initialised: as HF's `_init_weights` for BERT-family models
+/// (normal) and ModernBERT (normal truncated at ± `cutoff`·std, std per layer role).
 pub(crate) struct Init {
     rng: RefCell<ChaCha8Rng>,
     /// `initializer_range` of the config.
     pub std: f64,
     /// Padding id, whose embedding rows HF zeroes (`padding_idx`).
     pub pad: u32,
+    /// Truncate the normal at ± `cutoff` standard deviations.
+    cutoff: Option<f64>,
 }
 
 impl Init {
     pub fn new(seed: u64, std: f64, pad: u32) -> Init {
-        Init { rng: RefCell::new(ChaCha8Rng::seed_from_u64(seed)), std, pad }
+        Init { rng: RefCell::new(ChaCha8Rng::seed_from_u64(seed)), std, pad, cutoff: None }
     }
 
-    /// LayerNorm weights 1; biases 0; other matrices normal(0, std), with the padding row
-    /// of the word (and RoBERTa position) embeddings zeroed.
-    fn tensor(&self, name: &str, shape: &[usize], device: &Device) -> Result<Tensor> {
+    /// Draws from a normal truncated at ± `cutoff` standard deviations (`None`: untruncated).
+    pub fn truncated(self, cutoff: Option<f64>) -> Init {
+        Init { cutoff, ..self }
+    }
+
+    /// LayerNorm weights 1; biases 0; other matrices normal(0, std) (redrawn outside the
+    /// cutoff), with the padding row of the word (and RoBERTa position) embeddings zeroed.
+    fn tensor(&self, name: &str, shape: &[usize], std: f64, device: &Device) -> Result<Tensor> {
         let n: usize = shape.iter().product();
-        let is_norm = name.contains("LayerNorm") || name.contains("layer_norm");
+        let is_norm = name.contains("LayerNorm") || name.contains("layer_norm") || name.contains("norm.");
         let values: Vec<f32> = if is_norm && name.ends_with(".weight") {
             vec![1.0; n]
         } else if name.ends_with("bias") {
             vec![0.0; n]
         } else {
-            let normal = Normal::new(0.0, self.std as f32).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            let normal = Normal::new(0.0, std as f32).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            let bound = self.cutoff.map_or(f32::INFINITY, |c| (c * std) as f32);
             let mut rng = self.rng.borrow_mut();
-            let mut v: Vec<f32> = (0..n).map(|_| normal.sample(&mut *rng)).collect();
+            let mut draw = || loop {
+                let x: f32 = normal.sample(&mut *rng);
+                if x.abs() <= bound {
+                    return x;
+                }
+            };
+            let mut v: Vec<f32> = (0..n).map(|_| draw()).collect();
             let padded = name.ends_with("word_embeddings.weight")
                 || (name.starts_with("roberta.") && name.ends_with("position_embeddings.weight"));
             if padded && shape.len() == 2 && (self.pad as usize) < shape[0] {
@@ -90,6 +105,11 @@ impl<'a> ParamBuilder<'a> {
         ParamBuilder { weights, init, fresh, dtype, device, trainable, params: RefCell::default() }
     }
 
+    /// `initializer_range` of the config.
+    pub fn std(&self) -> f64 {
+        self.init.std
+    }
+
     /// Initialise (rather than load) the parameters built from now on.
     pub fn initialise_from_here(&self) {
         self.fresh.set(true);
@@ -103,9 +123,14 @@ impl<'a> ParamBuilder<'a> {
     /// Loads the first present of `candidates` (HF names), or initialises the parameter,
     /// and registers it as `name`.
     pub fn load(&self, name: &str, candidates: &[String], shape: &[usize]) -> Result<Tensor> {
+        self.load_with_std(name, candidates, shape, self.init.std)
+    }
+
+    /// [`ParamBuilder::load`], initialising a fresh matrix with standard deviation `std`.
+    pub fn load_with_std(&self, name: &str, candidates: &[String], shape: &[usize], std: f64) -> Result<Tensor> {
         let t = match self.weights {
             Some(w) if !self.fresh.get() => w.load(candidates, shape, &self.device)?,
-            _ => self.init.tensor(name, shape, &self.device)?,
+            _ => self.init.tensor(name, shape, std, &self.device)?,
         };
         let t = t.to_dtype(self.dtype)?;
         let t = if self.trainable {

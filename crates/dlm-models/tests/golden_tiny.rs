@@ -1,14 +1,24 @@
 //! Logits and hidden states of tiny random checkpoints of every family (BERT tied, BERT with
 //! legacy gamma/beta names and no prefix, BERT untied from a PyTorch pickle, RoBERTa from
-//! sharded safetensors with a left-padded row, XLM-R untied with its own decoder bias)
-//! equal those of `transformers` on padded batches.
-//! Fixtures: scripts/reference/make_tiny_models.py.
+//! sharded safetensors with a left-padded row, XLM-R untied with its own decoder bias,
+//! ModernBERT bias-free and tied, ModernBERT with every bias but the decoder's, untied,
+//! with a left-padded row; both with sequences long enough for the sliding window) equal
+//! those of `transformers` on padded batches.
+//! Fixtures: scripts/reference/make_tiny_models.py, scripts/reference/make_tiny_modernbert.py.
 
 use candle_core::{DType, Device, Tensor};
 use dlm_models::{Backbone, LoadOptions, MaskedLm};
 use std::path::PathBuf;
 
-const MODELS: [&str; 5] = ["tiny-bert", "tiny-bert-legacy", "tiny-bert-untied-bin", "tiny-roberta", "tiny-xlmr"];
+const MODELS: [&str; 7] = [
+    "tiny-bert",
+    "tiny-bert-legacy",
+    "tiny-bert-untied-bin",
+    "tiny-roberta",
+    "tiny-xlmr",
+    "tiny-modernbert",
+    "tiny-modernbert-biased",
+];
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)

@@ -1,5 +1,6 @@
 //! What training needs from a backbone: save → load round trip, seeded dropout, causal
-//! attention, random initialisation, vocabulary pruning (SPEC §6).
+//! attention, random initialisation, vocabulary pruning (SPEC §6); ModernBERT's own rules
+//! are in `modernbert.rs`.
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use dlm_models::{Backbone, LoadOptions, MaskedLm};
@@ -21,7 +22,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 
 #[test]
 fn save_then_load_gives_identical_logits() {
-    for name in ["tiny-xlmr", "tiny-bert", "tiny-roberta"] {
+    for name in ["tiny-xlmr", "tiny-bert", "tiny-roberta", "tiny-modernbert", "tiny-modernbert-biased"] {
         let model = Backbone::load(&tiny(name), &LoadOptions::default()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         model.save(dir.path()).unwrap();
@@ -55,18 +56,21 @@ fn dropout_is_seeded_and_off_by_default() {
 
 #[test]
 fn causal_attention_ignores_later_tokens() {
-    let opts = LoadOptions { causal: true, ..LoadOptions::default() };
-    let model = Backbone::load(&tiny("tiny-xlmr"), &opts).unwrap();
-    let a = Tensor::new(&[[0u32, 5, 9, 17, 40, 2]], &Device::Cpu).unwrap();
-    let b = Tensor::new(&[[0u32, 5, 9, 60, 61, 2]], &Device::Cpu).unwrap();
-    let mask = a.ones_like().unwrap();
-    let (la, lb) = (model.logits(&a, &mask).unwrap(), model.logits(&b, &mask).unwrap());
-    // Positions 0..3 see only tokens 0..3, which agree; position 3 onwards differ.
-    assert_eq!(max_diff(&la.i((.., ..3)).unwrap(), &lb.i((.., ..3)).unwrap()), 0.0);
-    assert!(max_diff(&la.i((.., 3..)).unwrap(), &lb.i((.., 3..)).unwrap()) > 1e-3);
-    // The bidirectional model does see later tokens.
-    let bi = Backbone::load(&tiny("tiny-xlmr"), &LoadOptions::default()).unwrap();
-    assert!(max_diff(&bi.logits(&a, &mask).unwrap().i((.., ..3)).unwrap(), &bi.logits(&b, &mask).unwrap().i((.., ..3)).unwrap()) > 1e-3);
+    for name in ["tiny-xlmr", "tiny-modernbert"] {
+        let opts = LoadOptions { causal: true, ..LoadOptions::default() };
+        let model = Backbone::load(&tiny(name), &opts).unwrap();
+        let a = Tensor::new(&[[0u32, 5, 9, 17, 40, 2]], &Device::Cpu).unwrap();
+        let b = Tensor::new(&[[0u32, 5, 9, 60, 61, 2]], &Device::Cpu).unwrap();
+        let mask = a.ones_like().unwrap();
+        let (la, lb) = (model.logits(&a, &mask).unwrap(), model.logits(&b, &mask).unwrap());
+        // Positions 0..3 see only tokens 0..3, which agree; position 3 onwards differ.
+        assert_eq!(max_diff(&la.i((.., ..3)).unwrap(), &lb.i((.., ..3)).unwrap()), 0.0, "{name}");
+        assert!(max_diff(&la.i((.., 3..)).unwrap(), &lb.i((.., 3..)).unwrap()) > 1e-3, "{name}");
+        // The bidirectional model does see later tokens.
+        let bi = Backbone::load(&tiny(name), &LoadOptions::default()).unwrap();
+        let (ba, bb) = (bi.logits(&a, &mask).unwrap(), bi.logits(&b, &mask).unwrap());
+        assert!(max_diff(&ba.i((.., ..3)).unwrap(), &bb.i((.., ..3)).unwrap()) > 1e-3, "{name}");
+    }
 }
 
 #[test]
@@ -91,7 +95,7 @@ fn random_init_is_seeded_and_follows_hf_rules() {
 
 #[test]
 fn pruned_model_gives_the_kept_columns_of_the_full_logits() {
-    for name in ["tiny-xlmr", "tiny-bert"] {
+    for name in ["tiny-xlmr", "tiny-bert", "tiny-modernbert", "tiny-modernbert-biased"] {
         let full = Backbone::load(&tiny(name), &LoadOptions::default()).unwrap();
         let pad = full.config().pad_id();
         // keep the first ids up to the pad, then a sparse subset of the rest

@@ -2,11 +2,12 @@
 //! place from ../shared/data; skipped with a message when absent, unless CI is set):
 //! diffusion finetuning writes loadable checkpoints, a stopped run resumes to the same
 //! losses, vocabulary pruning round-trips text, the AR baseline learns and decodes, the
-//! length stage trains on a finetuned checkpoint, and bad inputs fail clearly.
+//! length stage trains on a finetuned checkpoint, and bad inputs fail clearly; the same
+//! for the tiny ModernBERT fixture (diffusion training, pruning, `transformers` reload).
 
+use dlm_data::Tokenizer;
 use dlm_models::{Backbone, LoadOptions, MaskedLm};
 use dlm_train::metrics_log::{METRICS_FILE, Record, read_records};
-use dlm_data::Tokenizer;
 use dlm_train::{RunConfig, TrainError, checkpoint};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -128,24 +129,31 @@ fn diffusion_run_writes_loadable_checkpoints_and_resumes_exactly() {
     assert_eq!(train_losses(split.path()), losses);
 }
 
-#[test]
-fn pruned_vocabulary_round_trips_text_and_shrinks_the_model() {
-    let Some(data) = iwslt() else { return };
-    let cfg = config(
-        &data,
-        &[
-            "train.max_steps=2",
-            "data.prune_vocab=true",
-            "validate.generate=true",
-        ],
-    );
+/// Trains 2 steps with vocabulary pruning (and `sets`); checks that the checkpoint's model
+/// has exactly the kept ids, fewer than the original `vocab`. Returns the run directory
+/// (checkpoint `ckpt-2`), the vocabulary map and the model.
+fn train_pruned(
+    data: &Path,
+    sets: &[&str],
+    vocab: usize,
+) -> (tempfile::TempDir, dlm_data::VocabMap, Backbone) {
+    let mut all = vec!["train.max_steps=2", "data.prune_vocab=true"];
+    all.extend_from_slice(sets);
     let run = tempfile::tempdir().unwrap();
-    dlm_train::train(cfg, run.path(), no_stop(), false).unwrap();
+    dlm_train::train(config(data, &all), run.path(), no_stop(), false).unwrap();
     let ckpt = run.path().join("ckpt-2");
     let map = dlm_data::VocabMap::load(&ckpt).unwrap().unwrap();
     let m = Backbone::load(&ckpt, &LoadOptions::default()).unwrap();
     assert_eq!(m.vocab_size(), map.len());
-    assert!(map.len() < 90, "pruned to {}", map.len());
+    assert!(map.len() < vocab, "pruned to {}", map.len());
+    (run, map, m)
+}
+
+#[test]
+fn pruned_vocabulary_round_trips_text_and_shrinks_the_model() {
+    let Some(data) = iwslt() else { return };
+    let (run, map, m) = train_pruned(&data, &["validate.generate=true"], 90);
+    let ckpt = run.path().join("ckpt-2");
     let original = Tokenizer::from_dir(tiny()).unwrap();
     let pruned = Tokenizer::from_dir(&ckpt).unwrap();
     assert_eq!(pruned.special_tokens().unwrap().pad, 1);
@@ -183,26 +191,40 @@ fn pruned_vocabulary_round_trips_text_and_shrinks_the_model() {
     );
 }
 
+/// Trains `steps` updates on 8 rows without dropout (a run that can memorise them), with
+/// `sets` on top, and checks that the mean loss of the last 5 steps is below 0.9 × that of
+/// the first 5. Returns the run directory (one checkpoint, at the last step).
+fn train_until_it_learns(
+    data: &Path,
+    steps: usize,
+    sets: &[&str],
+    what: &str,
+) -> tempfile::TempDir {
+    let (max, save) = (
+        format!("train.max_steps={steps}"),
+        format!("train.save_interval={steps}"),
+    );
+    let mut all = vec![
+        max.as_str(),
+        save.as_str(),
+        "train.accumulation=1",
+        "data.max_train_rows=8",
+        "train.dropout=false",
+    ];
+    all.extend_from_slice(sets);
+    let run = tempfile::tempdir().unwrap();
+    dlm_train::train(config(data, &all), run.path(), no_stop(), false).unwrap();
+    let losses = train_losses(run.path());
+    let mean = |l: &[(u64, f64)]| l.iter().map(|l| l.1).sum::<f64>() / l.len() as f64;
+    let (first, last) = (mean(&losses[..5]), mean(&losses[losses.len() - 5..]));
+    assert!(last < 0.9 * first, "{what} loss {first} → {last}");
+    run
+}
+
 #[test]
 fn ar_baseline_learns_and_decodes() {
     let Some(data) = iwslt() else { return };
-    let cfg = config(
-        &data,
-        &[
-            "objective.kind=ar",
-            "train.max_steps=50",
-            "train.save_interval=50",
-            "train.accumulation=1",
-            "data.max_train_rows=8",
-            "train.dropout=false",
-        ],
-    );
-    let run = tempfile::tempdir().unwrap();
-    dlm_train::train(cfg, run.path(), no_stop(), false).unwrap();
-    let losses = train_losses(run.path());
-    let first: f64 = losses[..5].iter().map(|l| l.1).sum::<f64>() / 5.0;
-    let last: f64 = losses[45..].iter().map(|l| l.1).sum::<f64>() / 5.0;
-    assert!(last < 0.9 * first, "AR loss {first} → {last}");
+    let run = train_until_it_learns(&data, 50, &["objective.kind=ar"], "AR");
     let ckpt = run.path().join("ckpt-50");
     assert_eq!(
         dlm_train::objective_of(&ckpt).unwrap().as_deref(),
@@ -219,8 +241,7 @@ fn ar_baseline_learns_and_decodes() {
             true,
         )
         .unwrap();
-    let out =
-        dlm_train::ar_generate(&model, &prefix[..prefix.len() - 1], 10, &special).unwrap();
+    let out = dlm_train::ar_generate(&model, &prefix[..prefix.len() - 1], 10, &special).unwrap();
     assert!(!out.is_empty() && out.len() <= 10);
     assert!(!out.contains(&special.mask));
 }
@@ -407,12 +428,17 @@ fn bf16_checkpoint_loads_in_transformers_with_the_same_logits() {
     )
     .unwrap();
     assert!(state.keys().any(|k| k.starts_with("master.")));
+    assert_transformers_logits(&ckpt, &[0, 6, 49, 9, 6, 75, 5, 2]);
+}
+
+/// `transformers` (when this machine has the reference Python) computes the same logits
+/// (< 1e-4) as dlm for `ids` on the checkpoint `ckpt`.
+fn assert_transformers_logits(ckpt: &Path, ids: &[u32]) {
     let Some(python) = reference_python() else {
         return;
     };
-    let ids: Vec<u32> = vec![0, 6, 49, 9, 6, 75, 5, 2];
-    let model = Backbone::load(&ckpt, &LoadOptions::default()).unwrap();
-    let t = candle_core::Tensor::new(ids.as_slice(), &candle_core::Device::Cpu)
+    let model = Backbone::load(ckpt, &LoadOptions::default()).unwrap();
+    let t = candle_core::Tensor::new(ids, &candle_core::Device::Cpu)
         .unwrap()
         .unsqueeze(0)
         .unwrap();
@@ -437,7 +463,7 @@ fn bf16_checkpoint_loads_in_transformers_with_the_same_logits() {
     );
     let out = std::process::Command::new(python)
         .args(["-c", &script])
-        .arg(&ckpt)
+        .arg(ckpt)
         .output()
         .unwrap();
     assert!(
@@ -453,4 +479,29 @@ fn bf16_checkpoint_loads_in_transformers_with_the_same_logits() {
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert!(diff < 1e-4, "max |Δlogit| = {diff}");
+}
+
+fn modernbert() -> String {
+    let dir = root().join("crates/dlm-models/tests/fixtures/tiny-modernbert");
+    format!("model.dir={:?}", dir.display().to_string())
+}
+
+#[test]
+fn modernbert_learns_with_the_diffusion_objective_and_reloads_in_transformers() {
+    let Some(data) = iwslt() else { return };
+    let model = modernbert();
+    let sets = [model.as_str(), "optimizer.lr=3e-3"];
+    let run = train_until_it_learns(&data, 40, &sets, "ModernBERT diffusion");
+    let ckpt = run.path().join("ckpt-40");
+    let m = Backbone::load(&ckpt, &LoadOptions::default()).unwrap();
+    assert_eq!(m.config().model_type, "modernbert");
+    assert_transformers_logits(&ckpt, &[0, 6, 49, 9, 6, 70, 5, 2]);
+}
+
+#[test]
+fn pruned_modernbert_reloads_here_and_in_transformers() {
+    let Some(data) = iwslt() else { return };
+    let (run, _, m) = train_pruned(&data, &[&modernbert()], 72);
+    assert!(!m.config().tie_word_embeddings);
+    assert_transformers_logits(&run.path().join("ckpt-2"), &[0, 4, 5, 6, 2]);
 }

@@ -1,0 +1,240 @@
+//! ModernBERT (`ModernBertForMaskedLM` of `transformers`): token embeddings + LayerNorm (no
+//! positions), pre-LN layers with rotary attention, global every
+//! `global_attn_every_n_layers` layers and within a sliding window of
+//! `local_attention / 2` on either side otherwise, a GeGLU MLP, a final LayerNorm, and the
+//! MLM head `decoder(norm(act(dense(x))))` with the decoder tied to the token embeddings
+//! by default. Biases exist only where the config says (`attention_bias`, `mlp_bias`,
+//! `norm_bias`, `classifier_bias`, `decoder_bias`). Tensors keep HF's names
+//! (`model.layers.N.attn.Wqkv.weight`, `head.dense.weight`, `decoder.bias`, ...).
+//! Computes what eager attention computes on a padded batch: positions `0..seq` in every
+//! row, padding keys masked.
+
+mod config;
+mod layer;
+
+pub(crate) use config::ModernBertConfig;
+
+use crate::config::{Activation, Config, Family};
+use crate::dense::Dense;
+use crate::elementwise::Norm;
+use crate::encoder::attention_bias;
+use crate::error::Result;
+use crate::names::{self, HeadPart, Name};
+use crate::network::Pass;
+use crate::params::ParamBuilder;
+use crate::rotary::Rotary;
+use candle_core::{Module, Tensor};
+use candle_nn::Embedding;
+use layer::Layer;
+
+/// An encoder tensor's name under the `model.` prefix.
+fn name(n: &str) -> Name {
+    names::encoder(Family::ModernBert, n)
+}
+
+/// A linear layer whose bias the config may leave out: `x·Wᵀ (+ b)`.
+pub(super) struct Linear {
+    /// Without a bias, `dense` holds a zero bias that is never added (and is no parameter).
+    dense: Dense,
+    has_bias: bool,
+}
+
+impl Linear {
+    /// `weight`: [out, in]; `bias`: [out].
+    fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Linear> {
+        let has_bias = bias.is_some();
+        let bias = match bias {
+            Some(b) => b,
+            None => Tensor::zeros(weight.dim(0)?, weight.dtype(), weight.device())?,
+        };
+        Ok(Linear {
+            dense: Dense::new(weight, bias),
+            has_bias,
+        })
+    }
+
+    /// `x`: [..., in] → [..., out]
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if self.has_bias {
+            self.dense.forward(x)
+        } else {
+            self.dense.product(x)
+        }
+    }
+}
+
+/// `prefix.weight` [out, in] (fresh ~ N(0, std)) and, with `bias`, `prefix.bias` [out].
+fn dense(
+    pb: &ParamBuilder,
+    prefix: &str,
+    out: usize,
+    inp: usize,
+    bias: bool,
+    std: f64,
+) -> Result<Linear> {
+    let w = name(&format!("{prefix}.weight"));
+    let weight = pb.load_with_std(&w.canonical, &w.candidates, &[out, inp], std)?;
+    let bias = if bias {
+        Some(load(pb, name(&format!("{prefix}.bias")), out)?)
+    } else {
+        None
+    };
+    Linear::new(weight, bias)
+}
+
+/// `act(x)`, differentiable.
+fn activate(act: Activation, x: &Tensor) -> candle_core::Result<Tensor> {
+    match act {
+        Activation::Gelu => x.gelu_erf(),
+        Activation::GeluTanh => x.gelu(),
+        Activation::Relu => x.relu(),
+    }
+}
+
+fn load(pb: &ParamBuilder, n: Name, size: usize) -> Result<Tensor> {
+    pb.load(&n.canonical, &n.candidates, &[size])
+}
+
+/// A LayerNorm `prefix.weight` (+ `prefix.bias` with `norm_bias`; else a zero bias that is
+/// no parameter).
+fn norm(pb: &ParamBuilder, prefix: &str, size: usize, m: &ModernBertConfig) -> Result<Norm> {
+    layer_norm(
+        pb,
+        name(&format!("{prefix}.weight")),
+        name(&format!("{prefix}.bias")),
+        size,
+        m,
+    )
+}
+
+fn layer_norm(
+    pb: &ParamBuilder,
+    weight: Name,
+    bias: Name,
+    size: usize,
+    m: &ModernBertConfig,
+) -> Result<Norm> {
+    let weight = load(pb, weight, size)?;
+    let bias = if m.norm_bias {
+        load(pb, bias, size)?
+    } else {
+        Tensor::zeros(size, pb.dtype, &pb.device)?
+    };
+    Ok(Norm::new(weight, bias, m.norm_eps))
+}
+
+/// Embeddings, layers and the final norm: ids → final hidden states.
+pub(crate) struct Encoder {
+    pub word: Tensor, // [vocab, hidden]
+    embedding_norm: Norm,
+    layers: Vec<Layer>,
+    final_norm: Norm,
+    config: ModernBertConfig,
+    head_dim: usize,
+}
+
+impl Encoder {
+    pub fn load(pb: &ParamBuilder, c: &Config, m: &ModernBertConfig) -> Result<Encoder> {
+        let w = name(Family::ModernBert.word_embeddings());
+        let word = pb.load(&w.canonical, &w.candidates, &[c.vocab_size, c.hidden_size])?;
+        Ok(Encoder {
+            word,
+            embedding_norm: norm(pb, "embeddings.norm", c.hidden_size, m)?,
+            layers: (0..c.num_hidden_layers)
+                .map(|i| Layer::load(pb, c, m, i))
+                .collect::<Result<_>>()?,
+            final_norm: norm(pb, "final_norm", c.hidden_size, m)?,
+            config: m.clone(),
+            head_dim: c.head_dim(),
+        })
+    }
+
+    /// `ids`: [batch, seq] → [batch, seq, hidden] after `final_norm`.
+    pub fn forward(&self, ids: &Tensor, pass: &Pass) -> Result<Tensor> {
+        let (s, m, dtype) = (ids.dim(1)?, &self.config, pass.dtype);
+        let global_bias = attention_bias(pass.mask, dtype, pass.causal, None)?; // [b, 1, 1|s, s]
+        let window = Some(m.local_attention / 2);
+        let local_bias = attention_bias(pass.mask, dtype, pass.causal, window)?; // [b, 1, s, s]
+        let rotary = |theta: f64| Rotary::new(theta, self.head_dim, s, dtype, ids.device());
+        let global_rotary = rotary(m.global_rope_theta)?;
+        let local_rotary = if self.layers.iter().any(|l| !l.global) {
+            Some(rotary(m.local_theta())?)
+        } else {
+            None
+        };
+        let hidden = self.word.dim(1)?;
+        let x = Embedding::new(self.word.clone(), hidden).forward(ids)?;
+        let mut x = pass
+            .drop
+            .apply(&self.embedding_norm.forward(&x)?, m.embedding_dropout)?;
+        for layer in &self.layers {
+            x = match (&local_rotary, layer.global) {
+                (Some(r), false) => layer.forward(&x, &local_bias, r, pass.drop)?,
+                _ => layer.forward(&x, &global_bias, &global_rotary, pass.drop)?,
+            };
+        }
+        Ok(self.final_norm.forward(&x)?)
+    }
+}
+
+/// The MLM head (`ModernBertPredictionHead` + `decoder`).
+pub(crate) struct Head {
+    dense: Linear,
+    norm: Norm,
+    decoder: Linear,
+    act: Activation,
+}
+
+impl Head {
+    /// Loads the head, tying the decoder to `word` [vocab, hidden] when the config says so.
+    pub fn load(
+        pb: &ParamBuilder,
+        c: &Config,
+        m: &ModernBertConfig,
+        word: &Tensor,
+    ) -> Result<Head> {
+        let (h, v) = (c.hidden_size, c.vocab_size);
+        let part = |p| names::head(Family::ModernBert, p);
+        let std_out = pb.std() / (2.0 * c.num_hidden_layers as f64).sqrt();
+        let matrix = |p, rows: usize| {
+            let n = part(p);
+            pb.load_with_std(&n.canonical, &n.candidates, &[rows, h], std_out)
+        };
+        let bias = |on: bool, p, size| {
+            if on {
+                load(pb, part(p), size).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let dense = Linear::new(
+            matrix(HeadPart::DenseWeight, h)?,
+            bias(m.classifier_bias, HeadPart::DenseBias, h)?,
+        )?;
+        let norm = layer_norm(
+            pb,
+            part(HeadPart::NormWeight),
+            part(HeadPart::NormBias),
+            h,
+            m,
+        )?;
+        let weight = if c.tie_word_embeddings {
+            word.clone()
+        } else {
+            matrix(HeadPart::DecoderWeight, v)?
+        };
+        let decoder = Linear::new(weight, bias(m.decoder_bias, HeadPart::DecoderBias, v)?)?;
+        Ok(Head {
+            dense,
+            norm,
+            decoder,
+            act: m.classifier_activation,
+        })
+    }
+
+    /// `hidden`: [..., hidden] → logits [..., vocab]
+    pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
+        let x = activate(self.act, &self.dense.forward(hidden)?)?;
+        Ok(self.decoder.forward(&self.norm.forward(&x)?)?)
+    }
+}

@@ -1,0 +1,109 @@
+//! The network behind a [`crate::Backbone`], per architecture: the body (ids → final
+//! hidden states) and the MLM head (hidden states → logits). BERT, RoBERTa and XLM-R share
+//! the post-LN encoder of `encoder` and the head of `head`; ModernBERT has its own
+//! (`modernbert`).
+
+use crate::config::{Config, Family};
+use crate::dropout::Dropout;
+use crate::encoder::{Embeddings, Layer, attention_bias};
+use crate::error::Result;
+use crate::head::MlmHead;
+use crate::modernbert::{self, ModernBertConfig};
+use crate::params::ParamBuilder;
+use candle_core::{DType, Tensor};
+use std::path::Path;
+
+/// A family with the fields of its own that its network reads.
+pub(crate) enum Arch {
+    Bert(Family),
+    ModernBert(ModernBertConfig),
+}
+
+impl Arch {
+    /// The architecture `config` (read from `config_path`) selects.
+    pub fn of(config: &Config, config_path: &Path) -> Result<Arch> {
+        Ok(match config.family(config_path)? {
+            Family::ModernBert => {
+                Arch::ModernBert(ModernBertConfig::from_config(config, config_path)?)
+            }
+            family => Arch::Bert(family),
+        })
+    }
+}
+
+/// What a forward pass needs besides the ids.
+pub(crate) struct Pass<'a> {
+    /// [batch, seq], 1 for tokens, 0 for padding.
+    pub mask: &'a Tensor,
+    pub dtype: DType,
+    pub causal: bool,
+    pub drop: &'a Dropout,
+}
+
+pub(crate) enum Body {
+    Bert {
+        embeddings: Embeddings,
+        layers: Vec<Layer>,
+    },
+    ModernBert(modernbert::Encoder),
+}
+
+impl Body {
+    pub fn load(pb: &ParamBuilder, arch: &Arch, config: &Config) -> Result<Body> {
+        Ok(match arch {
+            Arch::ModernBert(m) => Body::ModernBert(modernbert::Encoder::load(pb, config, m)?),
+            &Arch::Bert(family) => Body::Bert {
+                embeddings: Embeddings::load(pb, family, config)?,
+                layers: (0..config.num_hidden_layers)
+                    .map(|i| Layer::load(pb, family, config, i))
+                    .collect::<Result<Vec<_>>>()?,
+            },
+        })
+    }
+
+    /// The word-embedding matrix [vocab, hidden].
+    pub fn word(&self) -> &Tensor {
+        match self {
+            Body::Bert { embeddings, .. } => &embeddings.word,
+            Body::ModernBert(e) => &e.word,
+        }
+    }
+
+    /// `ids`: [batch, seq] → final hidden states [batch, seq, hidden].
+    pub fn forward(&self, ids: &Tensor, pass: &Pass) -> Result<Tensor> {
+        match self {
+            Body::Bert { embeddings, layers } => {
+                let bias = attention_bias(pass.mask, pass.dtype, pass.causal, None)?; // [b, 1, 1|s, s]
+                let mut x = embeddings.forward(ids, pass.drop)?; // [b, s, h]
+                for layer in layers {
+                    x = layer.forward(&x, &bias, pass.drop)?;
+                }
+                Ok(x)
+            }
+            Body::ModernBert(e) => e.forward(ids, pass),
+        }
+    }
+}
+
+pub(crate) enum Head {
+    Bert(MlmHead),
+    ModernBert(modernbert::Head),
+}
+
+impl Head {
+    /// Loads the head, tying its decoder to `word` when the config says so.
+    pub fn load(pb: &ParamBuilder, arch: &Arch, config: &Config, word: &Tensor) -> Result<Head> {
+        Ok(match arch {
+            Arch::ModernBert(m) => Head::ModernBert(modernbert::Head::load(pb, config, m, word)?),
+            &Arch::Bert(family) => Head::Bert(MlmHead::load(pb, family, config, word)?),
+        })
+    }
+
+    /// `hidden`: [..., hidden] → logits [..., vocab]
+    pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
+        match self {
+            Head::Bert(h) => h.forward(hidden),
+            Head::ModernBert(h) => h.forward(hidden),
+        }
+    }
+}
