@@ -25,8 +25,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let system = args.system.then(system_report);
     match (&args.model, system) {
         (Some(model), system) => inspect_model(model, system, args.json),
-        (None, Some(system)) if args.json => Ok(println!("{}", serde_json::to_string_pretty(&json!({ "system": system }))?)),
-        (None, Some(system)) => Ok(println!("{system}")),
+        (None, Some(system)) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&json!({ "system": system }))?);
+            } else {
+                println!("{system}");
+            }
+            Ok(())
+        }
         (None, None) => anyhow::bail!("give a MODEL directory or --system"),
     }
 }

@@ -38,7 +38,7 @@ impl View {
     /// # Safety
     /// `i` must be a row of the matrix.
     #[inline(always)]
-    unsafe fn row(&self, i: usize) -> *const bf16 {
+    pub(super) unsafe fn row(&self, i: usize) -> *const bf16 {
         unsafe { self.ptr.add(i * self.rs) }
     }
 

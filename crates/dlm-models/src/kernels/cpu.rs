@@ -57,8 +57,8 @@ pub fn features() -> Features {
 #[cfg(target_arch = "x86_64")]
 fn probe() -> Features {
     use std::arch::x86_64::__cpuid_count;
-    // SAFETY: CPUID exists on every x86-64 CPU; leaf 7 reads as zeros where unsupported.
-    let leaf7 = unsafe { __cpuid_count(7, 0) };
+    // Leaf 7 reads as zeros where unsupported.
+    let leaf7 = __cpuid_count(7, 0);
     let amx_tile = leaf7.edx >> 24 & 1 == 1;
     let amx_bf16 = leaf7.edx >> 22 & 1 == 1;
     Features {
@@ -86,8 +86,7 @@ fn os_saves_tiles() -> bool {
     if !is_x86_feature_detected!("xsave") {
         return false;
     }
-    // SAFETY: CPUID leaf 1 exists on every x86-64 CPU.
-    let osxsave = unsafe { std::arch::x86_64::__cpuid_count(1, 0) }.ecx >> 27 & 1 == 1;
+    let osxsave = std::arch::x86_64::__cpuid_count(1, 0).ecx >> 27 & 1 == 1;
     if !osxsave {
         return false;
     }
@@ -157,7 +156,18 @@ mod tests {
             .map(|l| l.split_whitespace().collect())
             .unwrap_or_default();
         let f = features();
-        for name in ["avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_bf16", "amx_tile", "amx_bf16"] {
+        let names = [
+            "avx2",
+            "fma",
+            "avx512f",
+            "avx512bw",
+            "avx512dq",
+            "avx512vl",
+            "avx512_bf16",
+            "amx_tile",
+            "amx_bf16",
+        ];
+        for name in names {
             assert_eq!(f.names().contains(&name), flags.contains(&name), "{name}");
         }
         assert!(!f.amx_permitted || (f.amx_tile && f.amx_bf16));

@@ -39,7 +39,13 @@ pub enum Level {
 
 impl Level {
     /// Every level, lowest first.
-    pub const ALL: [Level; 5] = [Level::Portable, Level::Avx2, Level::Avx512, Level::Avx512Bf16, Level::AmxBf16];
+    pub const ALL: [Level; 5] = [
+        Level::Portable,
+        Level::Avx2,
+        Level::Avx512,
+        Level::Avx512Bf16,
+        Level::AmxBf16,
+    ];
 
     /// The name `DLM_KERNEL_LEVEL` takes.
     pub fn name(self) -> &'static str {
@@ -91,7 +97,10 @@ impl FromStr for Level {
 
     fn from_str(s: &str) -> Result<Self, KernelError> {
         let s = s.trim().to_ascii_lowercase();
-        Level::ALL.into_iter().find(|l| l.name() == s).ok_or_else(|| KernelError::UnknownLevel { value: s })
+        Level::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| KernelError::UnknownLevel { value: s })
     }
 }
 
@@ -178,8 +187,15 @@ pub fn system_report() -> SystemReport {
 impl SystemReport {
     /// One line for the logs of `train`, `eval` and `generate`.
     pub fn summary(&self) -> String {
-        let lowered = if self.level < self.detected { format!(" (lowered from {})", self.detected) } else { String::new() };
-        format!("kernels: level {}{lowered}, {} threads, CPU {}", self.level, self.threads, self.cpu)
+        let lowered = if self.level < self.detected {
+            format!(" (lowered from {})", self.detected)
+        } else {
+            String::new()
+        };
+        format!(
+            "kernels: level {}{lowered}, {} threads, CPU {}",
+            self.level, self.threads, self.cpu
+        )
     }
 }
 
@@ -237,8 +253,14 @@ mod tests {
         assert_eq!(resolve(Some("avx2"), Level::AmxBf16).unwrap(), Level::Avx2);
         assert_eq!(resolve(Some("Portable"), Level::Portable).unwrap(), Level::Portable);
         let err = resolve(Some("amx"), Level::Avx512Bf16).unwrap_err().to_string();
-        assert!(err.contains("DLM_KERNEL_LEVEL=amx") && err.contains("best level here is avx512bf16"), "{err}");
-        assert!(matches!(resolve(Some("fast"), Level::AmxBf16), Err(KernelError::UnknownLevel { .. })));
+        assert!(
+            err.contains("DLM_KERNEL_LEVEL=amx") && err.contains("best level here is avx512bf16"),
+            "{err}"
+        );
+        assert!(matches!(
+            resolve(Some("fast"), Level::AmxBf16),
+            Err(KernelError::UnknownLevel { .. })
+        ));
     }
 
     #[test]

@@ -63,7 +63,10 @@ mod tests {
         assert_eq!(parse_threads(" 3 ").unwrap(), 3);
         for bad in ["0", "-1", "two", ""] {
             let err = parse_threads(bad).unwrap_err().to_string();
-            assert!(err.contains("DLM_NUM_THREADS") && err.contains(&format!("{bad:?}")), "{err}");
+            assert!(
+                err.contains("DLM_NUM_THREADS") && err.contains(&format!("{bad:?}")),
+                "{err}"
+            );
         }
     }
 }

@@ -10,11 +10,11 @@
 //! in place when its k-pairs are contiguous and K is a multiple of 32; other rows (the last
 //! partial block, or all of them) are packed as `[row][k-pair]` u32, zero-padded to whole
 //! tiles. Zero padding makes every tile full, so one configuration serves all shapes.
-//! Column panels are spread over rayon's threads; each task configures its own tiles.
+//! Column panels are spread over rayon's threads; each run of panels configures its own tiles.
 
-mod tiles;
 #[cfg(test)]
 pub(super) mod tile_model;
+mod tiles;
 
 use super::bf16_gemm::{Out, View, pack};
 use half::bf16;
@@ -63,14 +63,18 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
     let kp = k.div_ceil(2).next_multiple_of(KS); // padded k-pairs
     let direct = a.cs == 1 && k % (2 * KS) == 0;
     let mfull = if direct { m / MB * MB } else { 0 };
-    let rest = View { ptr: a.ptr.wrapping_add(mfull * a.rs), ..a };
+    let rest = View {
+        ptr: a.ptr.wrapping_add(mfull * a.rs),
+        ..a
+    };
     let mut pa = pack(rest, m - mfull, (k, kp), 1, parallel); // [row][kp]
     pa.resize((m - mfull).next_multiple_of(MB) * kp, 0);
     let pb = pack(b, n, (k, kp), NB, parallel); // [panel][kp][NB]
     let out = Out(c.as_mut_ptr());
-    let panel = |j: usize| {
+    // One column panel; `t` are the calling thread's tiles, configured once per run of
+    // panels (a run never yields to another rayon job, which could release them).
+    let panel = |t: &mut T, j: usize| {
         let out = &out;
-        let mut t = tiles();
         let mut acc = [0f32; MB * NB]; // [MB rows][NB columns]
         let accp = acc.as_mut_ptr() as *mut u8;
         let bp = pb[j * kp * NB..].as_ptr() as *const u8;
@@ -78,7 +82,8 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
         let cols = NB.min(n - j * NB);
         for r0 in (0..m).step_by(MB) {
             let (ap, astride) = if r0 < mfull {
-                (a.ptr.wrapping_add(r0 * a.rs) as *const u8, a.rs * 2)
+                // SAFETY: r0 < mfull ≤ m is a row of A.
+                (unsafe { a.row(r0) } as *const u8, a.rs * 2)
             } else {
                 (pa[(r0 - mfull) * kp..].as_ptr() as *const u8, kp * 4)
             };
@@ -115,8 +120,9 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
         }
     };
     if parallel {
-        (0..n.div_ceil(NB)).into_par_iter().for_each(panel);
+        (0..n.div_ceil(NB)).into_par_iter().for_each_init(&tiles, panel);
     } else {
-        (0..n.div_ceil(NB)).for_each(panel);
+        let mut t = tiles();
+        (0..n.div_ceil(NB)).for_each(|j| panel(&mut t, j));
     }
 }

@@ -22,7 +22,11 @@ impl TileModel {
     pub(crate) fn new(config: &[u8; 64]) -> Self {
         assert_eq!(config[0], 1, "palette");
         assert_eq!(config[1], 0, "start row");
-        let mut m = TileModel { rows: [0; 8], colsb: [0; 8], regs: vec![[0; ROWS * ROW_BYTES]; 8] };
+        let mut m = TileModel {
+            rows: [0; 8],
+            colsb: [0; 8],
+            regs: vec![[0; ROWS * ROW_BYTES]; 8],
+        };
         for t in 0..8 {
             m.colsb[t] = u16::from_le_bytes([config[16 + 2 * t], config[17 + 2 * t]]) as usize;
             m.rows[t] = config[48 + t] as usize;
@@ -106,7 +110,9 @@ mod tests {
     use super::*;
 
     fn bf16_bytes(v: &[f32]) -> Vec<u8> {
-        v.iter().flat_map(|x| ((x.to_bits() >> 16) as u16).to_le_bytes()).collect()
+        v.iter()
+            .flat_map(|x| ((x.to_bits() >> 16) as u16).to_le_bytes())
+            .collect()
     }
 
     /// One row of A (pairs (1, 2), (3, 4), ...) times B: column n of B holds pairs

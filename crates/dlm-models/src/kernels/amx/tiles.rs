@@ -14,7 +14,7 @@ pub(super) const ROWS: usize = 16;
 /// The tile configuration `LDTILECFG` loads: palette 1, all eight tiles 16 rows x 64
 /// bytes. Layout (Intel SDM vol. 1, 18.2): byte 0 palette, byte 1 start row, bytes
 /// 16 + 2t colsb of tile t (u16), byte 48 + t rows of tile t.
-pub(super) const CONFIG: [u8; 64] = {
+pub(crate) const CONFIG: [u8; 64] = {
     let mut c = [0u8; 64];
     c[0] = 1;
     let mut t = 0;
@@ -27,7 +27,7 @@ pub(super) const CONFIG: [u8; 64] = {
 };
 
 /// Tile registers configured with [`CONFIG`].
-pub(super) trait Tiles {
+pub(crate) trait Tiles {
     /// `TILEZERO tmm{T}`.
     ///
     /// # Safety
@@ -90,7 +90,9 @@ impl Tiles for AmxTiles {
     }
 
     unsafe fn dot_bf16<const C: u8, const A: u8, const B: u8>(&mut self) {
-        unsafe { asm!("tdpbf16ps tmm{c}, tmm{a}, tmm{b}", c = const C, a = const A, b = const B, options(nostack, nomem)) };
+        unsafe {
+            asm!("tdpbf16ps tmm{c}, tmm{a}, tmm{b}", c = const C, a = const A, b = const B, options(nostack, nomem))
+        };
     }
 
     unsafe fn store<const T: u8>(&mut self, dst: *mut u8, stride: usize) {
