@@ -1,27 +1,51 @@
-//! `dlm inspect MODEL_DIR`: architecture, parameter counts, vocabulary, special ids, dtype.
+//! `dlm inspect MODEL_DIR`: architecture, parameter counts, vocabulary, special ids, dtype;
+//! `dlm inspect --system`: the CPU, its features, the kernel level and the thread count.
 
 use crate::model_dir::{ModelArgs, Precision};
 use dlm_models::MaskedLm;
+use dlm_models::kernels::{SystemReport, system_report};
 use serde_json::json;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model directory in HuggingFace layout, or a hub id `org/name`
-    model: PathBuf,
+    /// Model directory in HuggingFace layout, or a hub id `org/name` (optional with --system)
+    #[arg(required_unless_present = "system")]
+    model: Option<PathBuf>,
     /// Print one JSON object instead of a table
     #[arg(long)]
     json: bool,
+    /// Report the machine: CPU model, its SIMD/AMX features, the kernel level in use
+    /// (DLM_KERNEL_LEVEL may lower it) and the thread count (DLM_NUM_THREADS)
+    #[arg(long)]
+    system: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let loaded = ModelArgs { model: args.model.clone(), dtype: Precision::F32 }.load()?;
+    let system = args.system.then(system_report);
+    match (&args.model, system) {
+        (Some(model), system) => inspect_model(model, system, args.json),
+        (None, Some(system)) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&json!({ "system": system }))?);
+            } else {
+                println!("{system}");
+            }
+            Ok(())
+        }
+        (None, None) => anyhow::bail!("give a MODEL directory or --system"),
+    }
+}
+
+/// The model's report, after the system's when there is one (in JSON: its `system` field).
+fn inspect_model(model: &PathBuf, system: Option<SystemReport>, json: bool) -> anyhow::Result<()> {
+    let loaded = ModelArgs { model: model.clone(), dtype: Precision::F32 }.load()?;
     let (m, tok, sp) = (&loaded.model, &loaded.tokenizer, loaded.special);
     let c = m.config();
     let counts = m.parameter_counts();
     let name = |id: u32| tok.id_to_token(id).unwrap_or_default();
     let report = json!({
-        "model": args.model,
+        "model": model,
         "model_type": c.model_type,
         "family": format!("{:?}", m.family()),
         "layers": c.num_hidden_layers,
@@ -44,12 +68,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "decoder": if c.tie_word_embeddings { "tied to word embeddings" } else { "untied" },
         "mlm_head": if m.fresh_head() { "freshly initialised (checkpoint has none)" } else { "from checkpoint" },
     });
-    if args.json {
+    if json {
+        let mut report = report;
+        if let Some(system) = system {
+            report["system"] = json!(system);
+        }
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
+    if let Some(system) = system {
+        println!("{system}\n");
+    }
     let millions = |n: usize| format!("{:.2}M", n as f64 / 1e6);
-    println!("{}", args.model.display());
+    println!("{}", model.display());
     println!("  architecture   {} ({:?}), {} layers, hidden {}, {} heads, ffn {}, {:?}",
         c.model_type, m.family(), c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size, c.hidden_act);
     println!("  parameters     {} total = {} embedding + {} non-embedding",

@@ -50,7 +50,23 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let result: anyhow::Result<()> = match cli.command {
+    // SAFETY: nothing above starts a thread, so no other thread reads the environment.
+    let result = unsafe { dlm_models::kernels::configure_threads() }
+        .and_then(|_| dlm_models::kernels::init())
+        .map_err(anyhow::Error::from)
+        .and_then(|_| run(cli.command));
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Runs one subcommand; those that compute with a model first log the kernel level.
+fn run(command: Command) -> anyhow::Result<()> {
+    if matches!(command, Command::Demo(_) | Command::Generate(_) | Command::Eval(_) | Command::Train(_)) {
+        tracing::info!("{}", dlm_models::kernels::system_report().summary());
+    }
+    match command {
         Command::Demo(a) => demo::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::FillMask(a) => fill_mask::run(a),
@@ -59,9 +75,5 @@ fn main() {
         Command::Score(a) => score::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Train(a) => train::run(a),
-    };
-    if let Err(e) = result {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
     }
 }

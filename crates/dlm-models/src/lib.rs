@@ -12,7 +12,7 @@ mod encoder;
 mod error;
 mod fill_mask;
 mod head;
-mod kernels;
+pub mod kernels;
 mod masked_lm;
 mod modernbert;
 mod names;

@@ -20,14 +20,6 @@ const NR: usize = 32;
 /// k-pairs per K block.
 const QC: usize = 128;
 
-/// Whether this CPU can run the kernel.
-pub fn available() -> bool {
-    is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx512bw")
-        && is_x86_feature_detected!("avx512vl")
-        && is_x86_feature_detected!("avx512bf16")
-}
-
 /// A strided bf16 matrix: element `(i, k)` at `ptr[i * rs + k * cs]`; `k` is the
 /// contraction index (A: `(row, k)`, B: `(column, k)`).
 #[derive(Clone, Copy)]
@@ -46,7 +38,7 @@ impl View {
     /// # Safety
     /// `i` must be a row of the matrix.
     #[inline(always)]
-    unsafe fn row(&self, i: usize) -> *const bf16 {
+    pub(super) unsafe fn row(&self, i: usize) -> *const bf16 {
         unsafe { self.ptr.add(i * self.rs) }
     }
 
@@ -99,22 +91,21 @@ unsafe fn transpose16(src: *const u32, src_stride: usize, dst: *mut u32, dst_str
     }
 }
 
-/// Packs `rows` x `k` of `v` into panels of `width` rows: `[panel][k/2 pairs][width]` u32,
-/// zero-padded past the last row and the last k.
-fn pack(v: View, rows: usize, k: usize, width: usize, parallel: bool) -> Vec<u32> {
-    let kp = k.div_ceil(2);
+/// Packs `rows` x `k` of `v` into panels of `width` rows: `[panel][kp][width]` u32 holding
+/// the k-pairs, zero-padded past the last row and past the last k (`kp ≥ k/2` pairs).
+pub(super) fn pack(v: View, rows: usize, (k, kp): (usize, usize), width: usize, parallel: bool) -> Vec<u32> {
     let mut out = vec![0u32; rows.div_ceil(width) * kp * width];
     let pack_panel = |(p, dst): (usize, &mut [u32])| {
         let r0 = p * width;
         let n = width.min(rows - r0);
         let mut q0 = 0;
-        if v.cs == 1 && v.rs % 2 == 0 && width % 16 == 0 && n == width {
+        if v.cs == 1 && v.rs % 2 == 0 && width % 16 == 0 && n == width && is_x86_feature_detected!("avx512f") {
             // k-pairs are the u32s of each row: transpose 16 rows x 16 pairs at a time.
             while q0 + 16 <= k / 2 {
                 for j0 in (0..width).step_by(16) {
                     // SAFETY: rows r0+j0..r0+j0+16 and pairs q0..q0+16 are inside the
                     // matrix; the destination block is inside this panel; the CPU has
-                    // AVX-512 (checked by `available` before any call).
+                    // AVX-512 (checked above).
                     unsafe {
                         let src = (v.row(r0 + j0) as *const u32).add(q0);
                         transpose16(src, v.rs / 2, dst.as_mut_ptr().add(q0 * width + j0), width);
@@ -123,7 +114,7 @@ fn pack(v: View, rows: usize, k: usize, width: usize, parallel: bool) -> Vec<u32
                 q0 += 16;
             }
         }
-        for q in q0..kp {
+        for q in q0..k.div_ceil(2) {
             for j in 0..n {
                 // SAFETY: row r0+j < rows and 2q < k.
                 dst[q * width + j] = unsafe { v.pair(r0 + j, 2 * q, k) };
@@ -201,7 +192,7 @@ unsafe fn kernel(
     }
 }
 
-struct Out(*mut bf16);
+pub(super) struct Out(pub(super) *mut bf16);
 // SAFETY: parallel tasks write disjoint column panels of the output.
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
@@ -211,7 +202,7 @@ unsafe impl Sync for Out {}
 /// over rayon's threads.
 ///
 /// # Safety
-/// `available()` must be true, and `a`/`b` must address `m` x `k` and `n` x `k` elements.
+/// The CPU must have AVX-512 F/BW/VL and AVX512-BF16 (level `avx512bf16`), and `a`/`b` must address `m` x `k` and `n` x `k` elements.
 pub unsafe fn gemm(a: View, b: View, (m, n, k): (usize, usize, usize), c: &mut [bf16], parallel: bool) {
     assert_eq!(c.len(), m * n);
     if m * n == 0 {
@@ -222,9 +213,9 @@ pub unsafe fn gemm(a: View, b: View, (m, n, k): (usize, usize, usize), c: &mut [
         return;
     }
     let direct = a.cs == 1 && a.rs % 2 == 0 && k % 2 == 0;
-    let pa = if direct { Vec::new() } else { pack(a, m, k, MR, parallel) };
-    let pb = pack(b, n, k, NR, parallel);
     let kp = k.div_ceil(2);
+    let pa = if direct { Vec::new() } else { pack(a, m, (k, kp), MR, parallel) };
+    let pb = pack(b, n, (k, kp), NR, parallel);
     let (np, mp) = (n.div_ceil(NR), m.div_ceil(MR));
     let out = Out(c.as_mut_ptr());
     let panel = |scratch: &mut Vec<f32>, j: usize| {

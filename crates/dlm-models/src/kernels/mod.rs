@@ -1,10 +1,17 @@
 //! CPU kernels behind the encoder's hot operations, each equal to the plain candle
 //! computation up to the order of floating-point additions (tests below, in `elementwise`'s
-//! tests and in `tests/kernels.rs`), each a candle custom op with a backward pass:
-//! - a bf16 matrix product on AVX512-BF16 (`bf16_gemm`), whose backward pass is two more
-//!   such products;
+//! tests and in `tests/kernels.rs`), each a candle custom op with a backward pass,
+//! chosen at run time from the CPU's features:
+//! - `dispatch`: the kernel level (`amx` > `avx512bf16` > `avx512` > `avx2` > `portable`),
+//!   picked once per process, lowered with `DLM_KERNEL_LEVEL`, reported by
+//!   [`system_report`] (`dlm inspect --system`); `cpu` probes the features (CPUID, XCR0,
+//!   Linux's AMX permission); `threads` applies `DLM_NUM_THREADS` to every pool;
+//! - bf16 matrix products on AMX tiles (`amx`, with a scalar model of the tile
+//!   instructions that tests the driver on any CPU) or with AVX512-BF16 (`bf16_gemm`);
+//!   `bf16_kernel` maps a level to its kernel, and the `Bf16Matmul` custom op runs it,
+//!   forward and backward (two more products);
 //! - fused elementwise sublayers, one read and one write each way, vectorised for the
-//!   CPU's widest ISA at run time (`vector`): bias + dropout + residual + LayerNorm
+//!   level's vector ISA (`vector`): bias + dropout + residual + LayerNorm
 //!   (`add_norm`), bias + erf GELU (`gelu`), scale + mask + softmax + dropout
 //!   (`softmax`), bias add (`bias_add`), counter-based dropout (`dropout`), vocabulary cross-entropy
 //!   (`cross_entropy`); and AdamW as one in-place pass over a parameter and its state
@@ -16,12 +23,18 @@
 mod adamw;
 mod add_norm;
 #[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
 mod bf16_gemm;
+mod bf16_kernel;
 mod bias_add;
+mod cpu;
 mod cross_entropy;
+mod dispatch;
 mod dropout;
 mod gelu;
 mod softmax;
+mod threads;
 mod vector;
 pub(crate) mod vocab_reduce;
 
@@ -39,43 +52,45 @@ pub(crate) fn fused_enabled() -> bool {
     *ON.get_or_init(|| std::env::var("DLM_FUSED").map_or(true, |v| v != "0"))
 }
 
+pub use cpu::Features;
+pub use dispatch::{KernelError, LEVEL_VAR, Level, SystemReport, init, level, system_report};
+pub use threads::{THREADS_VAR, configure_threads};
+
+use bf16_kernel::Bf16Kernel;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 /// `a [.., m, k] · b [.., k, n] → [.., m, n]`, as [`Tensor::matmul`] (same batch dims).
-/// bf16 CPU tensors on a CPU with AVX512-BF16 take the bf16 GEMM kernel, forward and
-/// backward; everything else is candle's matmul.
+/// bf16 CPU tensors take the bf16 GEMM kernel of the process's [`level`] (AMX or
+/// AVX512-BF16), forward and backward; everything else is candle's matmul.
 pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    matmul_with(Bf16Kernel::for_level(level()), a, b)
+}
+
+/// [`matmul`] with a given bf16 kernel (`None`: candle's matmul).
+fn matmul_with(kernel: Option<Bf16Kernel>, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let fast = a.dtype() == DType::BF16
         && b.dtype() == DType::BF16
         && a.device().is_cpu()
         && a.rank() >= 2
-        && a.rank() == b.rank()
-        && bf16_gemm_available();
-    if fast { a.apply_op2(b, Bf16Matmul) } else { a.matmul(b) }
+        && a.rank() == b.rank();
+    match kernel {
+        Some(kernel) if fast => a.apply_op2(b, Bf16Matmul(kernel)),
+        _ => a.matmul(b),
+    }
 }
 
 /// [`matmul`] for operands that may be any strided views (attention's per-head slices):
 /// the kernel reads them in place; candle's matmul gets contiguous copies.
 pub(crate) fn strided_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if a.dtype() == DType::BF16 && bf16_gemm_available() {
+    if a.dtype() == DType::BF16 && Bf16Kernel::for_level(level()).is_some() {
         matmul(a, b)
     } else {
         a.contiguous()?.matmul(&b.contiguous()?)
     }
 }
 
-fn bf16_gemm_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *AVAILABLE.get_or_init(bf16_gemm::available)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
 /// The bf16 GEMM as a candle op: any strides, leading batch dims equal on both sides.
-struct Bf16Matmul;
+struct Bf16Matmul(Bf16Kernel);
 
 impl CustomOp2 for Bf16Matmul {
     fn name(&self) -> &'static str {
@@ -84,7 +99,7 @@ impl CustomOp2 for Bf16Matmul {
 
     #[cfg(target_arch = "x86_64")]
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        use bf16_gemm::{View, gemm};
+        use bf16_gemm::View;
         use half::bf16;
         use rayon::prelude::*;
         let (CpuStorage::BF16(a), CpuStorage::BF16(b)) = (s1, s2) else {
@@ -114,9 +129,10 @@ impl CustomOp2 for Bf16Matmul {
             }
             let av = View { ptr: a[l1.start_offset() + offset(sa, i)..].as_ptr(), rs: sa[r - 2], cs: sa[r - 1] };
             let bv = View { ptr: b[l2.start_offset() + offset(sb, i)..].as_ptr(), rs: sb[r - 1], cs: sb[r - 2] };
-            // SAFETY: the CPU was checked by `bf16_gemm_available`; the views address
-            // m x k and n x k elements of their storages, as their layouts say.
-            unsafe { gemm(av, bv, (m, n, k), c, batch == 1) }
+            // SAFETY: the kernel comes from a level the CPU allows (`level` or a test's
+            // choice among them); the views address m x k and n x k elements of their
+            // storages, as their layouts say.
+            unsafe { self.0.gemm(av, bv, (m, n, k), c, batch == 1) }
         };
         if batch == 1 {
             one((0, &mut c));
@@ -135,7 +151,8 @@ impl CustomOp2 for Bf16Matmul {
 
     /// `dA = dC · Bᵀ`, `dB = Aᵀ · dC`.
     fn bwd(&self, a: &Tensor, b: &Tensor, _: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(matmul(grad, &b.t()?)?), Some(matmul(&a.t()?, grad)?)))
+        let kernel = Some(self.0);
+        Ok((Some(matmul_with(kernel, grad, &b.t()?)?), Some(matmul_with(kernel, &a.t()?, grad)?)))
     }
 }
 
@@ -157,55 +174,85 @@ mod tests {
         (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() / scale
     }
 
+    /// The bf16 kernels this machine can run: the AMX driver on the scalar tile model
+    /// (any x86-64 CPU), then the kernel of every level up to the detected one. The real
+    /// AMX kernel runs only on a CPU with AMX; elsewhere this says it was skipped.
+    fn kernels_here() -> Vec<Bf16Kernel> {
+        let mut kernels = if cfg!(target_arch = "x86_64") { vec![Bf16Kernel::AmxModel] } else { vec![] };
+        kernels.extend(Level::ALL.into_iter().filter(|&l| l <= Level::detected()).filter_map(Bf16Kernel::for_level));
+        if !kernels.contains(&Bf16Kernel::Amx) {
+            println!("skipped: the real AMX kernel (this CPU has no AMX-BF16, or the OS refused tile state)");
+        }
+        kernels
+    }
+
     /// Kernel vs candle's bf16 matmul (f32 accumulation, one rounding): both round the
     /// same f32 sums to bf16, so they differ by at most one bf16 ulp (2^-8 relative) where
     /// the f32 sums differ in their last bits; 1e-2 of the largest entry bounds that.
     #[test]
     fn equals_candle_on_odd_shapes_and_strides() {
-        if !bf16_gemm_available() {
-            return;
+        // (m, k, n): edges of every block size (AVX512-BF16: MR 12, NR 32, pair 2,
+        // 16-pair transpose, QC 128; AMX: 16-row tiles, 32 x 32 blocks, 32-k steps)
+        let shapes = [
+            (1, 1, 1), (13, 7, 33), (12, 32, 32), (25, 300, 65), (37, 258, 100), (3, 2, 1),
+            (32, 64, 32), (33, 66, 17), (64, 96, 31), (16, 31, 16), (65, 32, 48), (31, 33, 15),
+        ];
+        for kernel in kernels_here() {
+            for &(m, k, n) in &shapes {
+                let a = pattern(&[m, k], 1);
+                let w = pattern(&[n, k], 2); // Linear weight: b = wᵀ, strided
+                let fast = matmul_with(Some(kernel), &a, &w.t().unwrap()).unwrap();
+                let plain = a.matmul(&w.t().unwrap()).unwrap();
+                assert!(max_rel(&fast, &plain) < 1e-2, "{kernel:?} {m}x{k}x{n}: {}", max_rel(&fast, &plain));
+                // transposed A (weight-gradient layout) and contiguous B
+                let at = pattern(&[k, m], 3).t().unwrap();
+                let b = pattern(&[k, n], 4);
+                let fast = matmul_with(Some(kernel), &at, &b).unwrap();
+                let plain = at.matmul(&b).unwrap();
+                assert!(max_rel(&fast, &plain) < 1e-2, "{kernel:?} t {m}x{k}x{n}: {}", max_rel(&fast, &plain));
+            }
+            // batched, strided (attention: [b, heads, s, d] views of [b, s, heads, d]),
+            // with d = 32 so that the AMX kernel reads A in place
+            for d in [8, 32] {
+                let q = pattern(&[2, 35, 3, d], 5).transpose(1, 2).unwrap(); // [2, 3, 35, d]
+                let k = pattern(&[2, 35, 3, d], 6).transpose(1, 2).unwrap();
+                let kt = k.t().unwrap(); // [2, 3, d, 35]
+                let plain = q.contiguous().unwrap().matmul(&kt.contiguous().unwrap()).unwrap(); // candle needs copies
+                let fast = matmul_with(Some(kernel), &q, &kt).unwrap();
+                assert!(max_rel(&fast, &plain) < 1e-2, "{kernel:?} attention d {d}");
+            }
         }
-        // (m, k, n): edges of every block size (MR 12, NR 32, pair 2, 16-pair transpose, QC 128)
-        for &(m, k, n) in &[(1, 1, 1), (13, 7, 33), (12, 32, 32), (25, 300, 65), (37, 258, 100), (3, 2, 1)] {
-            let a = pattern(&[m, k], 1);
-            let w = pattern(&[n, k], 2); // Linear weight: b = wᵀ, strided
-            let fast = matmul(&a, &w.t().unwrap()).unwrap();
-            let plain = a.matmul(&w.t().unwrap()).unwrap();
-            assert!(max_rel(&fast, &plain) < 1e-2, "{m}x{k}x{n}: {}", max_rel(&fast, &plain));
-            // transposed A (weight-gradient layout) and contiguous B
-            let at = pattern(&[k, m], 3).t().unwrap();
-            let b = pattern(&[k, n], 4);
-            let fast = matmul(&at, &b).unwrap();
-            let plain = at.matmul(&b).unwrap();
-            assert!(max_rel(&fast, &plain) < 1e-2, "t {m}x{k}x{n}: {}", max_rel(&fast, &plain));
-        }
-        // batched, strided (attention: [b, heads, s, d] views of [b, s, heads, d])
-        let q = pattern(&[2, 5, 3, 8], 5).transpose(1, 2).unwrap(); // [2, 3, 5, 8]
-        let k = pattern(&[2, 5, 3, 8], 6).transpose(1, 2).unwrap();
-        let kt = k.t().unwrap(); // [2, 3, 8, 5]
-        let plain = q.contiguous().unwrap().matmul(&kt.contiguous().unwrap()).unwrap(); // candle needs copies
-        assert!(max_rel(&matmul(&q, &kt).unwrap(), &plain) < 1e-2);
     }
 
-    /// Gradients through the kernel equal candle's, for both operands.
+    /// Gradients through each kernel equal candle's, for both operands.
     #[test]
     fn gradients_equal_candle() {
-        if !bf16_gemm_available() {
-            return;
-        }
         let (m, k, n) = (19, 70, 45);
         let a = Var::from_tensor(&pattern(&[m, k], 7)).unwrap();
         let w = Var::from_tensor(&pattern(&[n, k], 8)).unwrap();
         let up = pattern(&[m, n], 9); // upstream gradient via a weighted sum
-        let grads = |fast: bool| {
-            let y = if fast { matmul(&a, &w.t().unwrap()) } else { a.matmul(&w.t().unwrap()) }.unwrap();
+        let grads = |kernel: Option<Bf16Kernel>| {
+            let y = matmul_with(kernel, &a, &w.t().unwrap()).unwrap();
             let loss = (y * &up).unwrap().sum_all().unwrap();
             let g = loss.backward().unwrap();
             (g.get(&a).unwrap().clone(), g.get(&w).unwrap().clone())
         };
-        let (fa, fw) = grads(true);
-        let (pa, pw) = grads(false);
-        assert!(max_rel(&fa, &pa) < 1e-2, "{}", max_rel(&fa, &pa));
-        assert!(max_rel(&fw, &pw) < 1e-2, "{}", max_rel(&fw, &pw));
+        let (pa, pw) = grads(None);
+        for kernel in kernels_here() {
+            let (fa, fw) = grads(Some(kernel));
+            assert!(max_rel(&fa, &pa) < 1e-2, "{kernel:?} dA {}", max_rel(&fa, &pa));
+            assert!(max_rel(&fw, &pw) < 1e-2, "{kernel:?} dW {}", max_rel(&fw, &pw));
+        }
+    }
+
+    /// What `matmul` runs at the process's level equals candle's matmul, in bf16 and f32.
+    #[test]
+    fn dispatched_matmul_equals_candle() {
+        let a = pattern(&[20, 40], 10);
+        let b = pattern(&[40, 24], 11);
+        for dtype in [DType::BF16, DType::F32] {
+            let (a, b) = (a.to_dtype(dtype).unwrap(), b.to_dtype(dtype).unwrap());
+            assert!(max_rel(&matmul(&a, &b).unwrap(), &a.matmul(&b).unwrap()) < 1e-2, "{dtype:?} at {}", level());
+        }
     }
 }

@@ -153,28 +153,16 @@ pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// 2: AVX-512 (F, BW, VL, DQ); 1: AVX2 + FMA; 0: baseline.
+/// 2: AVX-512 (F, BW, VL, DQ); 1: AVX2 + FMA; 0: baseline — from the process's kernel
+/// level (`dispatch`), so `DLM_KERNEL_LEVEL` lowers these kernels too.
 #[cfg(target_arch = "x86_64")]
 fn level() -> u8 {
-    static LEVEL: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        let has = |f: &str| match f {
-            "avx512" => {
-                is_x86_feature_detected!("avx512f")
-                    && is_x86_feature_detected!("avx512bw")
-                    && is_x86_feature_detected!("avx512vl")
-                    && is_x86_feature_detected!("avx512dq")
-            }
-            _ => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
-        };
-        if has("avx512") {
-            2
-        } else if has("avx2") {
-            1
-        } else {
-            0
-        }
-    })
+    use super::Level;
+    match super::level() {
+        Level::AmxBf16 | Level::Avx512Bf16 | Level::Avx512 => 2,
+        Level::Avx2 => 1,
+        Level::Portable => 0,
+    }
 }
 
 /// Rows per parallel task: enough work per task to amortise scheduling.
