@@ -1,10 +1,22 @@
-//! The Porter stemmer exactly as `rouge-score==0.1.2` uses it: NLTK's
-//! `nltk.stem.porter.PorterStemmer()` in its default `NLTK_EXTENSIONS` mode (irregular
-//! forms pool, `ies`/`ied` on 4-letter words, the `(*c and not c) Y -> I` step 1c, the
-//! `bli`/`fulli`/`logi` step 2 rules, the 2-letter `*o` case). Ported rule by rule from
-//! nltk 3.x `porter.py` (Porter, "An algorithm for suffix stripping", 1980).
+//! The Porter stemmer exactly as NLTK's `nltk.stem.porter.PorterStemmer` computes it, in
+//! two of its modes, ported rule by rule from nltk 3.x `porter.py` (Porter, "An algorithm
+//! for suffix stripping", 1980):
+//!
+//! * [`stem`]: the default `NLTK_EXTENSIONS` mode, which `rouge-score==0.1.2` uses
+//!   (irregular forms pool, `ies`/`ied` on 4-letter words, the `(*c and not c) Y -> I`
+//!   step 1c, the `bli`/`fulli`/`logi` step 2 rules, the 2-letter `*o` case, words of 1-2
+//!   letters untouched);
+//! * [`stem_original`]: `ORIGINAL_ALGORITHM`, the published algorithm, which py-rouge
+//!   uses (`PorterStemmer('ORIGINAL_ALGORITHM')`, [`crate::py_rouge`]).
 
 type Word = Vec<char>;
+
+/// Which of NLTK's modes to follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    NltkExtensions,
+    Original,
+}
 /// A rule's condition on the stem left after removing the suffix.
 type Cond<'a> = &'a dyn Fn(&[char]) -> bool;
 
@@ -63,14 +75,14 @@ fn ends_double_consonant(w: &[char]) -> bool {
 }
 
 /// `*o`: ends consonant-vowel-consonant, last not w/x/y; NLTK adds 2-letter vowel-consonant.
-fn ends_cvc(w: &[char]) -> bool {
+fn ends_cvc(w: &[char], mode: Mode) -> bool {
     let n = w.len();
     (n >= 3
         && is_consonant(w, n - 3)
         && !is_consonant(w, n - 2)
         && is_consonant(w, n - 1)
         && !matches!(w[n - 1], 'w' | 'x' | 'y'))
-        || (n == 2 && !is_consonant(w, 0) && is_consonant(w, 1))
+        || (mode == Mode::NltkExtensions && n == 2 && !is_consonant(w, 0) && is_consonant(w, 1))
 }
 
 fn ends_with(w: &[char], suffix: &str) -> bool {
@@ -138,8 +150,8 @@ fn positive_measure(stem: &[char]) -> bool {
     measure(stem) > 0
 }
 
-fn step1a(word: &[char]) -> Word {
-    if ends_with(word, "ies") && word.len() == 4 {
+fn step1a(word: &[char], mode: Mode) -> Word {
+    if mode == Mode::NltkExtensions && ends_with(word, "ies") && word.len() == 4 {
         return cat(&word[..1], "ie");
     }
     apply_rule_list(
@@ -153,8 +165,8 @@ fn step1a(word: &[char]) -> Word {
     )
 }
 
-fn step1b(word: &[char]) -> Word {
-    if ends_with(word, "ied") {
+fn step1b(word: &[char], mode: Mode) -> Word {
+    if mode == Mode::NltkExtensions && ends_with(word, "ied") {
         return cat(
             &word[..word.len() - 3],
             if word.len() == 4 { "ie" } else { "i" },
@@ -184,7 +196,7 @@ fn step1b(word: &[char]) -> Word {
     // `contains_vowel` guarantees a non-empty stem, so `last` exists.
     let last = im.last().copied().unwrap_or('a');
     let not_lsz = |_: &[char]| !matches!(last, 'l' | 's' | 'z');
-    let m1_cvc = |s: &[char]| measure(s) == 1 && ends_cvc(s);
+    let m1_cvc = |s: &[char]| measure(s) == 1 && ends_cvc(s, mode);
     apply_rule_list(
         im,
         &[
@@ -201,26 +213,37 @@ fn step1b(word: &[char]) -> Word {
     )
 }
 
-fn step1c(word: &[char]) -> Word {
-    // NLTK: (*c and not c) Y -> I, i.e. y after a consonant that is not the whole stem.
-    let cond = |s: &[char]| s.len() > 1 && is_consonant(s, s.len() - 1);
-    apply_rule_list(word, &[rule("y", "i", Some(&cond))])
+fn step1c(word: &[char], mode: Mode) -> Word {
+    // NLTK: (*c and not c) Y -> I, i.e. y after a consonant that is not the whole stem;
+    // the original: (*v*) Y -> I.
+    let nltk = |s: &[char]| s.len() > 1 && is_consonant(s, s.len() - 1);
+    let original = |s: &[char]| contains_vowel(s);
+    let cond: Cond = match mode {
+        Mode::NltkExtensions => &nltk,
+        Mode::Original => &original,
+    };
+    apply_rule_list(word, &[rule("y", "i", Some(cond))])
 }
 
-fn step2(word: &[char]) -> Word {
-    if ends_with(word, "alli") && positive_measure(&word[..word.len() - 4]) {
-        return step2(&cat(&word[..word.len() - 4], "al"));
+fn step2(word: &[char], mode: Mode) -> Word {
+    let nltk = mode == Mode::NltkExtensions;
+    if nltk && ends_with(word, "alli") && positive_measure(&word[..word.len() - 4]) {
+        return step2(&cat(&word[..word.len() - 4], "al"), mode);
     }
     let pm: &dyn Fn(&[char]) -> bool = &positive_measure;
     // logi -> log when the measure of the word minus "ogi" (stem + "l") is positive
     let logi_cond = |_: &[char]| word.len() >= 3 && positive_measure(&word[..word.len() - 3]);
-    let rules = [
+    let mut rules = vec![
         rule("ational", "ate", Some(pm)),
         rule("tional", "tion", Some(pm)),
         rule("enci", "ence", Some(pm)),
         rule("anci", "ance", Some(pm)),
         rule("izer", "ize", Some(pm)),
-        rule("bli", "ble", Some(pm)),
+        if nltk {
+            rule("bli", "ble", Some(pm))
+        } else {
+            rule("abli", "able", Some(pm))
+        },
         rule("alli", "al", Some(pm)),
         rule("entli", "ent", Some(pm)),
         rule("eli", "e", Some(pm)),
@@ -235,9 +258,11 @@ fn step2(word: &[char]) -> Word {
         rule("aliti", "al", Some(pm)),
         rule("iviti", "ive", Some(pm)),
         rule("biliti", "ble", Some(pm)),
-        rule("fulli", "ful", Some(pm)),
-        rule("logi", "log", Some(&logi_cond)),
     ];
+    if nltk {
+        rules.push(rule("fulli", "ful", Some(pm)));
+        rules.push(rule("logi", "log", Some(&logi_cond)));
+    }
     apply_rule_list(word, &rules)
 }
 
@@ -285,11 +310,11 @@ fn step4(word: &[char]) -> Word {
     apply_rule_list(word, &rules)
 }
 
-fn step5a(word: &[char]) -> Word {
+fn step5a(word: &[char], mode: Mode) -> Word {
     if ends_with(word, "e") {
         let stem = &word[..word.len() - 1];
         let m = measure(stem);
-        if m > 1 || (m == 1 && !ends_cvc(stem)) {
+        if m > 1 || (m == 1 && !ends_cvc(stem, mode)) {
             return stem.to_vec();
         }
     }
@@ -322,24 +347,36 @@ fn irregular(word: &str) -> Option<&'static str> {
 
 /// `PorterStemmer().stem(word)` (NLTK_EXTENSIONS mode, `to_lowercase=True`).
 pub fn stem(word: &str) -> String {
+    stem_in(word, Mode::NltkExtensions)
+}
+
+/// `PorterStemmer(PorterStemmer.ORIGINAL_ALGORITHM).stem(word)`: no irregular forms, no
+/// short-word exemption, the published rules.
+pub fn stem_original(word: &str) -> String {
+    stem_in(word, Mode::Original)
+}
+
+fn stem_in(word: &str, mode: Mode) -> String {
     let lower = word.to_lowercase();
-    if let Some(s) = irregular(&lower) {
-        return s.to_string();
-    }
-    if word.chars().count() <= 2 {
-        return lower;
+    if mode == Mode::NltkExtensions {
+        if let Some(s) = irregular(&lower) {
+            return s.to_string();
+        }
+        if word.chars().count() <= 2 {
+            return lower;
+        }
     }
     let w: Word = lower.chars().collect();
     if w.is_empty() {
         return lower;
     }
-    let w = step1a(&w);
-    let w = step1b(&w);
-    let w = step1c(&w);
-    let w = step2(&w);
+    let w = step1a(&w, mode);
+    let w = step1b(&w, mode);
+    let w = step1c(&w, mode);
+    let w = step2(&w, mode);
     let w = step3(&w);
     let w = step4(&w);
-    let w = step5a(&w);
+    let w = step5a(&w, mode);
     let w = step5b(&w);
     w.into_iter().collect()
 }
@@ -408,6 +445,26 @@ mod tests {
                 assert_eq!(flag, is_consonant(&v, i), "{w} at {i}");
             }
         }
+    }
+
+    #[test]
+    fn original_algorithm_differs_where_nltk_extends_it() {
+        // nltk PorterStemmer('ORIGINAL_ALGORITHM') outputs
+        for (w, s) in [
+            ("ties", "ti"),        // no 4-letter "ies" -> "ie"
+            ("died", "di"),        // no "ied" rule
+            ("dying", "dy"),       // no irregular pool
+            ("enjoy", "enjoi"),    // (*v*) Y -> I
+            ("happy", "happi"),
+            ("conformabli", "conform"), // "abli" -> "able", then step 4 drops "able"
+            ("hopefulli", "hopefulli"), // no "fulli"
+            ("archaeologi", "archaeologi"), // no "logi"
+            ("caresses", "caress"),
+            ("relational", "relat"),
+        ] {
+            assert_eq!(stem_original(w), s, "stem_original({w})");
+        }
+        assert_eq!(stem_original("as"), "a"); // no short-word exemption
     }
 
     #[test]
