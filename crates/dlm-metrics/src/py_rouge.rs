@@ -229,15 +229,7 @@ pub fn corpus_py_rouge_l<H: AsRef<str>, R: AsRef<str>>(
     refs: &[R],
     cfg: &PyRougeConfig,
 ) -> Result<CorpusPyRougeL, MetricError> {
-    if hyps.len() != refs.len() {
-        return Err(MetricError::LengthMismatch {
-            hyps: hyps.len(),
-            refs: refs.len(),
-        });
-    }
-    if hyps.is_empty() {
-        return Err(MetricError::EmptyCorpus);
-    }
+    crate::references::check_pairs(hyps, refs)?;
     let segments: Vec<RougeScore> = hyps
         .iter()
         .zip(refs)

@@ -12,6 +12,12 @@ pub(crate) fn one_reference_each<'a, H, R: AsRef<str>>(hyps: &[H], refs: &'a [R]
     Ok(refs.iter().map(|r| [r.as_ref()]).collect())
 }
 
+/// Checks a corpus of one reference per hypothesis (ROUGE): as many references as
+/// hypotheses, and at least one of each.
+pub(crate) fn check_pairs<H, R: AsRef<str>>(hyps: &[H], refs: &[R]) -> Result<(), MetricError> {
+    reference_count(hyps, &one_reference_each(hyps, refs)?).map(|_| ())
+}
+
 /// Checks that there is one non-empty reference set per hypothesis and a non-empty corpus;
 /// returns `Some(n)` when every set has `n` references, `None` when the counts vary.
 pub(crate) fn reference_count<H, R: AsRef<[S]>, S>(hyps: &[H], refs: &[R]) -> Result<Option<usize>, MetricError> {

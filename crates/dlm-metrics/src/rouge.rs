@@ -276,15 +276,7 @@ pub fn corpus_rouge<H: AsRef<str>, R: AsRef<str>>(
     refs: &[R],
     use_stemmer: bool,
 ) -> Result<CorpusRouge, MetricError> {
-    if hyps.len() != refs.len() {
-        return Err(MetricError::LengthMismatch {
-            hyps: hyps.len(),
-            refs: refs.len(),
-        });
-    }
-    if hyps.is_empty() {
-        return Err(MetricError::EmptyCorpus);
-    }
+    crate::references::check_pairs(hyps, refs)?;
     let segments: Vec<RougeScores> = hyps
         .iter()
         .zip(refs)
