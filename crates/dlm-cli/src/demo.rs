@@ -3,6 +3,10 @@
 //! paper's prompted set) with the embedded `configs/demo.toml`, then generates held-out
 //! translations by iterative unmasking and shows the denoising step by step, in the
 //! terminal and as an SVG picture beside the training curves.
+//!
+//! The data needs nothing beside the clone: [`resolve_data`] takes `--data` when given,
+//! else the slice shipped in the repository (`data/demo/`, see its README for the
+//! licence), else the full prompted file in `../shared/data` (a development checkout).
 
 use crate::generate::{canvas_prefix, print_trajectory, write_picture};
 use crate::model_dir::{ModelArgs, Precision};
@@ -18,12 +22,18 @@ use std::sync::atomic::AtomicBool;
 const CONFIG: &str = include_str!("../../../configs/demo.toml");
 /// Rows of the data file held out for validation and for the generated examples.
 const HELD_OUT: usize = 200;
+/// Where the demo looks for its data when `--data` is not given, in this order (relative
+/// to the repository root, the working directory of `cargo run`).
+const DATA_CANDIDATES: [&str; 2] =
+    ["data/demo/iwslt14-deen.jsonl", "../shared/data/eval/iwslt14/0-shot/validation/deen.jsonl"];
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The paper's prompted IWSLT14 De→En file
-    #[arg(long, default_value = "../shared/data/eval/iwslt14/0-shot/validation/deen.jsonl")]
-    data: PathBuf,
+    /// A prompted IWSLT14 De→En JSONL file (default: data/demo/iwslt14-deen.jsonl, the
+    /// slice shipped in the repository, else
+    /// ../shared/data/eval/iwslt14/0-shot/validation/deen.jsonl)
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// Run directory (replaced if it exists)
     #[arg(long, default_value = ".cache/demo")]
     out: PathBuf,
@@ -40,14 +50,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !cfg.model.dir.join("config.json").exists() {
         anyhow::bail!("{} is missing: run `bash scripts/fetch-models.sh` first", cfg.model.dir.display());
     }
-    let held_out = split(&args.data, &cfg)?;
+    let candidates: Vec<PathBuf> = DATA_CANDIDATES.iter().map(PathBuf::from).collect();
+    let data = resolve_data(args.data.as_deref(), &candidates)?;
+    let held_out = split(&data, &cfg)?;
     if args.out.exists() {
         std::fs::remove_dir_all(&args.out).with_context(|| format!("clearing {}", args.out.display()))?;
     }
     eprintln!(
         "adapting {} into a diffusion LM on {} ({} steps)…",
         cfg.model.dir.display(),
-        args.data.display(),
+        data.display(),
         cfg.train.max_steps
     );
     let summary = dlm_train::train(cfg, &args.out, Arc::new(AtomicBool::new(false)), std::io::stderr().is_terminal())?;
@@ -79,11 +91,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The demo's data file: `explicit` when given (it must exist: an explicit path never
+/// falls back), else the first of `candidates` that exists.
+fn resolve_data(explicit: Option<&Path>, candidates: &[PathBuf]) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        if !path.is_file() {
+            anyhow::bail!("--data {}: no such file", path.display());
+        }
+        return Ok(path.to_path_buf());
+    }
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
+    }
+    let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    anyhow::bail!(
+        "no demo data: looked for {} (run `dlm demo` from the repository root, or pass --data FILE)",
+        tried.join(" and ")
+    )
+}
+
 /// Writes the train/valid split the embedded config names (the first `HELD_OUT` rows are
 /// held out) and returns the held-out rows.
 fn split(data: &Path, cfg: &RunConfig) -> anyhow::Result<Vec<dlm_data::PromptResponse>> {
     let text = std::fs::read_to_string(data)
-        .with_context(|| format!("{}: cannot read the demo data (it ships in ../shared/data)", data.display()))?;
+        .with_context(|| format!("{}: cannot read the demo data", data.display()))?;
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     if lines.len() <= HELD_OUT {
         anyhow::bail!("{}: {} rows, the demo needs more than {HELD_OUT}", data.display(), lines.len());
@@ -98,4 +129,47 @@ fn split(data: &Path, cfg: &RunConfig) -> anyhow::Result<Vec<dlm_data::PromptRes
     write(valid, &lines[..HELD_OUT])?;
     write(&cfg.data.train, &lines[HELD_OUT..])?;
     Ok(dlm_data::read_prompt_jsonl(valid)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(path: &Path) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "{}\n").unwrap();
+    }
+
+    #[test]
+    fn data_resolution_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let shipped = dir.path().join("repo/data/demo/iwslt14-deen.jsonl");
+        let shared = dir.path().join("shared/data/eval/deen.jsonl");
+        let candidates = [shipped.clone(), shared.clone()];
+        // nothing there: the error names every place it looked
+        let e = resolve_data(None, &candidates).unwrap_err().to_string();
+        assert!(e.contains("iwslt14-deen.jsonl") && e.contains("shared"), "{e}");
+        // only ../shared (a checkout whose slice was removed): fall back to it
+        touch(&shared);
+        assert_eq!(resolve_data(None, &candidates).unwrap(), shared);
+        // both: the shipped slice wins, so a fresh clone and a dev checkout agree
+        touch(&shipped);
+        assert_eq!(resolve_data(None, &candidates).unwrap(), shipped);
+        // --data wins over both, and a missing --data is an error, not a fallback
+        let own = dir.path().join("own.jsonl");
+        let e = resolve_data(Some(&own), &candidates).unwrap_err().to_string();
+        assert!(e.contains("own.jsonl"), "{e}");
+        touch(&own);
+        assert_eq!(resolve_data(Some(&own), &candidates).unwrap(), own);
+    }
+
+    #[test]
+    fn shipped_slice_is_in_the_repository() {
+        // The README's first command must work from a clone alone.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let slice = root.join(DATA_CANDIDATES[0]);
+        let rows = dlm_data::read_prompt_jsonl(&slice).unwrap();
+        assert!(rows.len() > HELD_OUT + 1000, "{}: {} rows", slice.display(), rows.len());
+        assert!(rows.iter().all(|r| r.inputs.starts_with("Translate the sentences into English.")));
+    }
 }
