@@ -1,6 +1,7 @@
 //! `dlm score`: corpus metrics of a hypothesis file against a reference file, one
 //! segment per line (a trailing `\r` of CRLF files is stripped). BLEU and chrF are
-//! sacreBLEU 2.6.0's, ROUGE is rouge-score 0.1.2's (mean F over segments); see the
+//! sacreBLEU 2.6.0's, ROUGE is rouge-score 0.1.2's (mean F over segments), or with
+//! `--py-rouge` the ROUGE-L of py-rouge 1.1 that the paper's authors used; see the
 //! `dlm-metrics` crate.
 
 use anyhow::{Context, Result, bail};
@@ -18,7 +19,8 @@ pub struct Args {
 enum Metric {
     /// Corpus BLEU, identical to sacreBLEU 2.6.0 (prints its signature)
     Bleu(BleuArgs),
-    /// ROUGE-1/2/L/Lsum mean F-measure, identical to rouge-score 0.1.2
+    /// ROUGE-1/2/L/Lsum mean F-measure, identical to rouge-score 0.1.2 (or, with
+    /// --py-rouge, ROUGE-L identical to py-rouge 1.1, the paper's)
     Rouge(RougeArgs),
     /// chrF2 (character order 6, word order 0), identical to sacreBLEU 2.6.0
     Chrf(ChrfArgs),
@@ -60,6 +62,17 @@ struct RougeArgs {
     /// Do not Porter-stem tokens (stemming is on by default)
     #[arg(long)]
     no_stemmer: bool,
+    /// ROUGE-L as the paper's authors computed it: py-rouge 1.1's defaults (WordNet base
+    /// forms and the original Porter stemmer, a 665-character length limit, summary-level
+    /// LCS, mean P/R/F over segments)
+    #[arg(long)]
+    py_rouge: bool,
+    /// With --py-rouge: the length limit in characters (0: none)
+    #[arg(long, default_value_t = 665, requires = "py_rouge")]
+    length_limit: usize,
+    /// With --py-rouge: alpha of the F-measure P·R / ((1-α)·P + α·R)
+    #[arg(long, default_value_t = 0.5, requires = "py_rouge")]
+    alpha: f64,
     /// Print one JSON object
     #[arg(long)]
     json: bool,
@@ -135,6 +148,9 @@ fn run_bleu(a: BleuArgs) -> Result<()> {
 }
 
 fn run_rouge(a: RougeArgs) -> Result<()> {
+    if a.py_rouge {
+        return run_py_rouge(a);
+    }
     let (hyps, refs) = read_pair(&a.files)?;
     let stem = !a.no_stemmer;
     let r = dlm_metrics::corpus_rouge(&hyps, &refs, stem).with_context(|| scoring_context(&a.files))?;
@@ -155,6 +171,36 @@ fn run_rouge(a: RougeArgs) -> Result<()> {
             r.rouge2,
             r.rouge_l,
             r.rouge_lsum
+        );
+    }
+    Ok(())
+}
+
+fn run_py_rouge(a: RougeArgs) -> Result<()> {
+    if !(0.0..=1.0).contains(&a.alpha) {
+        bail!("--alpha must be in [0, 1], got {}", a.alpha);
+    }
+    let (hyps, refs) = read_pair(&a.files)?;
+    let cfg = dlm_metrics::PyRougeConfig {
+        stemming: !a.no_stemmer,
+        length_limit: (a.length_limit > 0).then_some(a.length_limit),
+        alpha: a.alpha,
+    };
+    let r = dlm_metrics::corpus_py_rouge_l(&hyps, &refs, &cfg).with_context(|| scoring_context(&a.files))?;
+    if a.json {
+        let m = r.mean;
+        let v = serde_json::json!({ "rougeL": { "p": m.precision, "r": m.recall, "f": m.fmeasure }, "config": cfg });
+        println!("{v}");
+    } else {
+        println!(
+            "ROUGE-L mean (py-rouge 1.1, stemming: {}, length limit: {}, alpha {}, {} segments): P = {:.4} R = {:.4} F = {:.4}",
+            if cfg.stemming { "yes" } else { "no" },
+            cfg.length_limit.map_or("none".to_string(), |n| format!("{n} characters")),
+            cfg.alpha,
+            r.segments.len(),
+            r.mean.precision,
+            r.mean.recall,
+            r.mean.fmeasure
         );
     }
     Ok(())

@@ -145,6 +145,25 @@ fn chrf_and_rouge_match_references() {
             assert!((g - w).abs() < 1e-9, "stemmer={stem} {k}: {g} vs rouge-score {w}");
         }
     }
+
+    // --py-rouge: the authors' ROUGE-L (py-rouge defaults) on the first 120 segments.
+    let (hyps, refs) = iwslt_en(120);
+    write_lines(&h, &hyps, "\n");
+    write_lines(&r, &refs, "\n");
+    let fx = fixture("py_rouge.json");
+    let want = fx["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["corpus"] == "iwslt_en" && c["variant"] == "authors")
+        .cloned()
+        .unwrap();
+    let got = json_of(&dlm(&["score", "rouge", "--py-rouge", "--ref", rs, "--hyp", hs, "--json"]));
+    for (i, k) in ["p", "r", "f"].into_iter().enumerate() {
+        let (g, w) = (got["rougeL"][k].as_f64().unwrap(), want["mean"][i].as_f64().unwrap());
+        assert!((g - w).abs() < 1e-9, "py-rouge {k}: {g} vs {w}");
+    }
+    assert_eq!(got["config"]["length_limit"], 665);
 }
 
 #[test]

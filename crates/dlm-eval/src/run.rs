@@ -70,7 +70,7 @@ fn settings(info: &RunInfo, dataset: &Dataset, mode: Mode, max_length: usize) ->
         predictions: None,
         bleu_signature: None,
         rouge: (dataset.task.metric() == Metric::RougeL).then(|| {
-            "rouge-score 0.1.2 ROUGE-L F-measure, Porter stemming, mean over segments".into()
+            "py-rouge 1.1 ROUGE-L F-measure as the authors computed it (stemming, 665-character limit, alpha 0.5), mean over segments; extra.rouge_score: rouge-score 0.1.2 ROUGE-L F, Porter stemming".into()
         }),
     }
 }

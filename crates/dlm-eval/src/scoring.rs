@@ -4,7 +4,7 @@
 //! | metric | per example / corpus | from |
 //! |---|---|---|
 //! | BLEU | corpus BLEU, hypotheses and references lower-cased (sacreBLEU `lowercase=True`, which is `.lower()` before scoring as the authors do), tok `13a`/`intl`, exp smoothing | `dlm_metrics::corpus_bleu` |
-//! | ROUGE-L | rouge-score ROUGE-L F with Porter stemming, mean over segments | `dlm_metrics::corpus_rouge` |
+//! | ROUGE-L | py-rouge ROUGE-L F as the authors computed it (stemming, 665-character limit, α 0.5), mean over segments; rouge-score's ROUGE-L F (Porter stemming) beside it as `rouge_score` | `dlm_metrics::{corpus_py_rouge_l, corpus_rouge}` |
 //! | accuracy (multiple choice) | gold `B` or `(B)`: the extracted option letter equals it; any other gold (BBH `True`, `valid`, `a b c`): equal after trimming, dropping one final `.`, collapsing spaces and lower-casing | `dlm_metrics::extract_choice_letter` |
 //! | exact match, F1 | SQuAD v1.1 | `dlm_metrics::{exact_match, token_f1}` |
 //! | accuracy (math) | the last integer of the output equals the reference's | `dlm_metrics::gsm_correct` |
@@ -16,8 +16,8 @@
 use std::collections::BTreeMap;
 
 use dlm_metrics::{
-    BleuConfig, corpus_bleu, corpus_rouge, exact_match, extract_choice_letter, gsm_correct,
-    token_f1,
+    BleuConfig, PyRougeConfig, corpus_bleu, corpus_py_rouge_l, corpus_rouge, exact_match,
+    extract_choice_letter, gsm_correct, token_f1,
 };
 
 use crate::error::{EvalError, Result};
@@ -121,35 +121,43 @@ fn score_bleu(task: Task, subsets: &[Vec<(&Example, &str)>]) -> Result<Scores> {
     })
 }
 
+/// The `extra` key of rouge-score's ROUGE-L F in ROUGE reports.
+pub const ROUGE_SCORE_KEY: &str = "rouge_score";
+
 fn score_rouge(subsets: &[Vec<(&Example, &str)>]) -> Result<Scores> {
     let (hyps, refs): (Vec<&str>, Vec<&str>) = subsets
         .iter()
         .flatten()
         .map(|(e, p)| (*p, e.target.as_str()))
         .unzip();
-    // Per-segment ROUGE-L F (rouge-score, stemming on), then means.
-    let values: Vec<f64> = if hyps.is_empty() {
-        Vec::new()
+    // Per-segment ROUGE-L F of both implementations, then means: py-rouge's (the
+    // paper's number) as the score, rouge-score's as `rouge_score`.
+    let (authors, package): (Vec<f64>, Vec<f64>) = if hyps.is_empty() {
+        (Vec::new(), Vec::new())
     } else {
-        corpus_rouge(&hyps, &refs, true)?
-            .segments
-            .iter()
-            .map(|s| s.rouge_l.fmeasure * 100.0)
-            .collect()
+        let py = corpus_py_rouge_l(&hyps, &refs, &PyRougeConfig::default())?;
+        let rs = corpus_rouge(&hyps, &refs, true)?;
+        (
+            py.segments.iter().map(|s| s.fmeasure * 100.0).collect(),
+            rs.segments.iter().map(|s| s.rouge_l.fmeasure * 100.0).collect(),
+        )
+    };
+    let with_package = |range: std::ops::Range<usize>| -> BTreeMap<String, f64> {
+        mean(&package[range]).map(|m| (ROUGE_SCORE_KEY.to_string(), m)).into_iter().collect()
     };
     let mut per = Vec::with_capacity(subsets.len());
     let mut at = 0;
     for s in subsets {
         per.push(SubsetScore {
-            score: mean(&values[at..at + s.len()]),
-            extra: BTreeMap::new(),
+            score: mean(&authors[at..at + s.len()]),
+            extra: with_package(at..at + s.len()),
             scored: s.len(),
         });
         at += s.len();
     }
     Ok(Scores {
-        overall: mean(&values),
-        extra: BTreeMap::new(),
+        overall: mean(&authors),
+        extra: with_package(0..package.len()),
         subsets: per,
         signature: None,
     })
@@ -355,5 +363,13 @@ mod tests {
         assert_eq!(s.subsets[0].score, Some(100.0));
         assert_eq!(s.subsets[1].score, Some(0.0));
         assert_eq!(s.overall, Some(50.0));
+        assert_eq!(s.extra[ROUGE_SCORE_KEY], 50.0);
+        // Where the two differ: py-rouge maps "were" to its WordNet base form "be" and
+        // stems with the original Porter algorithm; rouge-score keeps "were".
+        let r = ex("they were running", None);
+        let s = score(Task::Gigaword, &[vec![(&r, "they be running")]]).unwrap();
+        assert_eq!(s.overall, Some(100.0));
+        let rs = s.extra[ROUGE_SCORE_KEY];
+        assert!((rs - 200.0 / 3.0).abs() < 1e-9, "{rs}");
     }
 }

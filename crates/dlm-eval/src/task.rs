@@ -42,7 +42,8 @@ pub enum Task {
 pub enum Metric {
     /// sacreBLEU corpus BLEU on lower-cased text with the given tokenizer.
     Bleu,
-    /// ROUGE-L F-measure (rouge-score, Porter stemming), mean over segments, × 100.
+    /// ROUGE-L F-measure as the authors computed it (py-rouge defaults), mean over
+    /// segments, × 100; rouge-score's beside it.
     RougeL,
     /// Accuracy of the chosen option (letter or answer string), × 100.
     Accuracy,
