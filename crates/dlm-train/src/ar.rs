@@ -1,7 +1,7 @@
 //! The autoregressive baseline's checkpoints and decoding. A model directory trained with
 //! `objective.kind = "ar"` carries `"dlm_objective": "ar"` in its `config.json` and must
 //! be loaded with causal attention ([`load_options_for`]); [`ar_generate`] decodes from it
-//! greedily, one token per forward pass, until `</s>`.
+//! greedily, one token per forward pass, until `</s>` ([`crate::beam`] has beam search).
 
 use crate::error::{Result, TrainError};
 use candle_core::Tensor;
@@ -56,40 +56,57 @@ pub fn load_options_for(dir: &Path, base: &LoadOptions) -> Result<LoadOptions> {
     })
 }
 
+/// Next-token logits of each of `seqs` (equal lengths, model ids) with a causal model:
+/// `[rows][V]`, with `<mask>`, `<pad>` and `<s>` set to −∞ so they are never produced.
+pub(crate) fn next_logits(
+    model: &dyn MaskedLm,
+    seqs: &[Vec<u32>],
+    special: &SpecialTokens,
+) -> Result<Vec<Vec<f32>>> {
+    let device = model.device().clone();
+    let (rows, n) = (seqs.len(), seqs.first().map_or(0, Vec::len));
+    if rows == 0 || n == 0 || seqs.iter().any(|s| s.len() != n) {
+        return Err(TrainError::Invalid(format!(
+            "next_logits needs non-empty sequences of one length, got {:?}",
+            seqs.iter().map(Vec::len).collect::<Vec<_>>()
+        )));
+    }
+    let flat: Vec<u32> = seqs.concat();
+    let ids = Tensor::from_vec(flat, (rows, n), &device)?;
+    let attention = Tensor::ones((rows, n), candle_core::DType::U32, &device)?;
+    let hidden = model.encode(&ids, &attention)?; // [rows, n, h]
+    let last = hidden.narrow(1, n - 1, 1)?.squeeze(1)?; // [rows, h]
+    let mut logits = model
+        .project(&last)?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec2::<f32>()?; // [rows, V]
+    let vocab = model.vocab_size();
+    for row in &mut logits {
+        for b in [special.mask, special.pad, special.bos] {
+            if (b as usize) < vocab {
+                row[b as usize] = f32::NEG_INFINITY;
+            }
+        }
+    }
+    Ok(logits)
+}
+
 /// Greedy decoding from `prefix` (`<s> prompt`, model ids) with a causal model: at most
 /// `max_new` tokens, stopping at `</s>` (not returned). `<mask>`, `<pad>` and `<s>` are
-/// never produced.
+/// never produced. [`crate::beam_search`] with beam 1 gives the same tokens.
 pub fn ar_generate(
     model: &dyn MaskedLm,
     prefix: &[u32],
     max_new: usize,
     special: &SpecialTokens,
 ) -> Result<Vec<u32>> {
-    let device = model.device().clone();
     let room = model.max_sequence_length().saturating_sub(prefix.len());
     let mut seq = prefix.to_vec();
     let mut out = Vec::new();
-    let vocab = model.vocab_size();
-    let banned: Vec<u32> = [special.mask, special.pad, special.bos]
-        .into_iter()
-        .filter(|&t| (t as usize) < vocab)
-        .collect();
     for _ in 0..max_new.min(room) {
-        let n = seq.len();
-        let ids = Tensor::from_slice(&seq, (1, n), &device)?;
-        let attention = Tensor::ones((1, n), candle_core::DType::U32, &device)?;
-        let hidden = model.encode(&ids, &attention)?; // [1, n, h]
-        let last = hidden.get(0)?.get(n - 1)?.unsqueeze(0)?; // [1, h]
-        let mut logits = model
-            .project(&last)?
-            .to_dtype(candle_core::DType::F32)?
-            .squeeze(0)?
-            .to_vec1::<f32>()?; // [V]
-        for &b in &banned {
-            logits[b as usize] = f32::NEG_INFINITY;
-        }
+        let logits = next_logits(model, std::slice::from_ref(&seq), special)?;
         // First maximum, as torch's argmax.
-        let next = logits
+        let next = logits[0]
             .iter()
             .enumerate()
             .fold((0usize, f32::NEG_INFINITY), |best, (i, &x)| {

@@ -10,6 +10,7 @@
 //! ```
 
 pub mod ar;
+pub mod beam;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
@@ -25,6 +26,7 @@ pub mod trainer;
 pub mod validate;
 
 pub use ar::{ar_generate, load_options_for, objective_of};
+pub use beam::{BeamConfig, BeamOutput, beam_search};
 pub use config::RunConfig;
 pub use error::{Result, TrainError};
 pub use objective::{StepMetrics, StepOutput, TrainObjective};

@@ -8,7 +8,8 @@
 //!   next-token cross-entropy on the response positions (incl. `</s>`), mean over tokens;
 //! - [`LengthStage`]: the length predictor of SPEC §5 on a frozen backbone.
 
-use crate::ar::{AR_FLAG, ar_generate, mark_objective};
+use crate::ar::{AR_FLAG, mark_objective};
+use crate::beam::{BeamConfig, beam_search};
 use crate::data::Example;
 use crate::error::{Result, TrainError};
 use candle_core::{D, DType, Tensor, Var};
@@ -123,6 +124,10 @@ pub struct Autoregressive {
     pub model: Backbone,
     pub label_smoothing: f64,
     pub special: dlm_data::SpecialTokens,
+    /// Beam size of validation decoding (1: greedy).
+    pub beam: usize,
+    /// Length normalisation exponent of beam search.
+    pub len_penalty: f64,
 }
 
 impl Autoregressive {
@@ -210,7 +215,12 @@ impl TrainObjective for Autoregressive {
                 let budget = max
                     .saturating_sub(e.prefix().len())
                     .min(2 * e.seq.n_maskable() + 10);
-                ar_generate(&self.model, e.prefix(), budget, &self.special)
+                let cfg = BeamConfig {
+                    beam: self.beam,
+                    len_penalty: self.len_penalty,
+                    max_new: budget,
+                };
+                Ok(beam_search(&self.model, e.prefix(), &cfg, &self.special)?.tokens)
             })
             .collect::<Result<Vec<_>>>()
             .map(Some)

@@ -193,6 +193,8 @@ pub fn build(cfg: &RunConfig, from: Option<&Path>) -> Result<Session> {
             model,
             label_smoothing: cfg.objective.label_smoothing,
             special,
+            beam: cfg.validate.beam,
+            len_penalty: cfg.validate.len_penalty,
         })
     } else {
         Box::new(Diffusion {
