@@ -27,6 +27,7 @@ pub use format::{
 };
 pub use jsonl::{PromptJsonl, PromptResponse, read_prompt_jsonl};
 pub use mixture::{Mixture, MixtureSource, Pick, read_ratio_json};
+pub use sources::few_shot::{FewShotPattern, exemplar_rows};
 pub use sources::{SourceFormat, SourceSpec, read_source};
 pub use special::SpecialTokens;
 pub use vocab_map::{VOCAB_MAP_FILE, VocabMap};

@@ -109,6 +109,15 @@ pub struct SourceEntry {
     pub format: dlm_data::SourceFormat,
     /// Relative weight (the weights are normalised over the sources).
     pub weight: f64,
+    /// Exemplars of the same source before each prompt (Flan 2022's few-shot format;
+    /// 0: zero-shot). Exemplars are dropped from the end while the example is longer than
+    /// `data.max_length`.
+    #[serde(default)]
+    pub shots: usize,
+    /// The strings around exemplars (default: FLAN v2's, `"\n\n"` between input and
+    /// target, `"\n\n\n"` between exemplars).
+    #[serde(default)]
+    pub few_shot: dlm_data::FewShotPattern,
 }
 
 fn is_empty_path(p: &Path) -> bool {
@@ -307,6 +316,18 @@ pub struct ValidateSection {
     /// BLEU tokenizer: `13a` (IWSLT14) or `intl` (WMT14).
     #[serde(default = "default_bleu_tokenize")]
     pub bleu_tokenize: dlm_metrics::BleuTokenizer,
+    /// AR baseline only: beam size of its decoding (1: greedy; fairseq's IWSLT14 recipe
+    /// uses 5).
+    #[serde(default = "one")]
+    pub beam: usize,
+    /// AR baseline only: length normalisation exponent of beam search (fairseq
+    /// `--lenpen`, default 1).
+    #[serde(default = "one_f64")]
+    pub len_penalty: f64,
+}
+
+fn one_f64() -> f64 {
+    1.0
 }
 
 fn default_valid_rows() -> usize {
@@ -414,7 +435,7 @@ impl RunConfig {
     /// Range checks that serde cannot express.
     pub fn validate(&self) -> std::result::Result<(), String> {
         let o = &self.optimizer;
-        let checks: [(bool, String); 12] = [
+        let checks: [(bool, String); 14] = [
             (
                 self.train.max_steps > 0,
                 "train.max_steps must be at least 1".into(),
@@ -468,6 +489,14 @@ impl RunConfig {
             (
                 self.validate.steps > 0,
                 "validate.steps must be at least 1".into(),
+            ),
+            (
+                self.validate.beam > 0,
+                "validate.beam must be at least 1".into(),
+            ),
+            (
+                self.validate.len_penalty.is_finite(),
+                "validate.len_penalty must be finite".into(),
             ),
         ];
         if self.data.sources.is_empty() && is_empty_path(&self.data.train) {

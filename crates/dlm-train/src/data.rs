@@ -75,6 +75,40 @@ fn example(
     })
 }
 
+/// Row `row` of a source as an example, with `spec.shots` exemplars of the same source
+/// (chosen by `dlm_data::exemplar_rows` from the run seed and `row`) before its prompt;
+/// exemplars are dropped from the end while `<s> prompt response </s>` is longer than
+/// `max_length` (Flan's exemplar pruning).
+fn few_shot_example(
+    table: &[PromptResponse],
+    row: usize,
+    spec: &dlm_data::SourceSpec,
+    seed: u64,
+    tokenizer: &Tokenizer,
+    special: &SpecialTokens,
+    max_length: usize,
+) -> Result<Example> {
+    let query = table
+        .get(row)
+        .ok_or_else(|| TrainError::Invalid(format!("row {row} of {} out of range", spec.path.display())))?;
+    if spec.shots == 0 {
+        return example(query, tokenizer, special, max_length);
+    }
+    let picks = dlm_data::exemplar_rows(table.len(), row, spec.shots, derive_seed(seed, &[FEW_SHOT_TAG]));
+    let exemplars: Vec<&PromptResponse> = picks.iter().filter_map(|&i| table.get(i)).collect();
+    let target_len = tokenizer.encode(&query.targets, true)?.len();
+    for n in (1..=exemplars.len()).rev() {
+        let inputs = spec.few_shot.prompt(&exemplars[..n], &query.inputs);
+        // `<s> prompt response </s>` = src[:-1] + tgt[1:] (SPEC §2)
+        if (tokenizer.encode(&inputs, true)?.len() + target_len).saturating_sub(2) <= max_length {
+            let shot = PromptResponse { inputs, targets: query.targets.clone() };
+            return example(&shot, tokenizer, special, max_length);
+        }
+    }
+    // Not even one exemplar fits: Flan drops such rows; the mixture keeps it zero-shot.
+    example(query, tokenizer, special, max_length)
+}
+
 impl Dataset {
     /// Reads, tokenizes and formats `path` (at most `limit` rows when `limit > 0`). A bad
     /// line is an error naming the file and line; a file without rows is an error.
@@ -118,6 +152,8 @@ impl Dataset {
                 path: s.path.clone(),
                 format: s.format,
                 weight: s.weight,
+                shots: s.shots,
+                few_shot: s.few_shot.clone(),
             })
             .collect();
         let mut d = Dataset::mixture(&specs, data.mixture_rows, tokenizer, special, max_length, seed)?;
@@ -166,10 +202,10 @@ impl Dataset {
             let ex = match cache.get(&(p.source, p.row)) {
                 Some(e) => e.clone(),
                 None => {
-                    let row = tables.get(p.source).and_then(|t| t.get(p.row)).ok_or_else(|| {
+                    let (table, spec) = tables.get(p.source).zip(sources.get(p.source)).ok_or_else(|| {
                         TrainError::Invalid(format!("mixture pick {p:?} out of range"))
                     })?;
-                    let e = example(row, tokenizer, special, max_length)?;
+                    let e = few_shot_example(table, p.row, spec, seed, tokenizer, special, max_length)?;
                     cache.insert((p.source, p.row), e.clone());
                     e
                 }
@@ -241,6 +277,7 @@ impl Dataset {
 
 /// Seed tag of the mixture draw.
 const MIXTURE_TAG: u64 = 0x6d69_7874; // "mixt"
+const FEW_SHOT_TAG: u64 = 0x6673_686f; // "fsho"
 
 /// Where a run is in its data: epoch and the next micro-batch of that epoch's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

@@ -164,3 +164,57 @@ fn the_example_config_parses_and_its_sources_read() {
         );
     }
 }
+
+/// Few-shot sources (Flan 2022's `*_fs_*` format) on a committed-size, hand-written
+/// Alpaca file: each prompt carries exemplars of the same source, in FLAN v2's layout,
+/// pruned from the end to fit `data.max_length`; deterministic per seed.
+#[test]
+fn few_shot_sources_prepend_exemplars_and_prune_to_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tasks.jsonl");
+    let rows: Vec<String> = (0..12)
+        .map(|i| {
+            format!(
+                "{{\"instruction\": \"Add one to {i}.\", \"input\": \"\", \"output\": \"{}\"}}",
+                i + 1
+            )
+        })
+        .collect();
+    std::fs::write(&path, rows.join("\n") + "\n").unwrap();
+    let tiny = root().join("crates/dlm-models/tests/fixtures/tiny-xlmr");
+    let tok = dlm_data::Tokenizer::from_dir(&tiny).unwrap();
+    let special = tok.special_tokens().unwrap();
+    let spec = |shots: usize| dlm_data::SourceSpec {
+        path: path.clone(),
+        format: dlm_data::SourceFormat::AlpacaJson,
+        weight: 1.0,
+        shots,
+        few_shot: dlm_data::FewShotPattern::default(),
+    };
+    let decode = |d: &Dataset, i: usize| {
+        let e = &d.examples[i];
+        tok.decode(&e.seq.ids[..e.seq.n_fixed()], true).unwrap()
+    };
+    let zero = Dataset::mixture(&[spec(0)], 12, &tok, &special, 512, 3).unwrap();
+    let three = Dataset::mixture(&[spec(3)], 12, &tok, &special, 512, 3).unwrap();
+    for i in 0..12 {
+        let (z, t) = (decode(&zero, i), decode(&three, i));
+        // the query is last; three exemplars, each "instruction … response", before it
+        assert!(t.ends_with(z.trim_end()), "{t:?} vs {z:?}");
+        assert_eq!(t.matches("Add one to").count(), 4, "{t:?}");
+        assert_eq!(three.examples[i].response, zero.examples[i].response);
+    }
+    let again = Dataset::mixture(&[spec(3)], 12, &tok, &special, 512, 3).unwrap();
+    assert_eq!(again.examples, three.examples);
+    // A tight max_length keeps fewer exemplars, never a cut-off sequence.
+    let longest = |d: &Dataset| d.examples.iter().map(|e| e.seq.len()).max().unwrap();
+    let shortest_three = three.examples.iter().map(|e| e.seq.len()).min().unwrap();
+    let tight = (longest(&zero) + shortest_three) / 2;
+    let pruned = Dataset::mixture(&[spec(3)], 12, &tok, &special, tight, 3).unwrap();
+    let mut kept = Vec::new();
+    for (i, e) in pruned.examples.iter().enumerate() {
+        assert!(e.seq.len() <= tight);
+        kept.push(decode(&pruned, i).matches("Add one to").count() - 1);
+    }
+    assert!(kept.iter().all(|&k| k < 3) && kept.iter().any(|&k| k > 0), "{kept:?} in {tight} tokens");
+}

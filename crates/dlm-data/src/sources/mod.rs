@@ -8,8 +8,12 @@
 //! | [`SourceFormat::FlanCotTsv`] | `question TAB answer TAB rationale` | [`flan_cot`] |
 //! | [`SourceFormat::AlpacaJson`] | `[{"instruction","input","output"}]` or JSONL | [`alpaca`] |
 //! | [`SourceFormat::Gsm8k`] | JSONL `{"question","answer"}`, answer ending `#### n` | [`gsm8k`] |
+//!
+//! Any source can also be turned into k-shot prompts in the Flan 2022 few-shot format
+//! ([`few_shot`], `shots` of a [`SourceSpec`]).
 
 pub mod alpaca;
+pub mod few_shot;
 pub mod flan_cot;
 pub mod gsm8k;
 
@@ -112,13 +116,18 @@ pub(crate) fn json_object(
     }
 }
 
-/// A source file named in a mixture: its path, format and (unnormalised) weight.
+/// A source file named in a mixture: its path, format, (unnormalised) weight, and how
+/// many exemplars of the same source go before each prompt (0: zero-shot).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceSpec {
     pub path: PathBuf,
     #[serde(default)]
     pub format: SourceFormat,
     pub weight: f64,
+    #[serde(default)]
+    pub shots: usize,
+    #[serde(default)]
+    pub few_shot: few_shot::FewShotPattern,
 }
 
 #[cfg(test)]
