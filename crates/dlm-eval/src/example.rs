@@ -44,6 +44,8 @@ pub enum Format {
     MmluCsv,
     /// BIG-Bench Hard JSON `{"examples": [{"input", "target"}]}` with `cot-prompts`.
     BbhJson,
+    /// TyDiQA GoldP JSON (SQuAD-like `data → paragraphs → qas`).
+    TydiQaJson,
 }
 
 /// A loaded benchmark.

@@ -10,6 +10,7 @@
 //! | summarisation | `Summarize the article.·` + k × `·Article: {src} Summary: {tgt}` + `·Article: {src} Summary:·` (ours: the paper has no prompted Gigaword file) |
 //! | MMLU | `The following are multiple choice questions (with answers) about {subject}. ` + k × `Q: {q} (A) {a} (B) {b} (C) {c} (D) {d} A: {X} \| ` + `Q: {q} (A) … (D) {d} A:` |
 //! | BBH | `{description} ` + k × `Q: {input} A: {answer} \| ` + `Q: {input} A:` (the MMLU/BBH-NLP layout) |
+//! | TyDiQA GoldP | `Please answer each of the question according to the given context in {language}.·` + k × `context: {c} Q: {q} A: {a} \| ` + `·context: {c} Q: {q} A:` |
 //! | MGSM, GSM8K | k × `·{exemplar q} {exemplar a}` + `·{q prefix}·{question}·{a prefix}`; 8-shot: k × `\n\n{exemplar q}\n{exemplar a}` + `\n\n{q prefix}·{question}\n{a prefix}` |
 //!
 //! `{q prefix}`/`{a prefix}` are the exemplars' own cues with the space after them
@@ -95,6 +96,21 @@ pub fn bbh(description: &str, demos: &[(String, String)], input: &str) -> String
         .map(|(q, a)| (format!("Q: {q} A:"), a.clone()))
         .collect();
     with_bar_demos(&intro, &demos, &format!("Q: {input} A:"))
+}
+
+/// TyDiQA GoldP. Paper, English 0-shot: `Please answer each of the question according to
+/// the given context in english.  context: Wound care … Q: What is a way to increase your
+/// wound healing speed? A:`; 1-shot: `… in english. context: The 1903 Tour de France …
+/// Q: Who won the first Tour de France? A: Maurice Garin |  context: Wound care … A:`.
+/// `demos` are `(context, question, answer)`; `language` is the id prefix (`english`).
+pub fn tydiqa(language: &str, demos: &[(&str, &str, &str)], context: &str, question: &str) -> String {
+    let intro =
+        format!("Please answer each of the question according to the given context in {language}. ");
+    let demos: Vec<(String, String)> = demos
+        .iter()
+        .map(|(c, q, a)| (format!("context: {c} Q: {q} A:"), (*a).to_string()))
+        .collect();
+    with_bar_demos(&intro, &demos, &format!(" context: {context} Q: {question} A:"))
 }
 
 /// `intro` + `{q} {a} | ` per demonstration + `question`.

@@ -44,3 +44,60 @@ fn raw_mgsm_prompts_equal_the_papers() {
         }
     }
 }
+
+/// The paper's 0-shot TyDiQA rows that `tests/fixtures/tydiqa-goldp-mini.json` (official
+/// GoldP layout, written by `scripts/reference/tydiqa_fixture.py`) holds in raw form:
+/// `(language, row in the paper's file, prompt, target)`.
+fn tydiqa_expected() -> Vec<(String, usize, String, String)> {
+    let path = common::repo_root().join("crates/dlm-eval/tests/fixtures/tydiqa-goldp-mini.expected.jsonl");
+    std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let s = |k: &str| v[k].as_str().unwrap().to_string();
+            (s("language"), v["paper_row"].as_u64().unwrap() as usize, s("inputs"), s("targets"))
+        })
+        .collect()
+}
+
+#[test]
+fn raw_tydiqa_prompts_equal_the_papers() {
+    let raw = common::repo_root().join("crates/dlm-eval/tests/fixtures/tydiqa-goldp-mini.json");
+    let ds = load(Task::TydiQa, &raw, &LoadOptions::default()).unwrap();
+    assert_eq!(ds.format, dlm_eval::Format::TydiQaJson);
+    let expected = tydiqa_expected();
+    // one subset per language, sorted by name; questions in file order
+    let names: Vec<&str> = ds.subsets.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["arabic", "english", "finnish", "japanese"]);
+    for subset in &ds.subsets {
+        let want: Vec<_> = expected.iter().filter(|e| e.0 == subset.name).collect();
+        assert_eq!(subset.examples.len(), want.len(), "{}", subset.name);
+        for (o, (lang, row, prompt, target)) in subset.examples.iter().zip(want) {
+            assert_eq!(&o.prompt, prompt, "{lang} row {row}");
+            assert_eq!(&o.target, target, "{lang} row {row}");
+        }
+    }
+    // the fixture's rows are the paper's (checked against its files when present)
+    if let Some(d) = common::data_root() {
+        for (lang, row, prompt, target) in &expected {
+            let paper = read_prompt_jsonl(d.join(format!("eval/tydiqa/0-shot/validation/{lang}.jsonl"))).unwrap();
+            assert_eq!((&paper[*row].inputs, &paper[*row].targets), (prompt, target), "{lang} row {row}");
+        }
+        // 1-shot layout: the paper's English 1-shot row 0 rebuilt from its parts
+        let one = read_prompt_jsonl(d.join("eval/tydiqa/1-shot/validation/english.jsonl")).unwrap();
+        let zero = &expected.iter().find(|e| e.0 == "english" && e.1 == 0).unwrap().2;
+        let (demo_part, _) = one[0].inputs.split_once(" |  context: ").unwrap();
+        let demo = demo_part.split_once(" context: ").unwrap().1;
+        let (dc, rest) = demo.rsplit_once(" Q: ").unwrap();
+        let (dq, da) = rest.split_once(" A: ").unwrap();
+        let (c, q) = zero.split_once(".  context: ").unwrap().1.trim_end_matches(" A:").rsplit_once(" Q: ").unwrap();
+        assert_eq!(dlm_eval::templates::tydiqa("english", &[(dc, dq, da)], c, q), one[0].inputs);
+    }
+    // few-shot from the dev file: the first other question of the same language
+    let opts = LoadOptions { shots: Some(1), ..LoadOptions::default() };
+    let one = load(Task::TydiQa, &raw, &opts).unwrap();
+    let english = &one.subsets[1].examples;
+    assert!(english[0].prompt.contains("A: Brothers Amos and Wilfrid Ayre |  context: Wound care"));
+    assert!(english[1].prompt.contains(&format!("A: {} |  context: ", english[0].target)));
+}

@@ -11,13 +11,15 @@
 //!    when present; `full.jsonl` is left out when there are other files, it repeats
 //!    them); a directory with a single subdirectory and no data files: that one
 //!    (`validation/`, `val/`); else the task's raw files (`*.csv` MMLU, `*.json` BBH,
-//!    `*.tsv` MGSM);
+//!    `*.tsv` MGSM, `*.json` TyDiQA GoldP);
 //! 3. a file, by extension: `.jsonl` (prompted `{"inputs","targets"}` or GSM8K
-//!    `{"question","answer"}`, told apart by the first row), `.csv`, `.json`, `.tsv`.
+//!    `{"question","answer"}`, told apart by the first row), `.csv`, `.json` (TyDiQA
+//!    GoldP for task `tydiqa`, else BBH), `.tsv`.
 //!
 //! Few-shot demonstrations for raw formats: MGSM uses its exemplars 1..k in order (as the
-//! paper's files do), BBH the exemplars of its `cot-prompts` file; GSM8K, MMLU and
-//! parallel text take the first `k` rows of the same file other than the example itself.
+//! paper's files do), BBH the exemplars of its `cot-prompts` file; GSM8K, MMLU, TyDiQA
+//! (per language) and parallel text take the first `k` rows of the same file other than
+//! the example itself.
 
 mod bbh;
 mod csv;
@@ -26,6 +28,7 @@ mod mgsm;
 mod mmlu;
 mod parallel;
 mod prompted;
+mod tydiqa;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -113,6 +116,13 @@ pub fn load(task: Task, path: &Path, opts: &LoadOptions) -> Result<Dataset> {
                 .collect::<Result<Vec<_>>>()?;
             (Format::BbhJson, subsets, bbh::TEMPLATE.to_string())
         }
+        Source::TydiQa(files) => {
+            let mut subsets = Vec::new();
+            for f in &files {
+                subsets.extend(tydiqa::load(f, shots_raw)?);
+            }
+            (Format::TydiQaJson, subsets, tydiqa::TEMPLATE.to_string())
+        }
     };
     Ok(Dataset {
         task,
@@ -132,6 +142,7 @@ enum Source {
     Mgsm(Vec<PathBuf>),
     Mmlu(Vec<PathBuf>),
     Bbh(Vec<PathBuf>),
+    TydiQa(Vec<PathBuf>),
 }
 
 /// The suffixes of parallel text for a task: (`de`, `en`), or (`src`, `tgt`) for
@@ -208,6 +219,7 @@ fn resolve_dir(task: Task, dir: &Path, shots: Option<usize>) -> Result<Source> {
         Task::Mmlu => Some("csv"),
         Task::Bbh => Some("json"),
         Task::Mgsm => Some("tsv"),
+        Task::TydiQa => Some("json"),
         _ => None,
     };
     if let Some(ext) = raw_ext {
@@ -255,12 +267,12 @@ fn classify_files(task: Task, at: &Path, files: Vec<PathBuf>) -> Result<Source> 
         .first()
         .ok_or_else(|| EvalError::input(at, "no data files"))?
         .clone();
-    let kind = kind_of(&first)?;
+    let kind = kind_of(task, &first)?;
     for f in &files[1..] {
-        if kind_of(f)? != kind {
+        if kind_of(task, f)? != kind {
             return Err(EvalError::input(
                 f,
-                format!("a {} file among {} files", kind_of(f)?.name(), kind.name()),
+                format!("a {} file among {} files", kind_of(task, f)?.name(), kind.name()),
             ));
         }
     }
@@ -270,6 +282,7 @@ fn classify_files(task: Task, at: &Path, files: Vec<PathBuf>) -> Result<Source> 
         Kind::Mmlu => task == Task::Mmlu,
         Kind::Bbh => task == Task::Bbh,
         Kind::Mgsm => task == Task::Mgsm,
+        Kind::TydiQa => task == Task::TydiQa,
     };
     if !allowed {
         return Err(EvalError::input(
@@ -283,6 +296,7 @@ fn classify_files(task: Task, at: &Path, files: Vec<PathBuf>) -> Result<Source> 
         Kind::Mmlu => Source::Mmlu(files),
         Kind::Bbh => Source::Bbh(files),
         Kind::Mgsm => Source::Mgsm(files),
+        Kind::TydiQa => Source::TydiQa(files),
     })
 }
 
@@ -293,6 +307,7 @@ enum Kind {
     Mmlu,
     Bbh,
     Mgsm,
+    TydiQa,
 }
 
 impl Kind {
@@ -303,14 +318,18 @@ impl Kind {
             Kind::Mmlu => "MMLU CSV",
             Kind::Bbh => "BBH JSON",
             Kind::Mgsm => "MGSM TSV",
+            Kind::TydiQa => "TyDiQA GoldP JSON",
         }
     }
 }
 
-fn kind_of(file: &Path) -> Result<Kind> {
+/// The format of `file` by its extension (a `.json` file is TyDiQA GoldP for task
+/// `tydiqa`, BBH otherwise).
+fn kind_of(task: Task, file: &Path) -> Result<Kind> {
     match file.extension().and_then(|e| e.to_str()) {
         Some("jsonl") => jsonl_kind(file),
         Some("csv") => Ok(Kind::Mmlu),
+        Some("json") if task == Task::TydiQa => Ok(Kind::TydiQa),
         Some("json") => Ok(Kind::Bbh),
         Some("tsv") => Ok(Kind::Mgsm),
         _ => Err(EvalError::input(
