@@ -12,10 +12,13 @@ pub struct Args {
     /// Print one JSON object instead of a table
     #[arg(long)]
     json: bool,
+    /// Where to load the model: cpu, cuda or cuda:N (cuda needs a build with `--features cuda`)
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let loaded = ModelArgs { model: args.model.clone(), dtype: Precision::F32 }.load()?;
+    let loaded = ModelArgs { model: args.model.clone(), dtype: Precision::F32, device: args.device.clone() }.load()?;
     let (m, tok, sp) = (&loaded.model, &loaded.tokenizer, loaded.special);
     let c = m.config();
     let counts = m.parameter_counts();
