@@ -29,11 +29,21 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 /// The oracle-length canvases of the first `n` rows of `data`.
-fn canvases(tokenizer: &Tokenizer, data: &Path, n: usize, max_length: usize) -> AnyResult<Vec<Canvas>> {
+fn canvases(
+    tokenizer: &Tokenizer,
+    data: &Path,
+    n: usize,
+    max_length: usize,
+) -> AnyResult<Vec<Canvas>> {
     let special = tokenizer.special_tokens()?;
     let rows = read_prompt_jsonl(data)?;
     if rows.len() < n {
-        return Err(format!("{}: {} rows, {n} prompts asked for", data.display(), rows.len()).into());
+        return Err(format!(
+            "{}: {} rows, {n} prompts asked for",
+            data.display(),
+            rows.len()
+        )
+        .into());
     }
     let mut out = Vec::with_capacity(n);
     for row in &rows[..n] {
@@ -46,16 +56,33 @@ fn canvases(tokenizer: &Tokenizer, data: &Path, n: usize, max_length: usize) -> 
 }
 
 /// Median seconds to denoise every canvas, and the generated ids per canvas.
-fn bench(model: &dyn MaskedLm, canvases: &[Canvas], special: SpecialIds, s: &Setting) -> AnyResult<(f64, Vec<Vec<u32>>)> {
-    let cfg = SamplerConfig { steps: s.steps, ..SamplerConfig::default() };
+fn bench(
+    model: &dyn MaskedLm,
+    canvases: &[Canvas],
+    special: SpecialIds,
+    s: &Setting,
+) -> AnyResult<(f64, Vec<Vec<u32>>)> {
+    let cfg = SamplerConfig {
+        steps: s.steps,
+        ..SamplerConfig::default()
+    };
     let run = || -> AnyResult<Vec<Vec<u32>>> {
         let mut out = Vec::with_capacity(canvases.len());
         for chunk in canvases.chunks(s.batch) {
-            out.extend(denoise(model, chunk, &cfg, special)?.into_iter().map(|d| d.generated));
+            out.extend(
+                denoise(model, chunk, &cfg, special)?
+                    .into_iter()
+                    .map(|d| d.generated),
+            );
         }
         Ok(out)
     };
-    denoise(model, &canvases[..s.batch.min(canvases.len())], &cfg, special)?; // warm-up
+    denoise(
+        model,
+        &canvases[..s.batch.min(canvases.len())],
+        &cfg,
+        special,
+    )?; // warm-up
     let mut times = Vec::with_capacity(s.repeats);
     let mut outputs = Vec::new();
     for _ in 0..s.repeats {
@@ -69,7 +96,9 @@ fn bench(model: &dyn MaskedLm, canvases: &[Canvas], special: SpecialIds, s: &Set
 fn main() -> AnyResult<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        return Err("usage: sample_bench MODEL_DIR DATA.jsonl [PROMPTS] [BATCH] [STEPS] [REPEATS]".into());
+        return Err(
+            "usage: sample_bench MODEL_DIR DATA.jsonl [PROMPTS] [BATCH] [STEPS] [REPEATS]".into(),
+        );
     }
     let number = |i: usize, default: usize| -> AnyResult<usize> {
         match args.get(i) {
@@ -82,7 +111,11 @@ fn main() -> AnyResult<()> {
     };
     let (dir, data) = (Path::new(&args[1]), Path::new(&args[2]));
     let n = number(3, 16)?;
-    let setting = Setting { batch: number(4, 8)?, steps: number(5, 10)?, repeats: number(6, 3)? };
+    let setting = Setting {
+        batch: number(4, 8)?,
+        steps: number(5, 10)?,
+        repeats: number(6, 3)?,
+    };
     let tokenizer = Tokenizer::from_dir(dir)?;
     let special = SpecialIds::from(tokenizer.special_tokens()?);
     let config = Config::from_file(&dir.join("config.json"))?;
@@ -91,7 +124,13 @@ fn main() -> AnyResult<()> {
     let mut timings = Vec::new();
     let mut outputs = Vec::new();
     for dtype in [DType::F32, DType::BF16] {
-        let model = Backbone::load(dir, &LoadOptions { dtype, ..LoadOptions::default() })?;
+        let model = Backbone::load(
+            dir,
+            &LoadOptions {
+                dtype,
+                ..LoadOptions::default()
+            },
+        )?;
         let (seconds, generated) = bench(&model, &canvases, special, &setting)?;
         timings.push(seconds);
         outputs.push(generated);

@@ -7,7 +7,10 @@ use candle_core::Device;
 
 /// Opens the device `spec` names: `cpu`, `cuda` (= `cuda:0`) or `cuda:N`.
 pub fn parse_device(spec: &str) -> Result<Device> {
-    let invalid = |message: String| ModelError::Device { spec: spec.to_string(), message };
+    let invalid = |message: String| ModelError::Device {
+        spec: spec.to_string(),
+        message,
+    };
     let ordinal = match spec {
         "cpu" => return Ok(Device::Cpu),
         "cuda" => 0,
@@ -21,7 +24,8 @@ pub fn parse_device(spec: &str) -> Result<Device> {
             "this dlm was built without CUDA support; rebuild with `--features cuda` (scripts/build-cuda.sh)".into(),
         ));
     }
-    Device::new_cuda(ordinal).map_err(|e| invalid(format!("cannot open CUDA device {ordinal}: {e}")))
+    Device::new_cuda(ordinal)
+        .map_err(|e| invalid(format!("cannot open CUDA device {ordinal}: {e}")))
 }
 
 #[cfg(test)]
@@ -37,7 +41,10 @@ mod tests {
     fn unknown_names_are_refused_with_the_accepted_forms() {
         for spec in ["gpu", "cuda:", "cuda:x", "CPU", "cuda:-1", "metal"] {
             let err = parse_device(spec).unwrap_err().to_string();
-            assert!(err.contains(&format!("{spec:?}")) && err.contains("expected cpu, cuda or cuda:N"), "{err}");
+            assert!(
+                err.contains(&format!("{spec:?}")) && err.contains("expected cpu, cuda or cuda:N"),
+                "{err}"
+            );
         }
     }
 

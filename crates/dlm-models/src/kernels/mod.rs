@@ -54,7 +54,7 @@ pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// [`matmul`] for operands that may be any strided views (attention's per-head slices):
 /// the kernel reads them in place; candle's matmul gets contiguous copies.
 pub(crate) fn strided_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if a.dtype() == DType::BF16 && bf16_gemm_available() {
+    if a.dtype() == DType::BF16 && a.device().is_cpu() && bf16_gemm_available() {
         matmul(a, b)
     } else {
         a.contiguous()?.matmul(&b.contiguous()?)
