@@ -13,7 +13,8 @@
 # Env: BENCH_DIR (model directory, created once, default /tmp/dlm-bench-xlmr-base), DATA,
 # TOKENIZER, PROMPTS (16), BATCH (8), STEPS (10), REPEATS (3), THREADS (2; torch threads and
 # dlm's thread pool); LAYERS, HIDDEN, HEADS, FFN shape a newly created model (a small one
-# for a functional check: use another BENCH_DIR).
+# for a functional check: use another BENCH_DIR); PROFILE (cargo profile of the dlm side,
+# default release; `dev` for a quick functional check with the dev build).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dir=${BENCH_DIR:-/tmp/dlm-bench-xlmr-base}
@@ -33,9 +34,11 @@ machine() {
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 machine
-cargo build -q --release -p dlm-diffusion --example sample_bench
+profile=${PROFILE:-release}
+cargo build -q --profile "$profile" -p dlm-diffusion --example sample_bench
 ${PYTHON:-python3} scripts/bench/sample_torch.py "$dir" "$data" "$tokenizer" "${args[@]}" | tail -1 > "$out/pytorch.json"
-target/release/examples/sample_bench "$dir" "$data" "${args[@]}" > "$out/dlm.json"
+bindir=$profile; [ "$profile" != dev ] || bindir=debug
+target/$bindir/examples/sample_bench "$dir" "$data" "${args[@]}" > "$out/dlm.json"
 echo "at the end, load: $(uptime)"
 python3 - "$out/pytorch.json" "$out/dlm.json" <<'PY'
 import json, sys
