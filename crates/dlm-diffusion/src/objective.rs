@@ -221,7 +221,7 @@ pub fn objective_with(model: &dyn MaskedLm, batch: &TokenBatch, corruption: &Cor
         nll.clone()
     };
     let predicted = terms.narrow(1, 2, 1)?.squeeze(1)?.to_vec1::<f32>()?;
-    let correct = predicted.iter().zip(&plan.targets).filter(|(&p, &t)| p as u32 == t).count();
+    let correct = predicted.iter().zip(&plan.targets).filter(|&(&p, &t)| p as u32 == t).count();
     let metrics = ObjectiveMetrics {
         loss: loss.to_scalar::<f32>()? as f64,
         nll: nll.to_scalar::<f32>()? as f64,
