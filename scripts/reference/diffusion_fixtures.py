@@ -3,7 +3,9 @@ masks and timesteps, full sampler trajectories (SPEC §4), the schedule's unmask
 and the length predictor (SPEC §5) with a length beam, all on the tiny random XLM-R
 checkpoint of crates/dlm-models/tests/fixtures/tiny-xlmr.
 
-Everything here is a plain PyTorch transcription of the released implementation
+Everything here is a plain PyTorch transcription of the released implementation (the
+reparameterized sampler itself lives in released_sampler.py, shared with
+scripts/bench/sample_torch.py)
 (yegcjs/DiffusionLLM: trainer/dd_trainer.py `compute_loss`, dd_generator.py
 `_reparam_decoding`/`topk_masking`, model/dd_model.py `forward_length` and
 `initialize_decode_samples`; RDM's reparam_absorbing_diffusion.py `compute_loss`; LLaDA's
@@ -26,6 +28,9 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from transformers import XLMRobertaForMaskedLM
 
+import released_sampler
+from released_sampler import rate_of
+
 MODEL = "crates/dlm-models/tests/fixtures/tiny-xlmr"
 OUT = "crates/dlm-diffusion/tests/fixtures"
 BOS, PAD, EOS, MASK = 0, 1, 2, 89  # the tiny vocabulary has 90 ids; 89 plays <mask>
@@ -43,15 +48,10 @@ def logits_of(tokens):
 
 
 def pad_rows(rows):
-    seq = max(len(r) for r in rows)
-    return torch.tensor([r + [PAD] * (seq - len(r)) for r in rows], dtype=torch.long)
+    return released_sampler.pad_rows(rows, PAD)
 
 
 # ---------------------------------------------------------------- schedule counts
-def rate_of(schedule, t, max_step):
-    return np.cos(t / max_step * np.pi * 0.5) if schedule == "cosine" else 1 - t / max_step
-
-
 def counts(schedule, n, max_step):
     out = []
     for t in range(1, max_step + 1):
@@ -140,45 +140,9 @@ loss_fixture = dict(
 
 
 # ---------------------------------------------------------------- reparameterized sampler
-def topk_masking(scores, cutoff_len):
-    sorted_index = scores.sort(-1)[0]
-    cutoff = sorted_index.gather(dim=-1, index=cutoff_len)
-    return scores < cutoff
-
-
 def reparam_generate(canvases, gen, max_step, schedule, condition):
     """canvases: padded [b, s] with <mask> at generation positions; gen: bool [b, s]."""
-    output_tokens = canvases.clone()
-    output_scores = torch.zeros_like(output_tokens, dtype=torch.float)
-    xt_neq_x0 = gen.clone()
-    non_special = gen.clone()
-    history, predictions = [], []
-    for step in range(max_step):
-        cur_step = step + 1
-        lg = logits_of(output_tokens)
-        lg[..., MASK] = -math.inf
-        scores = torch.log_softmax(lg, dim=-1)
-        cur_scores, cur_tokens = scores.max(-1)
-        predictions.append([[[int(a), float(b)] for a, b in zip(cur_tokens[i][gen[i]], cur_scores[i][gen[i]])]
-                            for i in range(len(gen))])
-        rate = rate_of(schedule, cur_step, max_step)
-        cutoff_len = (non_special.sum(1, keepdim=True).type_as(output_scores) * rate).long()
-        scores_for_topk = cur_scores.masked_fill(~non_special, 1000.0)
-        lowest_k_mask = topk_masking(scores_for_topk, cutoff_len)
-        if condition == "cond":
-            not_v1_t = (cur_tokens == output_tokens) & (cur_scores < output_scores) & lowest_k_mask
-        else:
-            not_v1_t = lowest_k_mask
-        not_v2_t = lowest_k_mask
-        masked_to_noise = (~xt_neq_x0 & not_v1_t) | (xt_neq_x0 & not_v2_t)
-        output_tokens.masked_fill_(masked_to_noise, MASK)
-        output_scores.masked_fill_(masked_to_noise, -math.inf)
-        masked_to_x0 = xt_neq_x0 & ~not_v2_t
-        output_tokens.masked_scatter_(masked_to_x0, cur_tokens[masked_to_x0])
-        output_scores.masked_scatter_(masked_to_x0, cur_scores[masked_to_x0])
-        xt_neq_x0 = (xt_neq_x0 | not_v1_t) & not_v2_t
-        history.append(output_tokens.clone())
-    return output_tokens, output_scores, history, predictions
+    return released_sampler.reparam_generate(logits_of, canvases, gen, max_step, schedule, condition, MASK)
 
 
 def make_canvases(prefixes, lengths):

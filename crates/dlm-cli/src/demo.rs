@@ -43,16 +43,23 @@ pub struct Args {
     /// Held-out sentences to translate at the end
     #[arg(long, default_value_t = 3)]
     examples: usize,
+    /// Where to train and generate: cpu, cuda or cuda:N (cuda needs a build with
+    /// `--features cuda`); sets the config's model.device
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let cfg = RunConfig::parse(CONFIG, Path::new("configs/demo.toml"), &args.set)?;
+    let mut set = vec![format!("model.device={:?}", args.device)];
+    set.extend(args.set.iter().cloned());
+    let cfg = RunConfig::parse(CONFIG, Path::new("configs/demo.toml"), &set)?;
     if !cfg.model.dir.join("config.json").exists() {
         anyhow::bail!("{} is missing: run `bash scripts/fetch-models.sh` first", cfg.model.dir.display());
     }
     let candidates: Vec<PathBuf> = DATA_CANDIDATES.iter().map(PathBuf::from).collect();
     let data = resolve_data(args.data.as_deref(), &candidates)?;
     let held_out = split(&data, &cfg)?;
+    let device = cfg.model.device.clone();
     if args.out.exists() {
         std::fs::remove_dir_all(&args.out).with_context(|| format!("clearing {}", args.out.display()))?;
     }
@@ -72,7 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         summary.tokens_per_s,
         model_dir.display()
     );
-    let loaded = ModelArgs { model: model_dir, dtype: Precision::F32 }.load()?;
+    let loaded = ModelArgs { model: model_dir, dtype: Precision::F32, device }.load()?;
     let special = SpecialIds::from(loaded.special);
     let cfg = SamplerConfig { steps: 10, record_trajectory: true, ..SamplerConfig::default() };
     for (i, row) in held_out.iter().take(args.examples).enumerate() {

@@ -19,12 +19,15 @@ pub struct Args {
     /// (DLM_KERNEL_LEVEL may lower it) and the thread count (DLM_NUM_THREADS)
     #[arg(long)]
     system: bool,
+    /// Where to load the model: cpu, cuda or cuda:N (cuda needs a build with `--features cuda`)
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let system = args.system.then(system_report);
     match (&args.model, system) {
-        (Some(model), system) => inspect_model(model, system, args.json),
+        (Some(model), system) => inspect_model(model, &args.device, system, args.json),
         (None, Some(system)) => {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&json!({ "system": system }))?);
@@ -38,8 +41,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// The model's report, after the system's when there is one (in JSON: its `system` field).
-fn inspect_model(model: &PathBuf, system: Option<SystemReport>, json: bool) -> anyhow::Result<()> {
-    let loaded = ModelArgs { model: model.clone(), dtype: Precision::F32 }.load()?;
+fn inspect_model(model: &PathBuf, device: &str, system: Option<SystemReport>, json: bool) -> anyhow::Result<()> {
+    let loaded = ModelArgs { model: model.clone(), dtype: Precision::F32, device: device.to_string() }.load()?;
     let (m, tok, sp) = (&loaded.model, &loaded.tokenizer, loaded.special);
     let c = m.config();
     let counts = m.parameter_counts();

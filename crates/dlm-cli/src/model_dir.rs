@@ -35,6 +35,9 @@ pub struct ModelArgs {
     /// Compute precision
     #[arg(long, value_enum, default_value_t)]
     pub dtype: Precision,
+    /// Where to compute: cpu, cuda or cuda:N (cuda needs a build with `--features cuda`)
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 pub struct LoadedModel {
@@ -57,7 +60,8 @@ impl ModelArgs {
 
     pub fn load(&self) -> anyhow::Result<LoadedModel> {
         let dir = self.dir()?;
-        let opts = LoadOptions { dtype: self.dtype.into(), ..LoadOptions::default() };
+        let device = dlm_models::parse_device(&self.device)?;
+        let opts = LoadOptions { dtype: self.dtype.into(), device, ..LoadOptions::default() };
         let model = Backbone::load(&dir, &opts)?;
         let tokenizer = Tokenizer::from_dir(&dir).with_context(|| format!("loading the tokenizer of {}", dir.display()))?;
         tokenizer.check_fits(model.config().vocab_size)?;

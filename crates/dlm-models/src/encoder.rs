@@ -62,24 +62,13 @@ impl Embeddings {
     pub fn forward(&self, ids: &Tensor, drop: &Dropout) -> Result<Tensor> {
         let (b, s) = ids.dims2()?;
         let positions = match self.offset_from {
-            // HF create_position_ids_from_input_ids: cumsum(ids != pad) * (ids != pad) + pad
+            // HF create_position_ids_from_input_ids: cumsum(ids != pad) * (ids != pad) + pad,
+            // on the ids' device (no host round trip). The running count is an f32 matmul
+            // against a triangle of ones: exact, as counts stay far below 2^24.
             Some(pad) => {
-                let rows = ids.to_vec2::<u32>()?;
-                let pos: Vec<u32> = rows
-                    .iter()
-                    .flat_map(|row| {
-                        let mut count = 0;
-                        row.iter().map(move |&t| {
-                            if t == pad {
-                                pad
-                            } else {
-                                count += 1;
-                                pad + count
-                            }
-                        })
-                    })
-                    .collect();
-                Tensor::from_vec(pos, (b, s), ids.device())?
+                let real = ids.ne(pad)?.to_dtype(DType::F32)?; // [batch, seq]
+                let count = real.cumsum(1)?; // [batch, seq]
+                ((count * real)? + f64::from(pad))?.to_dtype(DType::U32)?
             }
             None => Tensor::arange(0u32, s as u32, ids.device())?.unsqueeze(0)?.repeat((b, 1))?,
         };

@@ -25,6 +25,8 @@ pub enum ModelError {
     NoMask { mask_id: u32 },
     #[error("input has {found} positions but the model allows at most {max}")]
     TooLong { found: usize, max: usize },
+    #[error("device {spec:?}: {message}")]
+    Device { spec: String, message: String },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

@@ -6,6 +6,7 @@ pub mod allocator;
 mod backbone;
 mod config;
 mod dense;
+mod device;
 mod dropout;
 mod elementwise;
 mod encoder;
@@ -23,6 +24,7 @@ mod weights;
 
 pub use backbone::{Backbone, LoadOptions, ParamCounts};
 pub use config::{Activation, Config, Family};
+pub use device::parse_device;
 pub use fill_mask::{Prediction, fill_mask};
 pub use error::{ModelError, Result};
 pub use kernels::{AdamWStep, adamw_step, cross_entropy};

@@ -28,17 +28,9 @@ pub struct Session {
     pub valid: Option<Dataset>,
 }
 
+/// The device `model.device` names (`cpu`, `cuda` or `cuda:N`).
 pub fn device(name: &str) -> Result<Device> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::new_cuda(0)?),
-        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-            Some(n) => Ok(Device::new_cuda(n)?),
-            None => Err(TrainError::Invalid(format!(
-                "model.device {other:?}: expected cpu, cuda or cuda:N"
-            ))),
-        },
-    }
+    dlm_models::parse_device(name).map_err(|e| TrainError::Invalid(format!("model.device: {e}")))
 }
 
 /// Errors unless `dir` looks like a model directory (config.json and weights).

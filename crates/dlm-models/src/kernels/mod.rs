@@ -82,7 +82,7 @@ fn matmul_with(kernel: Option<Bf16Kernel>, a: &Tensor, b: &Tensor) -> Result<Ten
 /// [`matmul`] for operands that may be any strided views (attention's per-head slices):
 /// the kernel reads them in place; candle's matmul gets contiguous copies.
 pub(crate) fn strided_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if a.dtype() == DType::BF16 && Bf16Kernel::for_level(level()).is_some() {
+    if a.dtype() == DType::BF16 && a.device().is_cpu() && Bf16Kernel::for_level(level()).is_some() {
         matmul(a, b)
     } else {
         a.contiguous()?.matmul(&b.contiguous()?)

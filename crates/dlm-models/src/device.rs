@@ -1,0 +1,59 @@
+//! Where a model computes: `cpu`, `cuda` or `cuda:N`, as the CLI's `--device` and a run
+//! config's `model.device` name it. CUDA needs a build with the `cuda` feature
+//! (`cargo build --release --features cuda`, see scripts/build-cuda.sh).
+
+use crate::error::{ModelError, Result};
+use candle_core::Device;
+
+/// Opens the device `spec` names: `cpu`, `cuda` (= `cuda:0`) or `cuda:N`.
+pub fn parse_device(spec: &str) -> Result<Device> {
+    let invalid = |message: String| ModelError::Device {
+        spec: spec.to_string(),
+        message,
+    };
+    let ordinal = match spec {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => 0,
+        other => other
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| invalid("expected cpu, cuda or cuda:N (N a device number)".into()))?,
+    };
+    if !candle_core::utils::cuda_is_available() {
+        return Err(invalid(
+            "this dlm was built without CUDA support; rebuild with `--features cuda` (scripts/build-cuda.sh)".into(),
+        ));
+    }
+    Device::new_cuda(ordinal)
+        .map_err(|e| invalid(format!("cannot open CUDA device {ordinal}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_is_the_cpu() {
+        assert!(parse_device("cpu").unwrap().is_cpu());
+    }
+
+    #[test]
+    fn unknown_names_are_refused_with_the_accepted_forms() {
+        for spec in ["gpu", "cuda:", "cuda:x", "CPU", "cuda:-1", "metal"] {
+            let err = parse_device(spec).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("{spec:?}")) && err.contains("expected cpu, cuda or cuda:N"),
+                "{err}"
+            );
+        }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_without_the_feature_says_how_to_build_it() {
+        for spec in ["cuda", "cuda:1"] {
+            let err = parse_device(spec).unwrap_err().to_string();
+            assert!(err.contains("--features cuda"), "{err}");
+        }
+    }
+}
