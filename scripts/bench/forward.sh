@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 dir=${BENCH_DIR:-/tmp/dlm-bench-bert-base}
 repeats=${REPEATS:-5}
-cargo build -q --release -p dlm-models --example forward_bench # before measuring
+bash scripts/bench/build.sh # before measuring
 bash scripts/bench/machine.sh
 py=$(${PYTHON:-python3} scripts/bench/forward_torch.py "$dir" "$repeats" | tail -1)
 rs=$(target/release/examples/forward_bench "$dir" "$repeats")

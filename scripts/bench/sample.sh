@@ -26,20 +26,15 @@ export DLM_NUM_THREADS=$THREADS RAYON_NUM_THREADS=$THREADS
 for f in "$data" "$tokenizer"; do
     [ -f "$f" ] || { echo "sample.sh: $f is missing" >&2; exit 1; }
 done
-machine() {
-    lscpu | grep 'Model name'
-    echo "flags: $(grep -o -w -E 'amx_tile|amx_bf16|avx512f|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')"
-    echo "load: $(uptime)"
-}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-machine
 profile=${PROFILE:-release}
-cargo build -q --profile "$profile" -p dlm-diffusion --example sample_bench
+PROFILE=$profile bash scripts/bench/build.sh # before measuring
+bash scripts/bench/machine.sh
 ${PYTHON:-python3} scripts/bench/sample_torch.py "$dir" "$data" "$tokenizer" "${args[@]}" | tail -1 > "$out/pytorch.json"
 bindir=$profile; [ "$profile" != dev ] || bindir=debug
 target/$bindir/examples/sample_bench "$dir" "$data" "${args[@]}" > "$out/dlm.json"
-echo "at the end, load: $(uptime)"
+bash scripts/bench/machine.sh | tail -1
 python3 - "$out/pytorch.json" "$out/dlm.json" <<'PY'
 import json, sys
 p, r = (json.load(open(f)) for f in sys.argv[1:3])

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 dir=${BENCH_DIR:-/tmp/dlm-bench-bert-base}
 repeats=${REPEATS:-5}
 shape=${SHAPE:-8 64 64}
-cargo build -q --release -p dlm-train --example train_bench # before measuring
+bash scripts/bench/build.sh # before measuring
 [ -f "$dir/config.json" ] || ${PYTHON:-python3} scripts/bench/forward_torch.py "$dir" 1 > /dev/null
 bash scripts/bench/machine.sh
 # shellcheck disable=SC2086
