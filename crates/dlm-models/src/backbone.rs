@@ -281,11 +281,11 @@ impl MaskedLm for Backbone {
 
     /// On the CPU, the fused head (`kernels::vocab_reduce`): no `[rows, vocab]` logits.
     fn project_argmax(&self, hidden: &Tensor, excluded: u32) -> Result<Vec<Argmax>> {
-        if !self.opts.device.is_cpu() {
-            return composed_project_argmax(self, hidden, excluded);
+        let fused = if self.opts.device.is_cpu() { self.head.project_argmax(hidden, excluded)? } else { None };
+        match fused {
+            Some(best) => Ok(best.into_iter().map(|(token, logp)| Argmax { token, logp }).collect()),
+            None => composed_project_argmax(self, hidden, excluded),
         }
-        let best = self.head.project_argmax(hidden, excluded)?;
-        Ok(best.into_iter().map(|(token, logp)| Argmax { token, logp }).collect())
     }
 
     fn vocab_size(&self) -> usize {

@@ -106,4 +106,13 @@ impl Head {
             Head::ModernBert(h) => h.forward(hidden),
         }
     }
+
+    /// The fused greedy head (`kernels::vocab_reduce`), where this head has one:
+    /// `hidden` [rows, hidden] → (token, log p) per row; `None` for heads without it.
+    pub fn project_argmax(&self, hidden: &Tensor, excluded: u32) -> Result<Option<Vec<(u32, f32)>>> {
+        match self {
+            Head::Bert(h) => Ok(Some(h.project_argmax(hidden, excluded)?)),
+            Head::ModernBert(_) => Ok(None),
+        }
+    }
 }
