@@ -12,10 +12,13 @@ pub struct Args {
     /// Print one JSON object instead of a table
     #[arg(long)]
     json: bool,
+    /// The tokenizer, when the model folder does not hold it (a file or a folder)
+    #[arg(long, value_name = "PATH")]
+    tokenizer: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let loaded = ModelArgs { model: args.model.clone(), dtype: Precision::F32 }.load()?;
+    let loaded = ModelArgs { model: args.model.clone(), dtype: Precision::F32, tokenizer: args.tokenizer.clone() }.load()?;
     let (m, tok, sp) = (&loaded.model, &loaded.tokenizer, loaded.special);
     let c = m.config();
     let counts = m.parameter_counts();
