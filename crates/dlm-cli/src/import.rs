@@ -43,16 +43,29 @@ struct DiffusionLlmArgs {
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         ImportCommand::DiffusionLlm(a) => {
-            let req = ImportRequest { checkpoint: a.checkpoint, base: a.base, out: a.out, dict: a.dict };
+            let req = ImportRequest {
+                checkpoint: a.checkpoint,
+                base: a.base,
+                out: a.out,
+                dict: a.dict,
+            };
             let s = import_diffusionllm(&req)?;
             println!(
                 "imported {} into {}: vocabulary {}{}, decoder {}, {}",
                 s.weights_file.display(),
                 req.out.display(),
                 s.vocab_size,
-                if s.pruned { " (pruned, vocab_map.json written)" } else { "" },
+                if s.pruned {
+                    " (pruned, vocab_map.json written)"
+                } else {
+                    ""
+                },
                 if s.tied { "tied" } else { "untied" },
-                if s.length_predictor { "length predictor written" } else { "no length predictor" },
+                if s.length_predictor {
+                    "length predictor written"
+                } else {
+                    "no length predictor"
+                },
             );
             Ok(())
         }

@@ -79,7 +79,7 @@ impl ModelArgs {
         let model = self.backbone(&dir)?;
         let tokenizer = match self.tokenizer(&dir) {
             Ok(t) => t,
-            Err(e) if self.tokenizer.is_none() && matches!(e.downcast_ref(), Some(DataError::NoTokenizer { .. })) => {
+            Err(e) if self.tokenizer.is_none() && matches!(e.downcast_ref::<DataError>(), Some(DataError::NoTokenizer { .. })) => {
                 return Ok((model, None));
             }
             Err(e) => return Err(e),

@@ -35,10 +35,21 @@ impl FairseqDictionary {
     fn parse(text: &str, path: &Path) -> Result<FairseqDictionary, DataError> {
         let mut symbols: Vec<String> = FAIRSEQ_SPECIALS.iter().map(|s| s.to_string()).collect();
         for (n, raw) in text.lines().enumerate() {
-            let bad = |message: String| DataError::Jsonl { path: path.into(), line: n + 1, message };
+            let bad = |message: String| DataError::Jsonl {
+                path: path.into(),
+                line: n + 1,
+                message,
+            };
             let line = raw.trim_end();
-            let split = |s: &str| s.rsplit_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned()));
-            let expected = || bad(format!("expected '<token> <count> [#fairseq:overwrite]', found {raw:?}"));
+            let split = |s: &str| {
+                s.rsplit_once(' ')
+                    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            };
+            let expected = || {
+                bad(format!(
+                    "expected '<token> <count> [#fairseq:overwrite]', found {raw:?}"
+                ))
+            };
             let (mut token, mut field) = split(line).ok_or_else(expected)?;
             let overwrite = field == "#fairseq:overwrite";
             if overwrite {
@@ -46,11 +57,16 @@ impl FairseqDictionary {
             }
             field.parse::<u64>().map_err(|_| expected())?;
             if !overwrite && symbols.contains(&token) {
-                return Err(bad(format!("duplicate token {token:?} (fairseq refuses it without #fairseq:overwrite)")));
+                return Err(bad(format!(
+                    "duplicate token {token:?} (fairseq refuses it without #fairseq:overwrite)"
+                )));
             }
             symbols.push(token);
         }
-        Ok(FairseqDictionary { symbols, path: path.into() })
+        Ok(FairseqDictionary {
+            symbols,
+            path: path.into(),
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -64,11 +80,16 @@ impl FairseqDictionary {
     /// The map from the pruned model's ids (dictionary ids) to the ids of `tokenizer` (the
     /// unpruned one the checkpoint was trained from). The dictionary must hold `<mask>`
     /// (the authors' `dictionary.index("<mask>")` would otherwise silently be `<unk>`).
-    pub fn vocab_map(&self, tokenizer: &Tokenizer, special: &SpecialTokens) -> Result<VocabMap, DataError> {
+    pub fn vocab_map(
+        &self,
+        tokenizer: &Tokenizer,
+        special: &SpecialTokens,
+    ) -> Result<VocabMap, DataError> {
         if !self.symbols.iter().any(|s| s == "<mask>") {
             return Err(DataError::BadVocabMap {
                 path: self.path.clone(),
-                message: "the dictionary has no <mask> line, so the pruned model has no mask token".into(),
+                message: "the dictionary has no <mask> line, so the pruned model has no mask token"
+                    .into(),
             });
         }
         let fixed = [special.bos, special.pad, special.eos, special.unk];
@@ -99,7 +120,10 @@ mod tests {
     #[test]
     fn specials_first_then_file_order() {
         let d = parse("▁the 100\n, 90\n<mask> 1\n").unwrap();
-        assert_eq!(d.symbols, ["<s>", "<pad>", "</s>", "<unk>", "▁the", ",", "<mask>"]);
+        assert_eq!(
+            d.symbols,
+            ["<s>", "<pad>", "</s>", "<unk>", "▁the", ",", "<mask>"]
+        );
     }
 
     #[test]

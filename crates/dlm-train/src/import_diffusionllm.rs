@@ -69,13 +69,20 @@ pub struct ImportSummary {
 pub fn import_diffusionllm(req: &ImportRequest) -> Result<ImportSummary> {
     check_out_dir(&req.out)?;
     let (file, key) = locate_state_dict(&req.checkpoint)?;
-    tracing::info!("reading {}{}", file.display(), key.map(|k| format!(" (key {k:?})")).unwrap_or_default());
+    tracing::info!(
+        "reading {}{}",
+        file.display(),
+        key.map(|k| format!(" (key {k:?})")).unwrap_or_default()
+    );
     let state = read_torch_state_dict(&file, key)?;
     let parts = split_state_dict(state, &file)?;
 
     let base_config = req.base.join("config.json");
     let mut config = Config::from_file(&base_config)?;
-    let word = parts.backbone.get(WORD_EMBEDDINGS).ok_or_else(|| bad(&file, format!("no model.{WORD_EMBEDDINGS}")))?;
+    let word = parts
+        .backbone
+        .get(WORD_EMBEDDINGS)
+        .ok_or_else(|| bad(&file, format!("no model.{WORD_EMBEDDINGS}")))?;
     let rows = word.dim(0)?;
     let tokenizer = Tokenizer::from_dir(&req.base)?;
     let map = match &req.dict {
@@ -84,7 +91,10 @@ pub fn import_diffusionllm(req: &ImportRequest) -> Result<ImportSummary> {
             if dict.len() != rows {
                 return Err(bad(
                     path,
-                    format!("the dictionary has {} ids (fairseq's 4 specials + one per line) but the checkpoint's word embeddings have {rows} rows", dict.len()),
+                    format!(
+                        "the dictionary has {} ids (fairseq's 4 specials + one per line) but the checkpoint's word embeddings have {rows} rows",
+                        dict.len()
+                    ),
                 ));
             }
             Some(dict.vocab_map(&tokenizer, &tokenizer.special_tokens()?)?)
@@ -112,7 +122,10 @@ pub fn import_diffusionllm(req: &ImportRequest) -> Result<ImportSummary> {
         let cfg = length_config(model.config(), &parts.length, &file)?;
         LengthPredictor::from_tensors(cfg, &parts.length, &file)?.save(&req.out)?;
     } else {
-        tracing::warn!("{}: no length predictor (length_trm.*); generate will need --length", file.display());
+        tracing::warn!(
+            "{}: no length predictor (length_trm.*); generate will need --length",
+            file.display()
+        );
     }
     for (name, bytes) in read_tokenizer_files(&req.base)? {
         let path = req.out.join(name);
@@ -125,18 +138,31 @@ pub fn import_diffusionllm(req: &ImportRequest) -> Result<ImportSummary> {
     let check = Tokenizer::from_dir(&req.out)?;
     check.special_tokens()?;
     check.check_fits(rows)?;
-    Ok(ImportSummary { weights_file: file, vocab_size: rows, tied, pruned: map.is_some(), length_predictor, ignored: parts.ignored })
+    Ok(ImportSummary {
+        weights_file: file,
+        vocab_size: rows,
+        tied,
+        pruned: map.is_some(),
+        length_predictor,
+        ignored: parts.ignored,
+    })
 }
 
 fn bad(path: &Path, message: String) -> TrainError {
-    TrainError::BadCheckpoint { path: path.into(), message }
+    TrainError::BadCheckpoint {
+        path: path.into(),
+        message,
+    }
 }
 
 fn check_out_dir(out: &Path) -> Result<()> {
     if out.exists() {
         let mut entries = std::fs::read_dir(out).map_err(|e| TrainError::io(out, e))?;
         if entries.next().is_some() {
-            return Err(TrainError::Invalid(format!("{}: exists and is not empty; choose a new --out", out.display())));
+            return Err(TrainError::Invalid(format!(
+                "{}: exists and is not empty; choose a new --out",
+                out.display()
+            )));
         }
     }
     Ok(())
@@ -148,7 +174,10 @@ pub fn locate_state_dict(path: &Path) -> Result<(PathBuf, Option<&'static str>)>
         if p.is_file() {
             Ok((p, Some("module")))
         } else {
-            Err(bad(&p, "the DeepSpeed model states file does not exist".into()))
+            Err(bad(
+                &p,
+                "the DeepSpeed model states file does not exist".into(),
+            ))
         }
     };
     if path.is_file() {
@@ -163,7 +192,10 @@ pub fn locate_state_dict(path: &Path) -> Result<(PathBuf, Option<&'static str>)>
         return Ok((bin, None));
     }
     if path.join("adapter_model.bin").is_file() {
-        return Err(bad(path, "a LoRA adapter checkpoint; merge it into the model first (not supported)".into()));
+        return Err(bad(
+            path,
+            "a LoRA adapter checkpoint; merge it into the model first (not supported)".into(),
+        ));
     }
     if path.join(ZERO_MODEL_STATES).is_file() {
         return zero(path.join(ZERO_MODEL_STATES));
@@ -176,7 +208,11 @@ pub fn locate_state_dict(path: &Path) -> Result<(PathBuf, Option<&'static str>)>
     let mut steps: Vec<(u64, PathBuf)> = Vec::new();
     for entry in std::fs::read_dir(path).map_err(|e| TrainError::io(path, e))? {
         let p = entry.map_err(|e| TrainError::io(path, e))?.path();
-        let step = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("global_step")).and_then(|s| s.parse().ok());
+        let step = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("global_step"))
+            .and_then(|s| s.parse().ok());
         if let Some(step) = step
             && p.is_dir()
         {
@@ -187,7 +223,9 @@ pub fn locate_state_dict(path: &Path) -> Result<(PathBuf, Option<&'static str>)>
         Some((_, dir)) => zero(dir.join(ZERO_MODEL_STATES)),
         None => Err(bad(
             path,
-            format!("no pytorch_model.bin, {ZERO_MODEL_STATES}, `latest` file or global_step* folder"),
+            format!(
+                "no pytorch_model.bin, {ZERO_MODEL_STATES}, `latest` file or global_step* folder"
+            ),
         )),
     }
 }
@@ -206,12 +244,18 @@ struct Parts {
 }
 
 fn split_state_dict(state: HashMap<String, Tensor>, file: &Path) -> Result<Parts> {
-    let mut parts = Parts { backbone: HashMap::new(), length: HashMap::new(), ignored: Vec::new() };
+    let mut parts = Parts {
+        backbone: HashMap::new(),
+        length: HashMap::new(),
+        ignored: Vec::new(),
+    };
     for (name, tensor) in state {
         if let Some(hf) = name.strip_prefix("model.")
             && !hf.ends_with("position_ids")
         {
-            parts.backbone.insert(hf.to_owned(), tensor.to_dtype(DType::F32)?);
+            parts
+                .backbone
+                .insert(hf.to_owned(), tensor.to_dtype(DType::F32)?);
         } else if name.starts_with("length_trm.") || name.starts_with("length_predictor.") {
             parts.length.insert(name, tensor.to_dtype(DType::F32)?);
         } else {
@@ -222,10 +266,19 @@ fn split_state_dict(state: HashMap<String, Tensor>, file: &Path) -> Result<Parts
     if !parts.backbone.keys().any(|k| k.starts_with("roberta.")) {
         let mut some: Vec<&String> = parts.ignored.iter().take(5).collect();
         some.sort();
-        return Err(bad(file, format!("not a DiffusionLLM XLM-R checkpoint: no model.roberta.* tensors (found e.g. {some:?})")));
+        return Err(bad(
+            file,
+            format!(
+                "not a DiffusionLLM XLM-R checkpoint: no model.roberta.* tensors (found e.g. {some:?})"
+            ),
+        ));
     }
     if !parts.ignored.is_empty() {
-        tracing::warn!("{}: not imported: {}", file.display(), parts.ignored.join(", "));
+        tracing::warn!(
+            "{}: not imported: {}",
+            file.display(),
+            parts.ignored.join(", ")
+        );
     }
     Ok(parts)
 }
@@ -241,7 +294,14 @@ fn normalise_head(mut t: HashMap<String, Tensor>) -> Result<(HashMap<String, Ten
     let tied = match (t.get(DECODER_WEIGHT), t.get(WORD_EMBEDDINGS)) {
         (None, _) => true,
         (Some(d), _) if d.elem_count() == 0 => true,
-        (Some(d), Some(w)) if d.dims() == w.dims() => d.ne(w)?.sum_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()? == 0.0,
+        (Some(d), Some(w)) if d.dims() == w.dims() => {
+            // Count the differing elements in f32 (a u8 sum would wrap).
+            d.ne(w)?
+                .to_dtype(DType::F32)?
+                .sum_all()?
+                .to_scalar::<f32>()?
+                == 0.0
+        }
         _ => false,
     };
     if tied {
@@ -253,9 +313,16 @@ fn normalise_head(mut t: HashMap<String, Tensor>) -> Result<(HashMap<String, Ten
 /// The length predictor's shape from the backbone's config, as the authors build it
 /// (`d_model = hidden`, `nhead = heads`, `dim_feedforward = intermediate`, torch defaults
 /// for dropout and LayerNorm epsilon); the number of classes from the saved head.
-fn length_config(c: &Config, length: &HashMap<String, Tensor>, file: &Path) -> Result<LengthPredictorConfig> {
+fn length_config(
+    c: &Config,
+    length: &HashMap<String, Tensor>,
+    file: &Path,
+) -> Result<LengthPredictorConfig> {
     let head = "length_predictor.2.weight";
-    let classes = length.get(head).ok_or_else(|| bad(file, format!("the length predictor has no {head}")))?.dim(0)?;
+    let classes = length
+        .get(head)
+        .ok_or_else(|| bad(file, format!("the length predictor has no {head}")))?
+        .dim(0)?;
     Ok(LengthPredictorConfig {
         hidden_size: c.hidden_size,
         num_attention_heads: c.num_attention_heads,
@@ -278,19 +345,34 @@ mod tests {
             std::fs::write(dir.path().join(step).join(ZERO_MODEL_STATES), b"").unwrap();
         }
         let (file, key) = locate_state_dict(dir.path()).unwrap();
-        assert_eq!((file, key), (dir.path().join("global_step12").join(ZERO_MODEL_STATES), Some("module")));
+        assert_eq!(
+            (file, key),
+            (
+                dir.path().join("global_step12").join(ZERO_MODEL_STATES),
+                Some("module")
+            )
+        );
         std::fs::write(dir.path().join("latest"), "global_step7\n").unwrap();
-        assert_eq!(locate_state_dict(dir.path()).unwrap().0, dir.path().join("global_step7").join(ZERO_MODEL_STATES));
+        assert_eq!(
+            locate_state_dict(dir.path()).unwrap().0,
+            dir.path().join("global_step7").join(ZERO_MODEL_STATES)
+        );
         std::fs::write(dir.path().join("latest"), "global_step9").unwrap();
         let e = locate_state_dict(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("global_step9") && e.contains("does not exist"), "{e}");
+        assert!(
+            e.contains("global_step9") && e.contains("does not exist"),
+            "{e}"
+        );
     }
 
     #[test]
     fn empty_folders_and_lora_adapters_are_refused_with_reasons() {
         let dir = tempfile::tempdir().unwrap();
         let e = locate_state_dict(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("pytorch_model.bin") && e.contains("global_step"), "{e}");
+        assert!(
+            e.contains("pytorch_model.bin") && e.contains("global_step"),
+            "{e}"
+        );
         std::fs::write(dir.path().join("adapter_model.bin"), b"").unwrap();
         let e = locate_state_dict(dir.path()).unwrap_err().to_string();
         assert!(e.contains("LoRA"), "{e}");
@@ -304,12 +386,22 @@ mod tests {
             HashMap::from([
                 (WORD_EMBEDDINGS.to_string(), w.clone()),
                 (DECODER_WEIGHT.to_string(), decoder),
-                (DECODER_BIAS.to_string(), Tensor::new(&[5f32, 6.], &dev).unwrap()),
-                (HEAD_BIAS.to_string(), Tensor::new(&[0f32, 0., 0.], &dev).unwrap()),
+                (
+                    DECODER_BIAS.to_string(),
+                    Tensor::new(&[5f32, 6.], &dev).unwrap(),
+                ),
+                (
+                    HEAD_BIAS.to_string(),
+                    Tensor::new(&[0f32, 0., 0.], &dev).unwrap(),
+                ),
             ])
         };
         let empty = Tensor::zeros(0, DType::F32, &dev).unwrap();
-        for (decoder, tied) in [(empty, true), (w.clone(), true), ((&w + 1.0).unwrap(), false)] {
+        for (decoder, tied) in [
+            (empty, true),
+            (w.clone(), true),
+            ((&w + 1.0).unwrap(), false),
+        ] {
             let (t, is_tied) = normalise_head(mk(decoder)).unwrap();
             assert_eq!(is_tied, tied);
             assert_eq!(t.contains_key(DECODER_WEIGHT), !tied);

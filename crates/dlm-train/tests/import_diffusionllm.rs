@@ -15,7 +15,9 @@ use serde::Deserialize;
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/diffusionllm").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/diffusionllm")
+        .join(name)
 }
 
 fn base() -> PathBuf {
@@ -36,7 +38,8 @@ struct Golden {
 }
 
 fn golden(name: &str) -> Golden {
-    serde_json::from_str(&std::fs::read_to_string(fixture(name).join("golden.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(fixture(name).join("golden.json")).unwrap())
+        .unwrap()
 }
 
 fn import(name: &str, dict: bool) -> (tempfile::TempDir, PathBuf, ImportSummary) {
@@ -60,7 +63,14 @@ fn check_against_golden(name: &str, out: &PathBuf) {
     let logits = model.logits(&ids, &ids.ones_like().unwrap()).unwrap();
     let expected = Tensor::new(g.logits.clone(), &Device::Cpu).unwrap();
     assert_eq!(logits.dims(), expected.dims(), "{name}");
-    let diff = (logits - expected).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+    let diff = (logits - expected)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap();
     let diff = diff.to_scalar::<f32>().unwrap();
     assert!(diff < 1e-4, "{name}: logits differ by {diff}");
 
@@ -72,7 +82,9 @@ fn check_against_golden(name: &str, out: &PathBuf) {
         assert_eq!(&ids, prefix, "{name}: {prompt:?}");
     }
     let predictor = LengthPredictor::load(out, &Device::Cpu).unwrap();
-    let lengths = predictor.top_lengths(&model, &g.prefixes, g.beam, special.pad).unwrap();
+    let lengths = predictor
+        .top_lengths(&model, &g.prefixes, g.beam, special.pad)
+        .unwrap();
     assert_eq!(lengths, g.length_candidates, "{name}");
 }
 
@@ -81,7 +93,8 @@ fn tied_checkpoint_with_an_empty_decoder() {
     let (_tmp, out, s) = import("tied-bin", false);
     assert!(s.tied && !s.pruned && s.length_predictor, "{s:?}");
     assert!(s.weights_file.ends_with("pytorch_model.bin"));
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["tie_word_embeddings"], true);
     check_against_golden("tied-bin", &out);
 }
@@ -90,7 +103,11 @@ fn tied_checkpoint_with_an_empty_decoder() {
 fn untied_bf16_zero2_folder_latest_step() {
     let (_tmp, out, s) = import("untied-zero", false);
     assert!(!s.tied && !s.pruned && s.length_predictor, "{s:?}");
-    assert!(s.weights_file.ends_with("global_step12/mp_rank_00_model_states.pt"), "{s:?}");
+    assert!(
+        s.weights_file
+            .ends_with("global_step12/mp_rank_00_model_states.pt"),
+        "{s:?}"
+    );
     check_against_golden("untied-zero", &out);
 }
 
@@ -104,14 +121,23 @@ fn pruned_checkpoint_with_its_fairseq_dictionary() {
     assert_eq!(s.vocab_size, map.len());
     let tokenizer = Tokenizer::from_dir(&out).unwrap();
     let text = g.text.as_deref().unwrap();
-    assert_eq!(Some(tokenizer.encode(text, true).unwrap()), g.text_ids, "the authors' dictionary ids of {text:?}");
+    assert_eq!(
+        Some(tokenizer.encode(text, true).unwrap()),
+        g.text_ids,
+        "the authors' dictionary ids of {text:?}"
+    );
     check_against_golden("pruned-bin", &out);
 }
 
 #[test]
 fn a_pruned_checkpoint_without_its_dictionary_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let req = ImportRequest { checkpoint: fixture("pruned-bin"), base: base(), out: tmp.path().join("x"), dict: None };
+    let req = ImportRequest {
+        checkpoint: fixture("pruned-bin"),
+        base: base(),
+        out: tmp.path().join("x"),
+        dict: None,
+    };
     let e = import_diffusionllm(&req).unwrap_err().to_string();
     assert!(e.contains("--dict") && e.contains("rows"), "{e}");
     // The wrong dictionary (one line short) is named with both sizes.
@@ -119,7 +145,10 @@ fn a_pruned_checkpoint_without_its_dictionary_is_refused() {
     let text = std::fs::read_to_string(fixture("pruned-bin").join("dict.txt")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     std::fs::write(&short, lines[..lines.len() - 1].join("\n")).unwrap();
-    let req = ImportRequest { dict: Some(short), ..req };
+    let req = ImportRequest {
+        dict: Some(short),
+        ..req
+    };
     let e = import_diffusionllm(&req).unwrap_err().to_string();
     assert!(e.contains("dict.txt") && e.contains("rows"), "{e}");
 }
@@ -128,7 +157,12 @@ fn a_pruned_checkpoint_without_its_dictionary_is_refused() {
 fn a_non_empty_output_folder_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("keep.txt"), "x").unwrap();
-    let req = ImportRequest { checkpoint: fixture("tied-bin"), base: base(), out: tmp.path().into(), dict: None };
+    let req = ImportRequest {
+        checkpoint: fixture("tied-bin"),
+        base: base(),
+        out: tmp.path().into(),
+        dict: None,
+    };
     let e = import_diffusionllm(&req).unwrap_err().to_string();
     assert!(e.contains("not empty"), "{e}");
 }
