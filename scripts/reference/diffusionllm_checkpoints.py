@@ -253,6 +253,9 @@ def pruned_bin():
             f.write(f"{w} {1000 - n}\n")
     dictionary = Dictionary.load(os.path.join(d, "dict.txt"))
     sub = dd.remove_redundant_embeddings(dictionary)
+    with torch.no_grad():  # as finetuning would, move the (now untied) decoder off the embeddings
+        dd.model.lm_head.decoder.weight.add_(torch.randn(dd.model.lm_head.decoder.weight.shape,
+                                                         generator=torch.Generator().manual_seed(6)) * 0.05)
     dd.eval()
     sd = collections.OrderedDict((k, v.clone()) for k, v in dd.state_dict().items())
     assert sd["model.lm_head.bias"].shape[0] == 90 and sd["model.lm_head.decoder.bias"].shape[0] == len(dictionary)
