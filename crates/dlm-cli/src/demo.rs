@@ -79,7 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         summary.tokens_per_s,
         model_dir.display()
     );
-    let loaded = ModelArgs { model: model_dir, dtype: Precision::F32, device }.load()?;
+    let loaded = ModelArgs { model: model_dir, dtype: Precision::F32, device, tokenizer: None }.load()?;
     let special = SpecialIds::from(loaded.special);
     let cfg = SamplerConfig { steps: 10, record_trajectory: true, ..SamplerConfig::default() };
     for (i, row) in held_out.iter().take(args.examples).enumerate() {

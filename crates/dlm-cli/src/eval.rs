@@ -154,8 +154,7 @@ fn score_file(
     style: PromptStyle,
     info: RunInfo,
 ) -> anyhow::Result<(Dataset, Evaluation)> {
-    let tokenizer = Tokenizer::from_dir(dir)
-        .with_context(|| format!("loading the tokenizer of {}", dir.display()))?;
+    let tokenizer = args.model.tokenizer(dir)?;
     let max_length = Config::from_file(&dir.join("config.json"))?.max_sequence_length();
     let dataset = load_dataset(args, style, &tokenizer)?;
     let given = Predictions::read(file)?;

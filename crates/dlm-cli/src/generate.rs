@@ -1,12 +1,13 @@
 //! `dlm generate`: text by iterative unmasking (SPEC §4) from one prompt, with an oracle
 //! length (`--length`) or the model directory's length predictor (`--length-beam`, SPEC §5);
 //! optionally the whole denoising trajectory, in the terminal, as JSON or as an SVG picture.
+//! A prompt given as token ids (`--prompt-ids`) needs no tokenizer; the text is then absent.
 
-use crate::model_dir::ModelArgs;
+use crate::model_dir::{ModelArgs, special_ids_without_tokenizer};
 use dlm_data::Tokenizer;
 use anyhow::Context;
 use dlm_diffusion::{
-    Canvas, Decoding, Denoised, LENGTH_PREDICTOR_WEIGHTS, LengthPredictor, SamplerConfig, Schedule, SpecialIds, Strategy,
+    BeamChoice, Canvas, Decoding, Denoised, LENGTH_PREDICTOR_WEIGHTS, LengthPredictor, SamplerConfig, Schedule, SpecialIds, Strategy,
     TopK, Update, denoise, generate_with_length_beam, render_canvas, trajectory_svg,
 };
 use dlm_models::MaskedLm;
@@ -51,8 +52,16 @@ pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
     /// The prompt text (it should end with its cue, e.g. " English: " or " A:")
-    #[arg(long)]
-    prompt: String,
+    #[arg(long, required_unless_present = "prompt_ids", conflicts_with = "prompt_ids")]
+    prompt: Option<String>,
+    /// The prompt as token ids, comma separated: `<s> prompt` (a final `</s>` is dropped).
+    /// No tokenizer needed; the output then has ids but no text
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    prompt_ids: Option<Vec<u32>>,
+    /// With --prompt-ids and no tokenizer: the mask token's id (default: config.json's
+    /// mask_token_id; bos, eos and pad come from config.json)
+    #[arg(long, value_name = "N", requires = "prompt_ids")]
+    mask_id: Option<u32>,
     /// Number of tokens to generate (oracle length)
     #[arg(long, conflicts_with = "length_beam")]
     length: Option<usize>,
@@ -145,15 +154,41 @@ fn sampler_config(args: &Args) -> anyhow::Result<SamplerConfig> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = sampler_config(&args)?;
-    let loaded = args.model.load()?;
-    let special = SpecialIds::from(loaded.special);
-    let prefix = canvas_prefix(&loaded.tokenizer, &args.prompt, special.eos)?;
-    let dir = loaded.model.dir(); // the resolved local directory (also for hub ids)
+    let (model, tokenizer, special, prefix) = match (&args.prompt, &args.prompt_ids) {
+        (Some(prompt), _) => {
+            let loaded = args.model.load()?;
+            let special = SpecialIds::from(loaded.special);
+            let prefix = canvas_prefix(&loaded.tokenizer, prompt, special.eos)?;
+            (loaded.model, Some(loaded.tokenizer), special, prefix)
+        }
+        (None, Some(ids)) => {
+            let (model, tok) = args.model.load_for_ids()?;
+            let special = match &tok {
+                Some(t) => SpecialIds { mask: args.mask_id.unwrap_or(t.special.mask), ..SpecialIds::from(t.special) },
+                None => special_ids_without_tokenizer(&model, args.mask_id)?,
+            };
+            let mut prefix = ids.clone();
+            if prefix.last() == Some(&special.eos) {
+                prefix.pop();
+            }
+            (model, tok.map(|t| t.tokenizer), special, prefix)
+        }
+        (None, None) => anyhow::bail!("give --prompt TEXT or --prompt-ids IDS"),
+    };
+    if tokenizer.is_none() && (args.trajectory_svg.is_some() || (args.trajectory && !args.json)) {
+        anyhow::bail!("showing the trajectory as text needs a tokenizer: give --tokenizer PATH, or use --json");
+    }
+    let prompt_text = match (&args.prompt, &tokenizer) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(t)) => Some(t.decode(&prefix, true)?),
+        (None, None) => None,
+    };
+    let dir = model.dir(); // the resolved local directory (also for hub ids)
     let predictor_path = dir.join(LENGTH_PREDICTOR_WEIGHTS);
-    let out: Denoised = match (args.length, args.length_beam) {
+    let (out, beam): (Denoised, Option<BeamChoice>) = match (args.length, args.length_beam) {
         (Some(length), _) => {
             let canvas = Canvas::new(&prefix, length, special)?;
-            one(denoise(&loaded.model, &[canvas], &cfg, special)?)?
+            (one(denoise(&model, &[canvas], &cfg, special)?)?, None)
         }
         (None, beam) => {
             if !predictor_path.exists() {
@@ -162,33 +197,45 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     dir.display()
                 );
             }
-            let predictor = LengthPredictor::load(dir, loaded.model.device())
+            let predictor = LengthPredictor::load(dir, model.device())
                 .with_context(|| format!("loading the length predictor of {}", dir.display()))?;
-            let choices = generate_with_length_beam(&loaded.model, &predictor, &[prefix], beam.unwrap_or(1), &cfg, special)?;
-            choices.into_iter().next().map(|c| c.best).context("the length beam returned no hypothesis")?
+            let choices = generate_with_length_beam(&model, &predictor, &[prefix], beam.unwrap_or(1), &cfg, special)?;
+            let choice = choices.into_iter().next().context("the length beam returned no hypothesis")?;
+            (choice.best.clone(), Some(choice))
         }
     };
-    let text = loaded.tokenizer.decode(&out.generated, true)?;
-    if let Some(path) = &args.trajectory_svg {
-        write_picture(path, &loaded.tokenizer, &out, special.mask, &args.prompt, &text)?;
+    let text = tokenizer.as_ref().map(|t| t.decode(&out.generated, true)).transpose()?;
+    if let (Some(path), Some(tok), Some(text), Some(prompt)) = (&args.trajectory_svg, &tokenizer, &text, &prompt_text) {
+        write_picture(path, tok, &out, special.mask, prompt, text)?;
     }
     if args.json {
         let mut obj = json!({
-            "text": text,
             "ids": out.ids,
             "generated_ids": out.generated,
             "mean_logprob": out.mean_logprob,
         });
+        if let Some(text) = &text {
+            obj["text"] = json!(text);
+        }
+        if let Some(b) = &beam {
+            obj["length_candidates"] = json!(b.lengths);
+            obj["length_mean_logprobs"] = json!(b.mean_logprobs);
+        }
         if args.trajectory && let Some(t) = &out.trajectory {
             obj["trajectory"] = json!(t.canvases);
         }
         println!("{obj}");
         return Ok(());
     }
-    if args.trajectory {
-        print_trajectory(&loaded.tokenizer, &out, special.mask);
+    match (&tokenizer, &text) {
+        (Some(tok), Some(text)) => {
+            if args.trajectory {
+                print_trajectory(tok, &out, special.mask);
+            }
+            println!("{text}");
+        }
+        _ => println!("{}", out.generated.iter().map(u32::to_string).collect::<Vec<_>>().join(",")),
     }
-    println!("{text}");
     Ok(())
 }
 

@@ -22,12 +22,15 @@ pub struct Args {
     /// Where to load the model: cpu, cuda or cuda:N (cuda needs a build with `--features cuda`)
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// The tokenizer, when the model folder does not hold it (a file or a folder)
+    #[arg(long, value_name = "PATH")]
+    tokenizer: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let system = args.system.then(system_report);
     match (&args.model, system) {
-        (Some(model), system) => inspect_model(model, &args.device, system, args.json),
+        (Some(model), system) => inspect_model(model, &args.device, args.tokenizer.clone(), system, args.json),
         (None, Some(system)) => {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&json!({ "system": system }))?);
@@ -41,8 +44,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// The model's report, after the system's when there is one (in JSON: its `system` field).
-fn inspect_model(model: &PathBuf, device: &str, system: Option<SystemReport>, json: bool) -> anyhow::Result<()> {
-    let loaded = ModelArgs { model: model.clone(), dtype: Precision::F32, device: device.to_string() }.load()?;
+fn inspect_model(model: &PathBuf, device: &str, tokenizer: Option<PathBuf>, system: Option<SystemReport>, json: bool) -> anyhow::Result<()> {
+    let loaded = ModelArgs { model: model.clone(), dtype: Precision::F32, device: device.to_string(), tokenizer }.load()?;
     let (m, tok, sp) = (&loaded.model, &loaded.tokenizer, loaded.special);
     let c = m.config();
     let counts = m.parameter_counts();

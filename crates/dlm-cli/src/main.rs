@@ -9,6 +9,7 @@ mod eval;
 mod fill_mask;
 mod hub;
 mod generate;
+mod import;
 mod inspect;
 mod model_dir;
 mod score;
@@ -39,6 +40,8 @@ enum Command {
     Eval(eval::Args),
     /// Adapt a masked LM into a diffusion LM by finetuning
     Train(train::Args),
+    /// Convert another codebase's checkpoint into a dlm model directory
+    Import(import::Args),
 }
 
 fn main() {
@@ -75,5 +78,6 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Score(a) => score::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Train(a) => train::run(a),
+        Command::Import(a) => import::run(a),
     }
 }

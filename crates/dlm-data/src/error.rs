@@ -15,7 +15,9 @@ pub enum DataError {
 
     #[error(
         "no tokenizer in {dir}: expected tokenizer.json, vocab.txt, sentencepiece.bpe.model, \
-         spiece.model or another *.model file"
+         spiece.model or another *.model file. Either put the tokenizer file(s) into {dir}, \
+         or say where the tokenizer is: --tokenizer PATH (a file or a folder), or \
+         `tokenizer = \"PATH\"` under [model] in a run config"
     )]
     NoTokenizer { dir: PathBuf },
 

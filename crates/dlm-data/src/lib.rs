@@ -12,6 +12,7 @@
 
 pub mod batch;
 pub mod error;
+pub mod fairseq_dict;
 pub mod format;
 pub mod jsonl;
 pub mod mixture;
@@ -22,6 +23,7 @@ pub mod vocab_map;
 
 pub use batch::{Batch, FixedSequence, batches_by_tokens, collate};
 pub use error::DataError;
+pub use fairseq_dict::FairseqDictionary;
 pub use format::{
     Canvas, DEFAULT_MAX_LENGTH, Formatted, format_pair, formatted_len, generation_canvas,
 };

@@ -3,7 +3,10 @@
 //!
 //! A pruned model directory holds `vocab_map.json` = the kept *original* ids in order
 //! (`kept[new] = old`) beside the original tokenizer files. [`crate::Tokenizer::from_dir`]
-//! applies it, so a pruned model reads and writes the same text as the original.
+//! applies it, so a pruned model reads and writes the same text as the original. Maps made
+//! by `dlm train` are sorted; an imported checkpoint's map follows its dictionary's order
+//! (`crate::fairseq_dict`) and may list an original id twice (tokens unknown to the
+//! tokenizer share `<unk>`'s row): text then maps to the first model id that keeps it.
 
 use crate::{DataError, SpecialTokens};
 use std::collections::{BTreeSet, HashMap};
@@ -14,7 +17,7 @@ pub const VOCAB_MAP_FILE: &str = "vocab_map.json";
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VocabMap {
-    /// `kept[new_id] = original_id`, strictly increasing.
+    /// `kept[new_id] = original_id`.
     pub kept: Vec<u32>,
     #[serde(skip)]
     inverse: HashMap<u32, u32>,
@@ -30,8 +33,16 @@ impl VocabMap {
         Self::new(set.into_iter().collect())
     }
 
+    /// The map `kept[new_id] = original_id` as given (any order, repeats allowed).
+    pub fn in_order(kept: Vec<u32>) -> VocabMap {
+        Self::new(kept)
+    }
+
     fn new(kept: Vec<u32>) -> VocabMap {
-        let inverse = kept.iter().enumerate().map(|(new, &old)| (old, new as u32)).collect();
+        let mut inverse = HashMap::with_capacity(kept.len());
+        for (new, &old) in kept.iter().enumerate() {
+            inverse.entry(old).or_insert(new as u32);
+        }
         VocabMap { kept, inverse }
     }
 
@@ -42,7 +53,7 @@ impl VocabMap {
         self.kept.is_empty()
     }
 
-    /// Original id → model id, if kept.
+    /// Original id → model id (the first that keeps it), if kept.
     pub fn to_model(&self, original: u32) -> Option<u32> {
         self.inverse.get(&original).copied()
     }
@@ -66,8 +77,8 @@ impl VocabMap {
         }
         let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
         let raw: VocabMap = serde_json::from_str(&text).map_err(|e| bad(&path, e.to_string()))?;
-        if raw.kept.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(bad(&path, "kept ids must be strictly increasing".into()));
+        if raw.kept.is_empty() {
+            return Err(bad(&path, "no kept ids".into()));
         }
         Ok(Some(Self::new(raw.kept)))
     }
@@ -96,14 +107,22 @@ mod tests {
     }
 
     #[test]
-    fn save_load_round_trip_and_rejects_unsorted() {
+    fn save_load_round_trip_and_rejects_empty() {
         let dir = tempfile::tempdir().unwrap();
         let m = VocabMap::from_ids([5, 9], &special());
         m.save(dir.path()).unwrap();
         assert_eq!(VocabMap::load(dir.path()).unwrap(), Some(m));
-        std::fs::write(dir.path().join(VOCAB_MAP_FILE), "{\"kept\": [0, 2, 1]}").unwrap();
+        std::fs::write(dir.path().join(VOCAB_MAP_FILE), "{\"kept\": []}").unwrap();
         let e = VocabMap::load(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("increasing") && e.contains(VOCAB_MAP_FILE), "{e}");
+        assert!(e.contains("no kept ids") && e.contains(VOCAB_MAP_FILE), "{e}");
         assert_eq!(VocabMap::load(tempfile::tempdir().unwrap().path()).unwrap(), None);
+    }
+
+    #[test]
+    fn unsorted_maps_with_repeats_map_text_to_the_first_id() {
+        // A dictionary-ordered map: <unk> (3) is kept at model ids 3 and 6.
+        let m = VocabMap::in_order(vec![0, 1, 2, 3, 40, 7, 3, 89]);
+        assert_eq!((m.to_model(40), m.to_model(7), m.to_model(3)), (Some(4), Some(5), Some(3)));
+        assert_eq!((m.to_original(6), m.to_model(12)), (Some(3), None));
     }
 }

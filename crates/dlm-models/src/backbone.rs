@@ -66,6 +66,14 @@ impl Backbone {
         Self::build(dir, config, Some(&weights), opts, 0)
     }
 
+    /// A model of `config` from tensors in memory under HF names (e.g. converted from
+    /// another checkpoint layout); `dir` names the source in errors. Shapes are checked as
+    /// for a checkpoint on disk.
+    pub fn from_tensors(dir: &Path, config: Config, tensors: HashMap<String, Tensor>, opts: &LoadOptions) -> Result<Backbone> {
+        let weights = Weights::from_tensors(dir, tensors);
+        Self::build(dir, config, Some(&weights), opts, 0)
+    }
+
     /// The architecture of `dir/config.json` with fresh weights, initialised as
     /// `transformers` does, from a seeded RNG.
     pub fn init_random(dir: &Path, opts: &LoadOptions, seed: u64) -> Result<Backbone> {
@@ -155,8 +163,7 @@ impl Backbone {
         let mut config = self.config.clone();
         config.vocab_size = keep.len();
         config.tie_word_embeddings = false;
-        let weights = Weights::from_tensors(&self.dir, tensors);
-        Self::build(&self.dir, config, Some(&weights), &self.opts, 0)
+        Self::from_tensors(&self.dir, config, tensors, &self.opts)
     }
 
     /// Writes `config.json` and `model.safetensors` (f32, HF tensor names) into `dir`,

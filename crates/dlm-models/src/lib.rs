@@ -30,3 +30,4 @@ pub use error::{ModelError, Result};
 pub use kernels::{AdamWStep, adamw_step, cross_entropy};
 pub use masked_lm::{Argmax, MaskedLm, composed_project_argmax};
 pub use params::Params;
+pub use weights::read_torch_state_dict;

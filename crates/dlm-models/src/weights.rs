@@ -126,6 +126,14 @@ impl Weights {
     }
 }
 
+/// Every tensor of a PyTorch pickle (a `torch.save` zip such as `pytorch_model.bin`), or of
+/// the dict stored under `key` in it (DeepSpeed's `mp_rank_00_model_states.pt` keeps the
+/// state dict under `"module"`). Non-tensor entries are skipped.
+pub fn read_torch_state_dict(path: &Path, key: Option<&str>) -> Result<HashMap<String, Tensor>> {
+    let tensors = candle_core::pickle::read_all_with_key(path, key).map_err(|e| corrupt(path, e))?;
+    Ok(tensors.into_iter().collect())
+}
+
 fn corrupt(path: &Path, e: impl std::fmt::Display) -> ModelError {
     ModelError::CorruptWeights { path: path.into(), message: e.to_string() }
 }

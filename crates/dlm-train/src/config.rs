@@ -58,6 +58,10 @@ pub struct ModelSection {
     pub device: String,
     #[serde(default)]
     pub init: Init,
+    /// The tokenizer, when `dir` does not hold it: a tokenizer.json, vocab.txt or *.model
+    /// file, or a folder holding one. Checkpoints get a copy, so resumes need no setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<PathBuf>,
 }
 
 fn default_device() -> String {
@@ -420,6 +424,9 @@ impl RunConfig {
             }
         };
         abs(&mut self.model.dir);
+        if let Some(t) = self.model.tokenizer.as_mut() {
+            abs(t);
+        }
         if !is_empty_path(&self.data.train) {
             abs(&mut self.data.train);
         }

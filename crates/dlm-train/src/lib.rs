@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 mod error;
+pub mod import_diffusionllm;
 pub mod metrics_log;
 pub mod objective;
 pub mod optimizer;
@@ -29,6 +30,7 @@ pub use ar::{ar_generate, load_options_for, objective_of};
 pub use beam::{BeamConfig, BeamOutput, beam_search};
 pub use config::RunConfig;
 pub use error::{Result, TrainError};
+pub use import_diffusionllm::{ImportRequest, ImportSummary, import_diffusionllm};
 pub use objective::{StepMetrics, StepOutput, TrainObjective};
 pub use trainer::{Start, Summary, Trainer};
 

@@ -59,9 +59,15 @@ fn load_backbone(dir: &Path, opts: &LoadOptions) -> Result<Backbone> {
 pub fn build(cfg: &RunConfig, from: Option<&Path>) -> Result<Session> {
     let source = from.unwrap_or(&cfg.model.dir);
     check_model_dir(source)?;
-    let mut tokenizer = Tokenizer::from_dir(source)?;
+    // A checkpoint being resumed holds a copy of the tokenizer; a fresh start may take it
+    // from `[model] tokenizer`.
+    let external = if from.is_none() { cfg.model.tokenizer.as_deref() } else { None };
+    let mut tokenizer = Tokenizer::for_model(source, external)?;
     let mut special = tokenizer.special_tokens()?;
-    let tokenizer_files = read_tokenizer_files(source)?;
+    let tokenizer_files = match external {
+        Some(path) => external_tokenizer_files(path)?,
+        None => read_tokenizer_files(source)?,
+    };
     // SPEC §2: cut from the left to data.max_length and to the model's positions.
     let model_cfg = dlm_models::Config::from_file(&source.join("config.json")).map_err(|e| {
         TrainError::NotAModel {
@@ -219,7 +225,32 @@ fn is_tokenizer_file(name: &str) -> bool {
     ) || name.ends_with(".model")
 }
 
-fn read_tokenizer_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+/// The files of a tokenizer kept outside the model folder: a folder's tokenizer files, or a
+/// file (under the name a model folder gives it: tokenizer.json, vocab.txt, or its own
+/// `*.model` name) with the side files beside it.
+fn external_tokenizer_files(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    if path.is_dir() {
+        return read_tokenizer_files(path);
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let canonical = if name.ends_with(".json") {
+        "tokenizer.json"
+    } else if name.ends_with(".txt") {
+        "vocab.txt"
+    } else {
+        name
+    };
+    let mut files: Vec<(String, Vec<u8>)> = read_tokenizer_files(parent)?
+        .into_iter()
+        .filter(|(n, _)| matches!(n.as_str(), "tokenizer_config.json" | "special_tokens_map.json" | "added_tokens.json"))
+        .collect();
+    let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
+    files.push((canonical.to_owned(), bytes));
+    Ok(files)
+}
+
+pub(crate) fn read_tokenizer_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).map_err(|e| TrainError::io(dir, e))? {
         let e = e.map_err(|e| TrainError::io(dir, e))?;

@@ -1,8 +1,10 @@
 //! A BERT `vocab.txt` turned into the tokenizer HF's `BertTokenizerFast` builds from it
 //! (transformers' `BertConverter`): BertNormalizer(clean_text, handle_chinese_chars,
 //! strip_accents, lowercase) with the flags of `tokenizer_config.json` (`do_lower_case`
-//! defaults to true, `strip_accents` to "follow lowercase", `tokenize_chinese_chars` to
-//! true), BertPreTokenizer, WordPiece with the `##` prefix and 100 characters per word,
+//! defaults to true — unless the vocabulary has upper-case word tokens and no lower-case
+//! ones, which lowercasing would make unreachable: AntiBERTy's amino-acid vocabulary, whose
+//! runner passes `do_lower_case=False`, as its wheel ships it without a config —
+//! `strip_accents` to "follow lowercase", `tokenize_chinese_chars` to true), BertPreTokenizer, WordPiece with the `##` prefix and 100 characters per word,
 //! `[CLS] $A [SEP]` / `[CLS] $A [SEP] $B:1 [SEP]:1` templates and the WordPiece decoder.
 //! Token texts (`[CLS]`, `[UNK]`, ...) come from the side files when they name them.
 
@@ -74,7 +76,7 @@ pub(crate) fn from_vocab_txt(
             .tokenizer_flag("tokenize_chinese_chars")
             .unwrap_or(true),
         files.tokenizer_flag("strip_accents"),
-        files.tokenizer_flag("do_lower_case").unwrap_or(true),
+        files.tokenizer_flag("do_lower_case").unwrap_or_else(|| !upper_case_only(vocab.keys())),
     );
     let processor = TemplateProcessing::builder()
         .try_single(vec![format!("{cls}:0"), "$A:0".into(), format!("{sep}:0")])
@@ -105,4 +107,30 @@ pub(crate) fn from_vocab_txt(
         .collect();
     tok.add_special_tokens(&specials);
     Ok(tok)
+}
+
+/// Whether the word tokens (all but `[...]` specials) have upper-case letters and no
+/// lower-case ones.
+fn upper_case_only<'a>(tokens: impl Iterator<Item = &'a String>) -> bool {
+    let mut upper = false;
+    for t in tokens.filter(|t| !(t.starts_with('[') && t.ends_with(']'))) {
+        if t.chars().any(char::is_lowercase) {
+            return false;
+        }
+        upper |= t.chars().any(char::is_uppercase);
+    }
+    upper
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_upper_case_vocabulary_escapes_default_lowercasing() {
+        let v = |ts: &[&str]| ts.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        assert!(upper_case_only(v(&["[PAD]", "[MASK]", "A", "C", "##Q"]).iter()));
+        assert!(!upper_case_only(v(&["[PAD]", "A", "the"]).iter()));
+        assert!(!upper_case_only(v(&["[PAD]", "1", "##2"]).iter()));
+    }
 }

@@ -66,6 +66,18 @@ impl Tokenizer {
         }
     }
 
+    /// The tokenizer of the model in `model_dir`: `tokenizer` (a file or a folder, see
+    /// [`Tokenizer::from_path`]) when the model keeps its tokenizer elsewhere, else the
+    /// folder's own ([`Tokenizer::from_dir`]); either way with the model's `vocab_map.json`.
+    pub fn for_model(model_dir: &Path, tokenizer: Option<&Path>) -> Result<Self, DataError> {
+        let Some(path) = tokenizer else { return Self::from_dir(model_dir) };
+        let t = Self::from_path(path)?;
+        match (t.vocab_map(), VocabMap::load(model_dir)?) {
+            (None, Some(map)) => t.with_vocab_map(map),
+            _ => Ok(t),
+        }
+    }
+
     /// This tokenizer speaking the ids of a model pruned to `map` (SPEC §6): original ids
     /// the model does not keep become its `<unk>`.
     pub fn with_vocab_map(mut self, map: VocabMap) -> Result<Self, DataError> {

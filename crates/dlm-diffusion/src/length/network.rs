@@ -13,7 +13,7 @@ use dlm_models::MaskedLm;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// File names inside a model directory.
@@ -155,16 +155,22 @@ impl LengthPredictor {
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| file_err(&cfg_path, format!("cannot read: {e}")))?;
         let cfg: LengthPredictorConfig =
             serde_json::from_str(&text).map_err(|e| file_err(&cfg_path, format!("not a length predictor config: {e}")))?;
-        cfg.validate()?;
         let tensors = candle_core::safetensors::load(&weights_path, device)
             .map_err(|e| file_err(&weights_path, format!("cannot load weights: {e}")))?;
+        Self::from_tensors(cfg, &tensors, &weights_path)
+    }
+
+    /// A predictor of `cfg` from tensors under the released code's names
+    /// (`length_trm.layers.0.*`, `length_predictor.{0,2}.*`; other names are ignored);
+    /// `source` names where they came from in errors.
+    pub fn from_tensors(cfg: LengthPredictorConfig, tensors: &HashMap<String, Tensor>, source: &Path) -> Result<LengthPredictor> {
+        cfg.validate()?;
+        let file_err = |message: String| DiffusionError::File { path: source.into(), message };
         let mut params = BTreeMap::new();
         for (name, shape) in cfg.shapes() {
-            let t = tensors
-                .get(&name)
-                .ok_or_else(|| file_err(&weights_path, format!("tensor {name:?} not found")))?;
+            let t = tensors.get(&name).ok_or_else(|| file_err(format!("tensor {name:?} not found")))?;
             if t.dims() != shape.as_slice() {
-                return Err(file_err(&weights_path, format!("tensor {name:?} has shape {:?}, expected {shape:?}", t.dims())));
+                return Err(file_err(format!("tensor {name:?} has shape {:?}, expected {shape:?}", t.dims())));
             }
             params.insert(name, Var::from_tensor(&t.to_dtype(DType::F32)?)?);
         }
@@ -179,7 +185,7 @@ impl LengthPredictor {
             .map_err(|e| DiffusionError::File { path: cfg_path.clone(), message: e.to_string() })?;
         std::fs::write(&cfg_path, json + "\n")
             .map_err(|e| DiffusionError::File { path: cfg_path.clone(), message: format!("cannot write: {e}") })?;
-        let tensors: std::collections::HashMap<String, Tensor> =
+        let tensors: HashMap<String, Tensor> =
             self.params.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
         candle_core::safetensors::save(&tensors, &weights_path)
             .map_err(|e| DiffusionError::File { path: weights_path, message: format!("cannot write: {e}") })
