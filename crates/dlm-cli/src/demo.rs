@@ -4,7 +4,8 @@
 //! translations by iterative unmasking and shows the denoising step by step, in the
 //! terminal and as an SVG picture beside the training curves.
 
-use crate::generate::{canvas_prefix, print_trajectory, write_picture};
+use crate::generate::{print_trajectory, write_picture};
+use dlm_data::canvas_prefix;
 use crate::model_dir::{ModelArgs, Precision};
 use anyhow::Context;
 use dlm_diffusion::{Canvas, SamplerConfig, SpecialIds, denoise};

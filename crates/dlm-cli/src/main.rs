@@ -12,6 +12,7 @@ mod generate;
 mod inspect;
 mod model_dir;
 mod score;
+mod serve;
 mod train;
 
 #[derive(Parser)]
@@ -39,6 +40,8 @@ enum Command {
     Eval(eval::Args),
     /// Adapt a masked LM into a diffusion LM by finetuning
     Train(train::Args),
+    /// Serve a model over an OpenAI-compatible HTTP API (streamed denoising, continuous batching)
+    Serve(serve::Args),
 }
 
 fn main() {
@@ -59,6 +62,7 @@ fn main() {
         Command::Score(a) => score::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Train(a) => train::run(a),
+        Command::Serve(a) => serve::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

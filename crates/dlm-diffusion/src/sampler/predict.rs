@@ -1,6 +1,8 @@
 //! One denoiser call (SPEC §4.1): run the model on the canvases, project only at the
 //! requested generation positions, forbid `<mask>` (its logit set to −∞), take
 //! `log_softmax`, and read off `(token, log p)` per position by argmax or by sampling.
+//! How each row decodes and which generator it draws from are given per row ([`Draws`]):
+//! one shared generator for [`super::denoise`], one per row for [`super::StepBatch`].
 
 use super::config::Decoding;
 use crate::batch::ids_and_attention;
@@ -18,11 +20,33 @@ pub(crate) struct Prediction {
     pub logp: f32,
 }
 
+/// Per row of a [`Predictor::predict`] call: how its tokens are read off and the
+/// generator its samples are drawn from.
+pub(crate) trait Draws {
+    fn decoding(&self, row: usize) -> Decoding;
+    fn rng(&mut self, row: usize) -> &mut ChaCha8Rng;
+}
+
+/// Every row decodes alike and draws from one generator, in row order.
+pub(crate) struct Shared<'r> {
+    pub decoding: Decoding,
+    pub rng: &'r mut ChaCha8Rng,
+}
+
+impl Draws for Shared<'_> {
+    fn decoding(&self, _row: usize) -> Decoding {
+        self.decoding
+    }
+    fn rng(&mut self, _row: usize) -> &mut ChaCha8Rng {
+        self.rng
+    }
+}
+
 /// Something that predicts tokens for positions of canvases: the model, or in tests a
 /// table of predictions recorded elsewhere.
 pub(crate) trait Predictor {
     /// `positions[i]`: absolute positions of `rows[i]` to predict, answered in that order.
-    fn predict(&mut self, rows: &[&[u32]], positions: &[Vec<usize>], rng: &mut ChaCha8Rng) -> Result<Vec<Vec<Prediction>>>;
+    fn predict(&mut self, rows: &[&[u32]], positions: &[Vec<usize>], draws: &mut dyn Draws) -> Result<Vec<Vec<Prediction>>>;
 }
 
 /// Positions projected through the vocabulary at once (bounds the `[n, V]` buffer).
@@ -31,13 +55,12 @@ const PROJECT_CHUNK: usize = 256;
 pub(crate) struct ModelPredictor<'a> {
     model: &'a dyn MaskedLm,
     pad: u32,
-    decoding: Decoding,
     /// `[V]` f32: 0 everywhere, −∞ at `<mask>`.
     mask_bias: Tensor,
 }
 
 impl<'a> ModelPredictor<'a> {
-    pub fn new(model: &'a dyn MaskedLm, pad: u32, mask: u32, decoding: Decoding) -> Result<Self> {
+    pub fn new(model: &'a dyn MaskedLm, pad: u32, mask: u32) -> Result<Self> {
         let v = model.vocab_size();
         if mask as usize >= v {
             return Err(DiffusionError::InvalidConfig(format!("<mask> id {mask} is outside the model's vocabulary of {v}")));
@@ -45,12 +68,12 @@ impl<'a> ModelPredictor<'a> {
         let mut bias = vec![0f32; v];
         bias[mask as usize] = f32::NEG_INFINITY;
         let mask_bias = Tensor::from_vec(bias, v, model.device())?;
-        Ok(ModelPredictor { model, pad, decoding, mask_bias })
+        Ok(ModelPredictor { model, pad, mask_bias })
     }
 }
 
 impl Predictor for ModelPredictor<'_> {
-    fn predict(&mut self, rows: &[&[u32]], positions: &[Vec<usize>], rng: &mut ChaCha8Rng) -> Result<Vec<Vec<Prediction>>> {
+    fn predict(&mut self, rows: &[&[u32]], positions: &[Vec<usize>], draws: &mut dyn Draws) -> Result<Vec<Vec<Prediction>>> {
         let b = rows.len();
         let seq = rows.iter().map(|r| r.len()).max().unwrap_or(0);
         let total: usize = positions.iter().map(Vec::len).sum();
@@ -73,23 +96,32 @@ impl Predictor for ModelPredictor<'_> {
             .collect();
         let index = Tensor::from_vec(flat, total, device)?;
         let selected = hidden.reshape((b * seq, h))?.index_select(&index, 0)?; // [n, h]
+        // The row each selected position belongs to.
+        let owner: Vec<usize> = positions.iter().enumerate().flat_map(|(i, ps)| std::iter::repeat_n(i, ps.len())).collect();
         let mut out = Vec::with_capacity(total);
         for start in (0..total).step_by(PROJECT_CHUNK) {
             let len = PROJECT_CHUNK.min(total - start);
             let logits = self.model.project(&selected.narrow(0, start, len)?)?.to_dtype(DType::F32)?; // [len, V]
             let logp = log_softmax(&logits.broadcast_add(&self.mask_bias)?, D::Minus1)?; // [len, V]
-            match self.decoding {
-                Decoding::Argmax => {
-                    let tokens = logp.argmax(D::Minus1)?.to_vec1::<u32>()?;
-                    let scores = logp.max(D::Minus1)?.to_vec1::<f32>()?;
-                    out.extend(tokens.into_iter().zip(scores).map(|(token, logp)| Prediction { token, logp }));
-                }
-                Decoding::Sample { temperature } => {
-                    for row in logp.to_vec2::<f32>()? {
-                        let token = sample_index(&row, temperature, rng);
-                        out.push(Prediction { token: token as u32, logp: row[token] });
+            let rows_here = &owner[start..start + len];
+            let sampled = |r: usize| matches!(draws.decoding(r), Decoding::Sample { .. });
+            let any_argmax = rows_here.iter().any(|&r| !sampled(r));
+            let any_sampled = rows_here.iter().any(|&r| sampled(r));
+            let best = match any_argmax {
+                true => Some((logp.argmax(D::Minus1)?.to_vec1::<u32>()?, logp.max(D::Minus1)?.to_vec1::<f32>()?)),
+                false => None,
+            };
+            let table = if any_sampled { Some(logp.to_vec2::<f32>()?) } else { None };
+            for (k, &r) in rows_here.iter().enumerate() {
+                let prediction = match (draws.decoding(r), &table, &best) {
+                    (Decoding::Sample { temperature }, Some(table), _) => {
+                        let token = sample_index(&table[k], temperature, draws.rng(r));
+                        Prediction { token: token as u32, logp: table[k][token] }
                     }
-                }
+                    (_, _, Some((tokens, scores))) => Prediction { token: tokens[k], logp: scores[k] },
+                    _ => return Err(DiffusionError::InvalidBatch("no prediction was computed for a position".into())),
+                };
+                out.push(prediction);
             }
         }
         let mut it = out.into_iter();
