@@ -70,7 +70,8 @@ for ch in client.chat.completions.create(model=MODEL, messages=messages, max_tok
         content += ch.choices[0].delta.content
     if ch.choices and ch.choices[0].finish_reason:
         finish = ch.choices[0].finish_reason
-check("chat stream steps", diffusion_chunks == 10, diffusion_chunks)
+# Up to 10 steps (the default); a run stops early once nothing is left to change.
+check("chat stream steps", 1 <= diffusion_chunks <= 10, diffusion_chunks)
 check("chat stream content equals whole", content == chat.choices[0].message.content and finish, (content, chat))
 
 # Extension fields.

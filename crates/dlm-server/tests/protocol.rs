@@ -5,7 +5,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{call, post_json, sse_data, start, text};
+use common::{call, post_json, sse_data, start};
 use dlm_server::{Limits, MASK_MARKER};
 use serde_json::{Value, json};
 
