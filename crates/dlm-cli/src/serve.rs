@@ -84,7 +84,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         length_predictor,
     };
     let config = ServerConfig { host: args.host, port: args.port, limits };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(dlm_server::serve(model, config, |addr| {
         // On stdout, so that scripts started with --port 0 can read the port.
         println!("listening on http://{addr} (playground at /, API under /v1)");

@@ -91,7 +91,9 @@ fn python() -> Option<String> {
     let py = std::env::var("DLM_PY").unwrap_or_else(|_| root().join(".cache/venv/bin/python").display().to_string());
     let ok = Command::new(&py).args(["-c", "import openai"]).output().is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!("skipped: no Python with the openai package at {py} (set DLM_PY, or run .ci/run to create .cache/venv)");
+        eprintln!(
+            "skipped: no Python with the openai package at {py} (set DLM_PY, or run .ci/run to create .cache/venv)"
+        );
     }
     ok.then_some(py)
 }
@@ -152,8 +154,9 @@ fn a_flood_gets_only_200_and_429_and_sigterm_exits_0() {
 
     // SIGTERM: stops accepting, finishes in-flight work, exits 0.
     let addr = server.addr.clone();
-    let in_flight =
-        std::thread::spawn(move || http(&addr, "POST", "/v1/completions", r#"{"prompt": "x", "max_tokens": 8, "steps": 200}"#));
+    let in_flight = std::thread::spawn(move || {
+        http(&addr, "POST", "/v1/completions", r#"{"prompt": "x", "max_tokens": 8, "steps": 200}"#)
+    });
     std::thread::sleep(Duration::from_millis(200));
     let pid = server.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());

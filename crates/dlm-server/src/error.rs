@@ -41,7 +41,12 @@ impl ApiError {
         }
     }
 
-    pub fn with_status(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn with_status(
+        status: StatusCode,
+        kind: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError { status, message: message.into(), kind, param: None, code: Some(code) }
     }
 

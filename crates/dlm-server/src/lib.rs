@@ -88,9 +88,15 @@ pub fn start(model: ServedModel, limits: Limits) -> Result<Running, ServerError>
 
 /// Serves `model` on `config.host:config.port` until SIGTERM or Ctrl-C, then shuts down
 /// gracefully (see the crate docs). `on_ready` is called once the socket listens.
-pub async fn serve(model: ServedModel, config: ServerConfig, on_ready: impl FnOnce(std::net::SocketAddr)) -> Result<(), ServerError> {
+pub async fn serve(
+    model: ServedModel,
+    config: ServerConfig,
+    on_ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), ServerError> {
     let addr = format!("{}:{}", config.host, config.port);
-    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|source| ServerError::Bind { addr: addr.clone(), source })?;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr: addr.clone(), source })?;
     let running = start(model, config.limits.clone())?;
     on_ready(listener.local_addr()?);
     let control = running.control.clone();

@@ -84,8 +84,18 @@ impl Metrics {
         }
         w("dlm_requests_total", "counter", "HTTP requests answered, by endpoint and status.", &lines);
         let gauge = |name: &str, v: usize| format!("{name} {v}\n");
-        w("dlm_queue_depth", "gauge", "Requests waiting to join the batch.", &gauge("dlm_queue_depth", self.queue_depth.load(Ordering::Relaxed)));
-        w("dlm_batch_rows", "gauge", "Rows in the denoising batch.", &gauge("dlm_batch_rows", self.batch_rows.load(Ordering::Relaxed)));
+        w(
+            "dlm_queue_depth",
+            "gauge",
+            "Requests waiting to join the batch.",
+            &gauge("dlm_queue_depth", self.queue_depth.load(Ordering::Relaxed)),
+        );
+        w(
+            "dlm_batch_rows",
+            "gauge",
+            "Rows in the denoising batch.",
+            &gauge("dlm_batch_rows", self.batch_rows.load(Ordering::Relaxed)),
+        );
         w(
             "dlm_running_requests",
             "gauge",
@@ -103,7 +113,12 @@ impl Metrics {
         for (count, bound) in h.counts.iter().zip(STEP_BUCKETS) {
             let _ = writeln!(hist, "dlm_step_seconds_bucket{{le=\"{bound}\"}} {count}");
         }
-        let _ = write!(hist, "dlm_step_seconds_bucket{{le=\"+Inf\"}} {c}\ndlm_step_seconds_sum {s}\ndlm_step_seconds_count {c}\n", c = h.count, s = h.sum);
+        let _ = write!(
+            hist,
+            "dlm_step_seconds_bucket{{le=\"+Inf\"}} {c}\ndlm_step_seconds_sum {s}\ndlm_step_seconds_count {c}\n",
+            c = h.count,
+            s = h.sum
+        );
         drop(h);
         w("dlm_step_seconds", "histogram", "Latency of one denoising step over the whole batch.", &hist);
         w(

@@ -77,10 +77,7 @@ impl<'a> Fields<'a> {
 }
 
 fn integer(name: &str, v: &Value) -> Result<i128, ApiError> {
-    v.as_i64()
-        .map(i128::from)
-        .or_else(|| v.as_u64().map(i128::from))
-        .ok_or_else(|| wrong_type(name, "an integer", v))
+    v.as_i64().map(i128::from).or_else(|| v.as_u64().map(i128::from)).ok_or_else(|| wrong_type(name, "an integer", v))
 }
 
 pub fn wrong_type(name: &str, expected: &str, found: &Value) -> ApiError {

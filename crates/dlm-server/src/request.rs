@@ -98,7 +98,9 @@ pub fn parse(endpoint: Endpoint, body: &Value, info: &ModelInfo) -> Result<GenRe
         None => false,
         Some(v) => {
             let opts = Fields::new(v).map_err(|_| wrong_type("stream_options", "an object", v))?;
-            opts.bool("include_usage").map_err(|_| wrong_type("stream_options.include_usage", "a boolean", v))?.unwrap_or(false)
+            opts.bool("include_usage")
+                .map_err(|_| wrong_type("stream_options.include_usage", "a boolean", v))?
+                .unwrap_or(false)
         }
     };
     let n = f.usize_in("n", 1, limits.max_n)?.unwrap_or(1);
@@ -152,7 +154,9 @@ fn prompts(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
         Some(Value::Array(items)) if !items.is_empty() => items
             .iter()
             .enumerate()
-            .map(|(i, item)| item.as_str().map(str::to_owned).ok_or_else(|| wrong_type(&format!("prompt[{i}]"), "a string", item)))
+            .map(|(i, item)| {
+                item.as_str().map(str::to_owned).ok_or_else(|| wrong_type(&format!("prompt[{i}]"), "a string", item))
+            })
             .collect(),
         Some(Value::Array(_)) => Err(ApiError::invalid("prompt", "`prompt` must not be an empty array")),
         Some(other) => Err(wrong_type("prompt", "a string or an array of strings", other)),
@@ -160,7 +164,13 @@ fn prompts(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
 }
 
 /// The sampler settings shared by every choice (the seed is set per choice).
-fn sampler_config(f: &Fields<'_>, steps: usize, temperature: f64, seed: u64, limits: &Limits) -> Result<SamplerConfig, ApiError> {
+fn sampler_config(
+    f: &Fields<'_>,
+    steps: usize,
+    temperature: f64,
+    seed: u64,
+    limits: &Limits,
+) -> Result<SamplerConfig, ApiError> {
     let name = match f.str("strategy")? {
         None => StrategyName::ReparamUncond,
         Some(s) => StrategyName::parse(s).ok_or_else(|| {
@@ -171,7 +181,12 @@ fn sampler_config(f: &Fields<'_>, steps: usize, temperature: f64, seed: u64, lim
     let schedule = match f.str("schedule")? {
         None | Some("cosine") => Schedule::Cosine,
         Some("linear") => Schedule::Linear,
-        Some(other) => return Err(ApiError::invalid("schedule", format!("unknown schedule {other:?}; expected cosine or linear"))),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "schedule",
+                format!("unknown schedule {other:?}; expected cosine or linear"),
+            ));
+        }
     };
     let knobs = StrategyKnobs {
         block_length: f.usize_in("block_length", 1, limits.max_tokens)?,

@@ -103,7 +103,13 @@ pub fn diffusion(
     let canvas = render_canvas(generated, mask, decode, MASK_MARKER);
     let cells: Vec<Value> = generated
         .iter()
-        .map(|&t| if t == mask { Value::Null } else { Value::String(tokenizer.id_to_token(t).unwrap_or_else(|| format!("#{t}"))) })
+        .map(|&t| {
+            if t == mask {
+                Value::Null
+            } else {
+                Value::String(tokenizer.id_to_token(t).unwrap_or_else(|| format!("#{t}")))
+            }
+        })
         .collect();
     json!({"step": step, "steps": steps, "masked": masked, "canvas": canvas, "cells": cells})
 }

@@ -81,7 +81,12 @@ async fn log_and_count(State(app): State<Arc<App>>, req: Request, next: Next) ->
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::with_status(StatusCode::NOT_FOUND, "invalid_request_error", "not_found", format!("no route {}", req.uri().path()))
+    ApiError::with_status(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        "not_found",
+        format!("no route {}", req.uri().path()),
+    )
 }
 
 async fn method_not_allowed(req: Request) -> ApiError {
@@ -144,7 +149,8 @@ async fn read_json(req: Request, limit: usize) -> Result<Value, ApiError> {
     let mut body = Vec::new();
     let mut seen = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk: Bytes = chunk.map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}"), "invalid_body"))?;
+        let chunk: Bytes =
+            chunk.map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}"), "invalid_body"))?;
         seen += chunk.len();
         if seen > limit.saturating_mul(DRAIN_FACTOR) {
             break;
@@ -156,7 +162,8 @@ async fn read_json(req: Request, limit: usize) -> Result<Value, ApiError> {
     if seen > limit {
         return Err(too_large());
     }
-    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"), "invalid_json"))
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"), "invalid_json"))
 }
 
 async fn completions(State(app): State<Arc<App>>, req: Request) -> Response {
@@ -189,8 +196,10 @@ async fn generate(app: Arc<App>, endpoint: Endpoint, req: Request) -> Result<Res
         match events.recv().await {
             Some(Event::Done(outs)) => {
                 let special = app.info.special;
-                let texts: Vec<_> =
-                    outs.iter().map(|o| response::finished_text(&app.info.tokenizer, o, special.eos, special.pad)).collect();
+                let texts: Vec<_> = outs
+                    .iter()
+                    .map(|o| response::finished_text(&app.info.tokenizer, o, special.eos, special.pad))
+                    .collect();
                 let header = Header { id: &id, created: unix_now(), model: &request.model, endpoint };
                 let body = response::whole(&header, &request, &texts, response::completion_tokens(&outs));
                 return Ok(json_response(StatusCode::OK, &body));

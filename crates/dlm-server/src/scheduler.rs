@@ -28,7 +28,13 @@ pub enum Event {
     /// The request's rows are in the batch; they run from the next step.
     Admitted,
     /// Choice `choice` ran a step (streamed requests only).
-    Step { choice: usize, step: usize, steps: usize, masked: usize, generated: Vec<u32> },
+    Step {
+        choice: usize,
+        step: usize,
+        steps: usize,
+        masked: usize,
+        generated: Vec<u32>,
+    },
     /// Every choice is done, in request order.
     Done(Vec<ChoiceOutput>),
     Failed(ApiError),
@@ -111,14 +117,19 @@ pub struct Engine {
 }
 
 /// Starts the scheduler thread.
-pub fn spawn(engine: Engine, limits: &Limits, metrics: Arc<Metrics>) -> std::io::Result<(Scheduler, std::thread::JoinHandle<()>)> {
+pub fn spawn(
+    engine: Engine,
+    limits: &Limits,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<(Scheduler, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::sync_channel(limits.queue_size);
     let control = Arc::new(Control::default());
     let scheduler = Scheduler { tx, capacity: limits.queue_size, metrics: metrics.clone(), control: control.clone() };
     let limits = limits.clone();
-    let handle = std::thread::Builder::new()
-        .name("dlm-scheduler".into())
-        .spawn(move || Loop { engine: &engine, rx, limits, metrics, control, jobs: HashMap::new(), rows: HashMap::new(), next_job: 0 }.run())?;
+    let handle = std::thread::Builder::new().name("dlm-scheduler".into()).spawn(move || {
+        Loop { engine: &engine, rx, limits, metrics, control, jobs: HashMap::new(), rows: HashMap::new(), next_job: 0 }
+            .run()
+    })?;
     Ok((scheduler, handle))
 }
 
@@ -195,7 +206,13 @@ impl Loop<'_> {
                 if run.job.request.stream && slot.beam == 0 {
                     let spec = &run.job.request.choices[slot.choice];
                     let steps = shown_steps(spec, a.generated.len());
-                    let event = Event::Step { choice: slot.choice, step: a.step, steps, masked: a.masked, generated: a.generated };
+                    let event = Event::Step {
+                        choice: slot.choice,
+                        step: a.step,
+                        steps,
+                        masked: a.masked,
+                        generated: a.generated,
+                    };
                     let _ = run.job.events.send(event);
                 }
             }
@@ -264,7 +281,11 @@ impl Loop<'_> {
     }
 
     /// Adds a request's rows (after predicting lengths where asked); on error none stay.
-    fn start(&self, batch: &mut StepBatch<'_>, request: &GenRequest) -> Result<(Vec<Vec<usize>>, Vec<RowId>), ApiError> {
+    fn start(
+        &self,
+        batch: &mut StepBatch<'_>,
+        request: &GenRequest,
+    ) -> Result<(Vec<Vec<usize>>, Vec<RowId>), ApiError> {
         let mut lengths = Vec::with_capacity(request.choices.len());
         for spec in &request.choices {
             lengths.push(self.lengths(spec)?);
@@ -272,7 +293,8 @@ impl Loop<'_> {
         let mut added = Vec::new();
         for (spec, ls) in request.choices.iter().zip(&lengths) {
             for &l in ls {
-                let row = Canvas::new(&spec.prefix, l, self.engine.special).and_then(|c| batch.add(&c, spec.cfg.clone()));
+                let row =
+                    Canvas::new(&spec.prefix, l, self.engine.special).and_then(|c| batch.add(&c, spec.cfg.clone()));
                 match row {
                     Ok(id) => added.push(id),
                     Err(e) => {
@@ -292,8 +314,15 @@ impl Loop<'_> {
         match (spec.length, &self.engine.length_predictor) {
             (LengthSpec::Fixed(l), _) => Ok(vec![l]),
             (LengthSpec::Beam(b), Some(p)) => {
-                let top = p.top_lengths(self.engine.lm.as_ref(), std::slice::from_ref(&spec.prefix), b, self.engine.special.pad);
-                top.map_err(|e| diffusion_error(&e))?.pop().ok_or_else(|| ApiError::internal("the length predictor returned nothing"))
+                let top = p.top_lengths(
+                    self.engine.lm.as_ref(),
+                    std::slice::from_ref(&spec.prefix),
+                    b,
+                    self.engine.special.pad,
+                );
+                top.map_err(|e| diffusion_error(&e))?
+                    .pop()
+                    .ok_or_else(|| ApiError::internal("the length predictor returned nothing"))
             }
             (LengthSpec::Beam(_), None) => Err(ApiError::invalid("length_beam", "the model has no length predictor")),
         }
@@ -360,7 +389,11 @@ impl Loop<'_> {
 
 /// The slots of a request's rows, in the order they were added.
 fn slots(job: u64, lengths: &[Vec<usize>]) -> Vec<Slot> {
-    lengths.iter().enumerate().flat_map(|(choice, ls)| (0..ls.len()).map(move |beam| Slot { job, choice, beam })).collect()
+    lengths
+        .iter()
+        .enumerate()
+        .flat_map(|(choice, ls)| (0..ls.len()).map(move |beam| Slot { job, choice, beam }))
+        .collect()
 }
 
 /// The number of steps a streamed choice shows: K, or for the adaptive threshold strategy
@@ -373,7 +406,11 @@ fn shown_steps(spec: &ChoiceSpec, generation_len: usize) -> usize {
 }
 
 /// Per choice the finished output (the best hypothesis of a length beam).
-fn outputs(lengths: Vec<Vec<usize>>, results: Vec<Vec<Option<Denoised>>>, request: &GenRequest) -> Result<Vec<ChoiceOutput>, ApiError> {
+fn outputs(
+    lengths: Vec<Vec<usize>>,
+    results: Vec<Vec<Option<Denoised>>>,
+    request: &GenRequest,
+) -> Result<Vec<ChoiceOutput>, ApiError> {
     let mut outs = Vec::with_capacity(results.len());
     for ((ls, hyps), spec) in lengths.into_iter().zip(results).zip(&request.choices) {
         let hyps: Option<Vec<Denoised>> = hyps.into_iter().collect();

@@ -54,7 +54,8 @@ impl StreamState {
                     .iter()
                     .enumerate()
                     .map(|(i, o)| {
-                        let (text, reason) = response::finished_text(&info.tokenizer, o, info.special.eos, info.special.pad);
+                        let (text, reason) =
+                            response::finished_text(&info.tokenizer, o, info.special.eos, info.special.pad);
                         response::final_chunk(&h, i, &text, reason)
                     })
                     .collect();
@@ -85,8 +86,15 @@ impl StreamState {
 
 /// The SSE response of an admitted streamed request.
 pub fn sse_response(app: Arc<App>, request: GenRequest, id: String, events: UnboundedReceiver<Event>) -> Response {
-    let mut state =
-        StreamState { app, request, id, created: crate::routes::unix_now(), events, ready: VecDeque::new(), finished: false };
+    let mut state = StreamState {
+        app,
+        request,
+        id,
+        created: crate::routes::unix_now(),
+        events,
+        ready: VecDeque::new(),
+        finished: false,
+    };
     if state.request.endpoint == Endpoint::Chat {
         for i in 0..state.request.choices.len() {
             let chunk = response::role_chunk(&state.header(), i);

@@ -72,7 +72,10 @@ impl ChatTemplate {
         for (i, m) in list.iter().enumerate() {
             let field = |name: &str| format!("messages[{i}].{name}");
             let Some(obj) = m.as_object() else {
-                return Err(ApiError::invalid(&format!("messages[{i}]"), format!("messages[{i}] must be an object, found {}", type_name(m))));
+                return Err(ApiError::invalid(
+                    &format!("messages[{i}]"),
+                    format!("messages[{i}] must be an object, found {}", type_name(m)),
+                ));
             };
             let role = match obj.get("role") {
                 Some(Value::String(r)) => r.as_str(),
@@ -141,13 +144,17 @@ mod tests {
     #[test]
     fn file_overrides_and_bad_messages_name_the_field() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(CHAT_TEMPLATE_FILE), r#"{"user": "Q: {content}", "generation_prompt": " A:"}"#).unwrap();
+        std::fs::write(dir.path().join(CHAT_TEMPLATE_FILE), r#"{"user": "Q: {content}", "generation_prompt": " A:"}"#)
+            .unwrap();
         let t = ChatTemplate::for_model(dir.path()).unwrap();
         assert_eq!(t.render(&json!([{"role": "user", "content": "2+2?"}])).unwrap(), "Q: 2+2? A:");
         let e = t.render(&json!([{"role": "robot", "content": "x"}])).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
         assert_eq!(t.render(&json!("hi")).unwrap_err().param.as_deref(), Some("messages"));
-        assert_eq!(t.render(&json!([{"role": "user", "content": 5}])).unwrap_err().param.as_deref(), Some("messages[0].content"));
+        assert_eq!(
+            t.render(&json!([{"role": "user", "content": 5}])).unwrap_err().param.as_deref(),
+            Some("messages[0].content")
+        );
         std::fs::write(dir.path().join(CHAT_TEMPLATE_FILE), r#"{"usr": "x"}"#).unwrap();
         let e = ChatTemplate::for_model(dir.path()).unwrap_err().to_string();
         assert!(e.contains("chat_template.json") && e.contains("unknown field"), "{e}");

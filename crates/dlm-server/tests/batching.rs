@@ -88,7 +88,8 @@ async fn a_client_that_disconnects_frees_its_row() {
     let Some(server) = start(Limits::default()) else { return };
     let r = server.router.clone();
     let body = json!({"prompt": "x", "max_tokens": 32, "steps": 1000, "stream": true}).to_string();
-    let req = Request::post("/v1/completions").header("content-type", "application/json").body(Body::from(body)).unwrap();
+    let req =
+        Request::post("/v1/completions").header("content-type", "application/json").body(Body::from(body)).unwrap();
     let response = r.clone().oneshot(req).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let mut frames = response.into_body().into_data_stream();

