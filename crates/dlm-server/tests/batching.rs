@@ -48,7 +48,8 @@ async fn seeded_output_does_not_depend_on_the_batch() {
         mates.push(tokio::spawn(async move { post_json(&r, "/v1/completions", &body).await }));
     }
     tokio::time::sleep(Duration::from_millis(30)).await;
-    let (a, b) = tokio::join!(post_json(&r, "/v1/completions", &seeded()), post_json(&r, "/v1/completions", &seeded()));
+    let body = seeded();
+    let (a, b) = tokio::join!(post_json(&r, "/v1/completions", &body), post_json(&r, "/v1/completions", &body));
     for m in mates {
         let (status, v) = m.await.unwrap();
         assert_eq!(status, StatusCode::OK, "{v}");

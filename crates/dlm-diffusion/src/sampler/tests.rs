@@ -309,9 +309,9 @@ fn step_events_are_exactly_the_trajectory() {
 #[test]
 fn step_batch_rows_equal_their_runs_alone() {
     // Rows of different prompts, lengths, strategies, decodings and seeds, joining the batch
-    // at different steps: each row's result is exactly `denoise` of its canvas alone (ToyLm's
-    // output for a row does not depend on padding), and each step reports the row's own
-    // step number and mask count.
+    // at different steps: each row's result is `denoise` of its canvas alone (ToyLm's hidden
+    // states for a row do not depend on padding), and each step reports the row's own step
+    // number and mask count.
     let lm = ToyLm::new(40, 16, 32, 11);
     let cs = canvases(&[(3, 6), (1, 4), (5, 9), (2, 7), (4, 5)]);
     let reparam = Strategy::Reparam { update: Update::Uncond, schedule: Schedule::Cosine, topk: TopK::Deterministic };
@@ -355,7 +355,14 @@ fn step_batch_rows_equal_their_runs_alone() {
         }
     }
     for (i, (d, a)) in done.into_iter().zip(&alone).enumerate() {
-        assert_eq!(d.as_ref(), Some(a), "row {i}");
+        let d = d.unwrap_or_else(|| panic!("row {i} never finished"));
+        // The same tokens and steps; scores equal up to the rounding of a projection over
+        // more rows.
+        assert_eq!((&d.ids, &d.generated, d.steps), (&a.ids, &a.generated, a.steps), "row {i}");
+        assert_eq!(d.trajectory, a.trajectory, "row {i}");
+        for (x, y) in d.scores.iter().zip(&a.scores) {
+            assert!((x - y).abs() < 1e-5 || x == y, "row {i}: {:?} vs {:?}", d.scores, a.scores);
+        }
         assert_eq!(last_step[i], a.steps, "row {i}");
     }
 }
