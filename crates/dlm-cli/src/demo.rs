@@ -8,7 +8,8 @@
 //! else the slice shipped in the repository (`data/demo/`, see its README for the
 //! licence), else the full prompted file in `../shared/data` (a development checkout).
 
-use crate::generate::{canvas_prefix, print_trajectory, write_picture};
+use crate::generate::{print_trajectory, write_picture};
+use dlm_data::canvas_prefix;
 use crate::model_dir::{ModelArgs, Precision};
 use anyhow::Context;
 use dlm_diffusion::{Canvas, SamplerConfig, SpecialIds, denoise};

@@ -4,22 +4,16 @@
 //! A prompt given as token ids (`--prompt-ids`) needs no tokenizer; the text is then absent.
 
 use crate::model_dir::{ModelArgs, special_ids_without_tokenizer};
-use dlm_data::Tokenizer;
+use dlm_data::{Tokenizer, canvas_prefix};
 use anyhow::Context;
 use dlm_diffusion::{
-    BeamChoice, Canvas, Decoding, Denoised, LENGTH_PREDICTOR_WEIGHTS, LengthPredictor, SamplerConfig, Schedule, SpecialIds, Strategy,
-    TopK, Update, denoise, generate_with_length_beam, render_canvas, trajectory_svg,
+    BeamChoice, Canvas, Decoding, Denoised, LENGTH_PREDICTOR_WEIGHTS, LengthPredictor, SamplerConfig, Schedule, SpecialIds,
+    StrategyKnobs, StrategyName, denoise, generate_with_length_beam, render_canvas, trajectory_svg,
 };
 use dlm_models::MaskedLm;
 use serde_json::json;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-
-/// Fast-dLLM's confidence threshold and block length (its paper and evaluation scripts).
-const FAST_DLLM_THRESHOLD: f64 = 0.9;
-const FAST_DLLM_BLOCK_LENGTH: usize = 32;
-/// Gumbel noise scale of the released RDM code's `stochastic1.0` decoding.
-const NOISE_SCALE: f64 = 1.0;
 
 /// `--strategy` values.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -38,6 +32,20 @@ pub enum StrategyArg {
     Llada,
     /// Fast-dLLM: in the current block, unmask every position with probability ≥ --threshold (at least one); adaptive steps
     FastDllm,
+}
+
+impl From<StrategyArg> for StrategyName {
+    fn from(s: StrategyArg) -> StrategyName {
+        match s {
+            StrategyArg::ReparamUncond => StrategyName::ReparamUncond,
+            StrategyArg::ReparamCond => StrategyName::ReparamCond,
+            StrategyArg::Stochastic => StrategyName::Stochastic,
+            StrategyArg::Cmlm => StrategyName::Cmlm,
+            StrategyArg::Ar => StrategyName::Ar,
+            StrategyArg::Llada => StrategyName::Llada,
+            StrategyArg::FastDllm => StrategyName::FastDllm,
+        }
+    }
 }
 
 /// `--schedule` values.
@@ -108,42 +116,19 @@ pub struct Args {
     trajectory_svg: Option<PathBuf>,
 }
 
-/// Errors when a strategy option is given with a strategy that does not use it.
-fn check_strategy_options(args: &Args) -> anyhow::Result<()> {
-    use StrategyArg::{FastDllm, Llada, Stochastic};
-    let s = args.strategy;
-    for (flag, given, applies, users) in [
-        ("--block-length", args.block_length.is_some(), matches!(s, Llada | FastDllm), "llada and fast-dllm"),
-        ("--threshold", args.threshold.is_some(), matches!(s, FastDllm), "fast-dllm"),
-        ("--noise-scale", args.noise_scale.is_some(), matches!(s, Stochastic), "stochastic"),
-    ] {
-        if given && !applies {
-            let name = clap::ValueEnum::to_possible_value(&s).map(|v| v.get_name().to_owned()).unwrap_or_default();
-            anyhow::bail!("{flag} applies only to --strategy {users}, not {name}");
-        }
-    }
-    Ok(())
-}
-
 fn sampler_config(args: &Args) -> anyhow::Result<SamplerConfig> {
-    check_strategy_options(args)?;
+    let name = StrategyName::from(args.strategy);
+    let knobs = StrategyKnobs { block_length: args.block_length, threshold: args.threshold, noise_scale: args.noise_scale };
+    if let Some(flag) = name.unused_knobs(&knobs).first() {
+        let users = StrategyName::ALL.into_iter().filter(|s| !s.unused_knobs(&knobs).contains(flag));
+        let users: Vec<&str> = users.map(StrategyName::as_str).collect();
+        anyhow::bail!("--{flag} applies only to --strategy {}, not {}", users.join(" and "), name.as_str());
+    }
     let schedule = match args.schedule {
         ScheduleArg::Cosine => Schedule::Cosine,
         ScheduleArg::Linear => Schedule::Linear,
     };
-    let reparam = |update, topk| Strategy::Reparam { update, schedule, topk };
-    let strategy = match args.strategy {
-        StrategyArg::ReparamUncond => reparam(Update::Uncond, TopK::Deterministic),
-        StrategyArg::ReparamCond => reparam(Update::Cond, TopK::Deterministic),
-        StrategyArg::Stochastic => reparam(Update::Uncond, TopK::Stochastic { scale: args.noise_scale.unwrap_or(NOISE_SCALE) }),
-        StrategyArg::Cmlm => Strategy::Cmlm,
-        StrategyArg::Ar => Strategy::Ar,
-        StrategyArg::Llada => Strategy::LowConfidence { block_length: args.block_length },
-        StrategyArg::FastDllm => Strategy::ConfidenceThreshold {
-            threshold: args.threshold.unwrap_or(FAST_DLLM_THRESHOLD),
-            block_length: Some(args.block_length.unwrap_or(FAST_DLLM_BLOCK_LENGTH)),
-        },
-    };
+    let strategy = name.build(schedule, knobs);
     let decoding = match args.temperature {
         Some(temperature) if temperature != 0.0 => Decoding::Sample { temperature },
         _ => Decoding::Argmax,
@@ -237,15 +222,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         _ => println!("{}", out.generated.iter().map(u32::to_string).collect::<Vec<_>>().join(",")),
     }
     Ok(())
-}
-
-/// `<s> prompt </s>` → the canvas prefix `<s> prompt` (SPEC §2: src[:-1]).
-pub(crate) fn canvas_prefix(tokenizer: &Tokenizer, prompt: &str, eos: u32) -> anyhow::Result<Vec<u32>> {
-    let mut src = tokenizer.encode(prompt, true)?;
-    if src.last() == Some(&eos) {
-        src.pop();
-    }
-    Ok(src)
 }
 
 /// The denoising step by step in the terminal, masks visible.

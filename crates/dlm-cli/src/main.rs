@@ -13,6 +13,7 @@ mod import;
 mod inspect;
 mod model_dir;
 mod score;
+mod serve;
 mod train;
 
 #[derive(Parser)]
@@ -42,6 +43,8 @@ enum Command {
     Train(train::Args),
     /// Convert another codebase's checkpoint into a dlm model directory
     Import(import::Args),
+    /// Serve a model over an OpenAI-compatible HTTP API (streamed denoising, continuous batching)
+    Serve(serve::Args),
 }
 
 fn main() {
@@ -79,5 +82,6 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Eval(a) => eval::run(a),
         Command::Train(a) => train::run(a),
         Command::Import(a) => import::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }

@@ -19,7 +19,7 @@
 
 use std::ops::Range;
 
-use crate::{DataError, SpecialTokens};
+use crate::{DataError, SpecialTokens, Tokenizer};
 
 /// Maximum sequence length of XLM-R/BERT-style models (514 positions − 2), SPEC §1.
 pub const DEFAULT_MAX_LENGTH: usize = 512;
@@ -114,6 +114,16 @@ impl Canvas {
     pub fn is_generation(&self, i: usize) -> bool {
         self.generation().contains(&i)
     }
+}
+
+/// The canvas prefix of a prompt text: `<s> prompt </s>` encoded, without its `</s>`
+/// (`src[:-1]`), ready for `<mask>×L </s>` to follow.
+pub fn canvas_prefix(tokenizer: &Tokenizer, prompt: &str, eos: u32) -> Result<Vec<u32>, DataError> {
+    let mut src = tokenizer.encode(prompt, true)?;
+    if src.last() == Some(&eos) {
+        src.pop();
+    }
+    Ok(src)
 }
 
 /// Builds `<s> prompt <mask>×length </s>` from `src = <s> prompt </s>`, cutting the prompt

@@ -25,7 +25,7 @@ pub use batch::{Batch, FixedSequence, batches_by_tokens, collate};
 pub use error::DataError;
 pub use fairseq_dict::FairseqDictionary;
 pub use format::{
-    Canvas, DEFAULT_MAX_LENGTH, Formatted, format_pair, formatted_len, generation_canvas,
+    Canvas, DEFAULT_MAX_LENGTH, Formatted, canvas_prefix, format_pair, formatted_len, generation_canvas,
 };
 pub use jsonl::{PromptJsonl, PromptResponse, read_prompt_jsonl};
 pub use mixture::{Mixture, MixtureSource, Pick, read_ratio_json};

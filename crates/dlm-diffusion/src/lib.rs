@@ -26,7 +26,10 @@ pub use length::{
     generate_with_length_beam, length_class,
 };
 pub use objective::{LossForm, ObjectiveConfig, ObjectiveMetrics, ObjectiveOutput, RdmWeighting, Weighting, objective, objective_with};
-pub use sampler::{Decoding, Denoised, SamplerConfig, StepEvent, Strategy, TopK, Update, denoise, denoise_with};
+pub use sampler::{
+    Advanced, Decoding, Denoised, RowId, SamplerConfig, StepBatch, StepEvent, StepReport, Strategy, StrategyKnobs, StrategyName,
+    TopK, Update, denoise, denoise_with,
+};
 pub use schedule::{Schedule, transfer_counts};
 pub use trajectory::{Trajectory, render_canvas};
 pub use trajectory_svg::trajectory_svg;

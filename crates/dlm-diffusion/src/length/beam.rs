@@ -4,7 +4,7 @@
 
 use super::network::LengthPredictor;
 use crate::canvas::{Canvas, SpecialIds};
-use crate::error::Result;
+use crate::error::{DiffusionError, Result};
 use crate::sampler::{Denoised, SamplerConfig, denoise};
 use dlm_models::MaskedLm;
 
@@ -19,6 +19,17 @@ pub struct BeamChoice {
     pub mean_logprobs: Vec<f64>,
     /// Index of the winner in `lengths` (the first of equal scores).
     pub chosen: usize,
+}
+
+impl BeamChoice {
+    /// The hypothesis with the highest mean stored log-probability (the first of equal
+    /// scores) among `hyps`, denoised with `lengths` (aligned, most likely first).
+    pub fn pick(lengths: Vec<usize>, hyps: Vec<Denoised>) -> Result<BeamChoice> {
+        let mean_logprobs: Vec<f64> = hyps.iter().map(|h| h.mean_logprob).collect();
+        let chosen = (0..hyps.len()).fold(0, |best, i| if mean_logprobs[i] > mean_logprobs[best] { i } else { best });
+        let best = hyps.into_iter().nth(chosen).ok_or_else(|| DiffusionError::InvalidBatch("length beam produced no hypothesis".into()))?;
+        Ok(BeamChoice { best, lengths, mean_logprobs, chosen })
+    }
 }
 
 /// Generates for every prefix (`<s> prompt`) with a length beam of `beam`.
@@ -42,12 +53,7 @@ pub fn generate_with_length_beam(
     let mut choices = Vec::with_capacity(prefixes.len());
     for ls in lengths {
         let hyps: Vec<Denoised> = outputs.by_ref().take(ls.len()).collect();
-        let mean_logprobs: Vec<f64> = hyps.iter().map(|h| h.mean_logprob).collect();
-        let chosen = (0..hyps.len()).fold(0, |best, i| if mean_logprobs[i] > mean_logprobs[best] { i } else { best });
-        let best = hyps.into_iter().nth(chosen).ok_or_else(|| {
-            crate::error::DiffusionError::InvalidBatch("length beam produced no hypothesis".into())
-        })?;
-        choices.push(BeamChoice { best, lengths: ls, mean_logprobs, chosen });
+        choices.push(BeamChoice::pick(ls, hyps)?);
     }
     Ok(choices)
 }

@@ -47,6 +47,99 @@ pub enum Strategy {
     ConfidenceThreshold { threshold: f64, block_length: Option<usize> },
 }
 
+/// Fast-dLLM's confidence threshold and block length (its paper and evaluation scripts).
+pub const FAST_DLLM_THRESHOLD: f64 = 0.9;
+pub const FAST_DLLM_BLOCK_LENGTH: usize = 32;
+/// Gumbel noise scale of the released RDM code's `stochastic1.0` decoding.
+pub const NOISE_SCALE: f64 = 1.0;
+
+/// The strategies by the names `dlm generate --strategy` and the server's `strategy` field
+/// use; [`StrategyName::build`] turns a name and its options into a [`Strategy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrategyName {
+    ReparamUncond,
+    ReparamCond,
+    Stochastic,
+    Cmlm,
+    Ar,
+    Llada,
+    FastDllm,
+}
+
+/// The options some strategies take; `None` means the strategy's default.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct StrategyKnobs {
+    /// llada, fast-dllm: generation positions per semi-autoregressive block.
+    pub block_length: Option<usize>,
+    /// fast-dllm: the confidence threshold.
+    pub threshold: Option<f64>,
+    /// stochastic: the scale of the Gumbel noise.
+    pub noise_scale: Option<f64>,
+}
+
+impl StrategyName {
+    pub const ALL: [StrategyName; 7] = [
+        StrategyName::ReparamUncond,
+        StrategyName::ReparamCond,
+        StrategyName::Stochastic,
+        StrategyName::Cmlm,
+        StrategyName::Ar,
+        StrategyName::Llada,
+        StrategyName::FastDllm,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StrategyName::ReparamUncond => "reparam-uncond",
+            StrategyName::ReparamCond => "reparam-cond",
+            StrategyName::Stochastic => "stochastic",
+            StrategyName::Cmlm => "cmlm",
+            StrategyName::Ar => "ar",
+            StrategyName::Llada => "llada",
+            StrategyName::FastDllm => "fast-dllm",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<StrategyName> {
+        StrategyName::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// The knob names (as `--flag` names without dashes: `block-length`, `threshold`,
+    /// `noise-scale`) that are given but that this strategy does not use.
+    pub fn unused_knobs(self, knobs: &StrategyKnobs) -> Vec<&'static str> {
+        use StrategyName::{FastDllm, Llada, Stochastic};
+        [
+            ("block-length", knobs.block_length.is_some(), matches!(self, Llada | FastDllm)),
+            ("threshold", knobs.threshold.is_some(), self == FastDllm),
+            ("noise-scale", knobs.noise_scale.is_some(), self == Stochastic),
+        ]
+        .into_iter()
+        .filter(|&(_, given, applies)| given && !applies)
+        .map(|(name, _, _)| name)
+        .collect()
+    }
+
+    /// The strategy, with the defaults of the released code and papers for knobs not given
+    /// (llada: one block; fast-dllm: threshold 0.9, blocks of 32; stochastic: scale 1.0).
+    pub fn build(self, schedule: Schedule, knobs: StrategyKnobs) -> Strategy {
+        let reparam = |update, topk| Strategy::Reparam { update, schedule, topk };
+        match self {
+            StrategyName::ReparamUncond => reparam(Update::Uncond, TopK::Deterministic),
+            StrategyName::ReparamCond => reparam(Update::Cond, TopK::Deterministic),
+            StrategyName::Stochastic => {
+                reparam(Update::Uncond, TopK::Stochastic { scale: knobs.noise_scale.unwrap_or(NOISE_SCALE) })
+            }
+            StrategyName::Cmlm => Strategy::Cmlm,
+            StrategyName::Ar => Strategy::Ar,
+            StrategyName::Llada => Strategy::LowConfidence { block_length: knobs.block_length },
+            StrategyName::FastDllm => Strategy::ConfidenceThreshold {
+                threshold: knobs.threshold.unwrap_or(FAST_DLLM_THRESHOLD),
+                block_length: Some(knobs.block_length.unwrap_or(FAST_DLLM_BLOCK_LENGTH)),
+            },
+        }
+    }
+}
+
 /// How a token is read off the predicted distribution at each position.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

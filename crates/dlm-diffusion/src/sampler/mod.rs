@@ -9,18 +9,20 @@ mod config;
 mod predict;
 mod reparam;
 mod state;
+mod step_batch;
 #[cfg(test)]
 mod tests;
 mod unmask;
 
-pub use config::{Decoding, SamplerConfig, Strategy, TopK, Update};
+pub use config::{Decoding, SamplerConfig, Strategy, StrategyKnobs, StrategyName, TopK, Update};
+pub use step_batch::{Advanced, RowId, StepBatch, StepReport};
 
 use crate::canvas::{Canvas, SpecialIds};
 use crate::error::{DiffusionError, Result};
 use crate::schedule::transfer_counts;
 use crate::trajectory::Trajectory;
 use dlm_models::MaskedLm;
-use predict::{ModelPredictor, Predictor};
+use predict::{ModelPredictor, Prediction, Predictor, Shared};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use state::Row;
@@ -97,7 +99,7 @@ pub fn denoise_with(
         }
         canvas.check_fits(max)?;
     }
-    let mut predictor = ModelPredictor::new(model, special.pad, special.mask, cfg.decoding)?;
+    let mut predictor = ModelPredictor::new(model, special.pad, special.mask)?;
     run(&mut predictor, canvases, cfg, special, on_step)
 }
 
@@ -176,25 +178,10 @@ pub(crate) fn run(
         let inputs: Vec<&[u32]> = active.iter().map(|&i| rows[i].tokens.as_slice()).collect();
         let positions: Vec<Vec<usize>> =
             active.iter().filter_map(|&i| work[i].as_ref().map(|w| rows[i].positions(&w.slots))).collect();
-        let predictions = predictor.predict(&inputs, &positions, &mut rng)?;
+        let predictions = predictor.predict(&inputs, &positions, &mut Shared { decoding: cfg.decoding, rng: &mut rng })?;
         for (&i, preds) in active.iter().zip(predictions) {
-            let (row, Some(w)) = (&mut rows[i], &work[i]) else { continue };
-            match cfg.strategy {
-                Strategy::Reparam { update, schedule, topk } => {
-                    let mut rank: Vec<f32> = preds.iter().map(|p| p.logp).collect();
-                    if let TopK::Stochastic { scale } = topk {
-                        let temp = (scale * schedule.rate(step, cfg.steps)) as f32;
-                        for r in rank.iter_mut() {
-                            *r += temp * reparam::gumbel(rng.random::<f32>());
-                        }
-                    }
-                    let lowest = reparam::lowest_k(&rank, w.param);
-                    reparam::reparam_update(row, &preds, &lowest, update, special.mask);
-                }
-                Strategy::Cmlm => unmask::cmlm_update(row, &preds, 1.0 / (cfg.steps - step + 1) as f64, &mut rng),
-                Strategy::Ar => unmask::ar_update(row, &preds),
-                Strategy::LowConfidence { .. } => unmask::low_confidence_update(row, &w.slots, &preds, w.param),
-                Strategy::ConfidenceThreshold { threshold, .. } => unmask::threshold_update(row, &w.slots, &preds, threshold),
+            if let Some(w) = &work[i] {
+                update_row(&mut rows[i], &preds, w, cfg, step, &mut rng, special.mask);
             }
         }
         steps_run += 1;
@@ -211,6 +198,28 @@ pub(crate) fn run(
         .zip(history)
         .map(|(row, h)| finish(row, h, steps_run, cfg.record_trajectory, special))
         .collect())
+}
+
+/// Applies step `step` of `cfg.strategy` to one row, given the predictions for the slots
+/// `work` planned.
+fn update_row(row: &mut Row, preds: &[Prediction], w: &Work, cfg: &SamplerConfig, step: usize, rng: &mut ChaCha8Rng, mask: u32) {
+    match cfg.strategy {
+        Strategy::Reparam { update, schedule, topk } => {
+            let mut rank: Vec<f32> = preds.iter().map(|p| p.logp).collect();
+            if let TopK::Stochastic { scale } = topk {
+                let temp = (scale * schedule.rate(step, cfg.steps)) as f32;
+                for r in rank.iter_mut() {
+                    *r += temp * reparam::gumbel(rng.random::<f32>());
+                }
+            }
+            let lowest = reparam::lowest_k(&rank, w.param);
+            reparam::reparam_update(row, preds, &lowest, update, mask);
+        }
+        Strategy::Cmlm => unmask::cmlm_update(row, preds, 1.0 / (cfg.steps - step + 1) as f64, rng),
+        Strategy::Ar => unmask::ar_update(row, preds),
+        Strategy::LowConfidence { .. } => unmask::low_confidence_update(row, &w.slots, preds, w.param),
+        Strategy::ConfidenceThreshold { threshold, .. } => unmask::threshold_update(row, &w.slots, preds, threshold),
+    }
 }
 
 fn finish(row: Row, history: Vec<Vec<u32>>, steps: usize, record: bool, special: SpecialIds) -> Denoised {

@@ -1,10 +1,12 @@
 //! One denoiser call (SPEC §4.1): run the model on the canvases, project only at the
 //! requested generation positions, forbid `<mask>` (its logit set to −∞), take
 //! `log_softmax`, and read off `(token, log p)` per position by argmax or by sampling.
-//! Argmax decoding asks the model for just that ([`MaskedLm::project_argmax`]: the fused
-//! projection of the backbone writes no `[positions, vocab]` logits); sampling needs the
-//! whole distribution and projects [`PROJECT_CHUNK`] positions at a time. The only data
-//! that cross to the host per step are the chosen tokens and their log-probabilities.
+//! How each row decodes and which generator it draws from are given per row ([`Draws`]):
+//! one shared generator for [`super::denoise`], one per row for [`super::StepBatch`].
+//! Argmax positions ask the model for just that ([`MaskedLm::project_argmax`]: the fused
+//! projection of the backbone writes no `[positions, vocab]` logits); sampled positions
+//! need the whole distribution and are projected [`PROJECT_CHUNK`] at a time. The only
+//! data that cross to the host per step are the chosen tokens and their log-probabilities.
 
 use super::config::Decoding;
 use crate::batch::ids_and_attention;
@@ -21,36 +23,56 @@ pub(crate) struct Prediction {
     pub logp: f32,
 }
 
+/// Per row of a [`Predictor::predict`] call: how its tokens are read off and the
+/// generator its samples are drawn from.
+pub(crate) trait Draws {
+    fn decoding(&self, row: usize) -> Decoding;
+    fn rng(&mut self, row: usize) -> &mut ChaCha8Rng;
+}
+
+/// Every row decodes alike and draws from one generator, in row order.
+pub(crate) struct Shared<'r> {
+    pub decoding: Decoding,
+    pub rng: &'r mut ChaCha8Rng,
+}
+
+impl Draws for Shared<'_> {
+    fn decoding(&self, _row: usize) -> Decoding {
+        self.decoding
+    }
+    fn rng(&mut self, _row: usize) -> &mut ChaCha8Rng {
+        self.rng
+    }
+}
+
 /// Something that predicts tokens for positions of canvases: the model, or in tests a
 /// table of predictions recorded elsewhere.
 pub(crate) trait Predictor {
     /// `positions[i]`: absolute positions of `rows[i]` to predict, answered in that order.
-    fn predict(&mut self, rows: &[&[u32]], positions: &[Vec<usize>], rng: &mut ChaCha8Rng) -> Result<Vec<Vec<Prediction>>>;
+    fn predict(&mut self, rows: &[&[u32]], positions: &[Vec<usize>], draws: &mut dyn Draws) -> Result<Vec<Vec<Prediction>>>;
 }
 
-/// Positions projected through the vocabulary at once when sampling (bounds the `[n, V]`
-/// buffer).
+/// Positions projected through the vocabulary at once (bounds the `[n, V]` buffer).
 const PROJECT_CHUNK: usize = 256;
 
 pub(crate) struct ModelPredictor<'a> {
     model: &'a dyn MaskedLm,
     pad: u32,
     mask: u32,
-    decoding: Decoding,
 }
 
 impl<'a> ModelPredictor<'a> {
-    pub fn new(model: &'a dyn MaskedLm, pad: u32, mask: u32, decoding: Decoding) -> Result<Self> {
+    pub fn new(model: &'a dyn MaskedLm, pad: u32, mask: u32) -> Result<Self> {
         let v = model.vocab_size();
         if mask as usize >= v {
             return Err(DiffusionError::InvalidConfig(format!("<mask> id {mask} is outside the model's vocabulary of {v}")));
         }
-        Ok(ModelPredictor { model, pad, mask, decoding })
+        Ok(ModelPredictor { model, pad, mask })
     }
 }
 
 impl Predictor for ModelPredictor<'_> {
-    fn predict(&mut self, rows: &[&[u32]], positions: &[Vec<usize>], rng: &mut ChaCha8Rng) -> Result<Vec<Vec<Prediction>>> {
+    fn predict(&mut self, rows: &[&[u32]], positions: &[Vec<usize>], draws: &mut dyn Draws) -> Result<Vec<Vec<Prediction>>> {
         let b = rows.len();
         let seq = rows.iter().map(|r| r.len()).max().unwrap_or(0);
         let total: usize = positions.iter().map(Vec::len).sum();
@@ -73,25 +95,35 @@ impl Predictor for ModelPredictor<'_> {
             .collect();
         let index = Tensor::from_vec(flat, total, device)?;
         let selected = hidden.reshape((b * seq, h))?.index_select(&index, 0)?; // [n, h]
-        let out: Vec<Prediction> = match self.decoding {
-            Decoding::Argmax => self
-                .model
-                .project_argmax(&selected, self.mask)?
-                .into_iter()
-                .map(|a| Prediction { token: a.token, logp: a.logp })
-                .collect(),
-            Decoding::Sample { temperature } => {
-                let mut out = Vec::with_capacity(total);
-                for start in (0..total).step_by(PROJECT_CHUNK) {
-                    let rows = selected.narrow(0, start, PROJECT_CHUNK.min(total - start))?;
-                    for row in self.model.project_log_probs(&rows, self.mask)?.to_vec2::<f32>()? {
-                        let token = sample_index(&row, temperature, rng);
-                        out.push(Prediction { token: token as u32, logp: row[token] });
-                    }
-                }
-                out
+        // The row each selected position belongs to, and which positions sample.
+        let owner: Vec<usize> = positions.iter().enumerate().flat_map(|(i, ps)| std::iter::repeat_n(i, ps.len())).collect();
+        let sampled: Vec<bool> = owner.iter().map(|&r| matches!(draws.decoding(r), Decoding::Sample { .. })).collect();
+        let mut out: Vec<Option<Prediction>> = vec![None; total];
+        let argmax_at: Vec<u32> = (0..total as u32).filter(|&k| !sampled[k as usize]).collect();
+        if !argmax_at.is_empty() {
+            let rows = if argmax_at.len() == total {
+                selected.clone()
+            } else {
+                selected.index_select(&Tensor::from_slice(&argmax_at, argmax_at.len(), device)?, 0)?
+            };
+            for (&k, a) in argmax_at.iter().zip(self.model.project_argmax(&rows, self.mask)?) {
+                out[k as usize] = Some(Prediction { token: a.token, logp: a.logp });
             }
-        };
+        }
+        let sample_at: Vec<u32> = (0..total as u32).filter(|&k| sampled[k as usize]).collect();
+        for chunk in sample_at.chunks(PROJECT_CHUNK) {
+            let rows = selected.index_select(&Tensor::from_slice(chunk, chunk.len(), device)?, 0)?;
+            let table = self.model.project_log_probs(&rows, self.mask)?.to_vec2::<f32>()?; // [len, V]
+            for (&k, row) in chunk.iter().zip(&table) {
+                let Decoding::Sample { temperature } = draws.decoding(owner[k as usize]) else { continue };
+                let token = sample_index(row, temperature, draws.rng(owner[k as usize]));
+                out[k as usize] = Some(Prediction { token: token as u32, logp: row[token] });
+            }
+        }
+        let out = out
+            .into_iter()
+            .map(|p| p.ok_or_else(|| DiffusionError::InvalidBatch("no prediction was computed for a position".into())))
+            .collect::<Result<Vec<_>>>()?;
         let mut it = out.into_iter();
         Ok(positions.iter().map(|ps| it.by_ref().take(ps.len()).collect()).collect())
     }

@@ -1,7 +1,7 @@
 //! Loop-level tests: invariants as properties over random canvases and predictions, the
 //! batched model path against rows run alone, early stopping and bad requests.
 
-use super::predict::{Prediction, Predictor};
+use super::predict::{Draws, Prediction, Predictor};
 use super::*;
 use super::Strategy;
 use crate::schedule::Schedule;
@@ -19,7 +19,7 @@ struct DistinctScores {
 }
 
 impl Predictor for DistinctScores {
-    fn predict(&mut self, rows: &[&[u32]], positions: &[Vec<usize>], _rng: &mut ChaCha8Rng) -> Result<Vec<Vec<Prediction>>> {
+    fn predict(&mut self, rows: &[&[u32]], positions: &[Vec<usize>], _draws: &mut dyn Draws) -> Result<Vec<Vec<Prediction>>> {
         assert_eq!(rows.len(), positions.len());
         Ok(positions
             .iter()
@@ -223,7 +223,7 @@ struct Replay {
 }
 
 impl Predictor for Replay {
-    fn predict(&mut self, _rows: &[&[u32]], positions: &[Vec<usize>], _rng: &mut ChaCha8Rng) -> Result<Vec<Vec<Prediction>>> {
+    fn predict(&mut self, _rows: &[&[u32]], positions: &[Vec<usize>], _draws: &mut dyn Draws) -> Result<Vec<Vec<Prediction>>> {
         let preds = self.steps[self.calls].clone();
         assert_eq!(positions[0].len(), preds.len());
         self.calls += 1;
@@ -304,4 +304,86 @@ fn step_events_are_exactly_the_trajectory() {
         assert_eq!(count, out[0].steps);
         assert_eq!(plain[0].ids, out[0].ids);
     }
+}
+
+#[test]
+fn step_batch_rows_equal_their_runs_alone() {
+    // Rows of different prompts, lengths, strategies, decodings and seeds, joining the batch
+    // at different steps: each row's result is `denoise` of its canvas alone (ToyLm's hidden
+    // states for a row do not depend on padding), and each step reports the row's own step
+    // number and mask count.
+    let lm = ToyLm::new(40, 16, 32, 11);
+    let cs = canvases(&[(3, 6), (1, 4), (5, 9), (2, 7), (4, 5)]);
+    let reparam = Strategy::Reparam { update: Update::Uncond, schedule: Schedule::Cosine, topk: TopK::Deterministic };
+    let cfgs = [
+        SamplerConfig { steps: 6, strategy: reparam, ..SamplerConfig::default() },
+        SamplerConfig { steps: 4, strategy: Strategy::Cmlm, seed: 3, decoding: Decoding::Sample { temperature: 0.7 }, ..SamplerConfig::default() },
+        SamplerConfig {
+            steps: 9,
+            strategy: Strategy::Reparam { update: Update::Cond, schedule: Schedule::Linear, topk: TopK::Stochastic { scale: 1.0 } },
+            seed: 5,
+            record_trajectory: true,
+            ..SamplerConfig::default()
+        },
+        SamplerConfig { steps: 3, strategy: Strategy::ConfidenceThreshold { threshold: 0.5, block_length: Some(2) }, ..SamplerConfig::default() },
+        SamplerConfig { steps: 5, strategy: Strategy::LowConfidence { block_length: None }, seed: 9, decoding: Decoding::Sample { temperature: 1.3 }, ..SamplerConfig::default() },
+    ];
+    let alone: Vec<Denoised> = cs.iter().zip(&cfgs).map(|(c, cfg)| denoise(&lm, std::slice::from_ref(c), cfg, SP).unwrap().remove(0)).collect();
+    let mut batch = StepBatch::new(&lm, SP).unwrap();
+    let mut ids = Vec::new();
+    let mut done: Vec<Option<Denoised>> = vec![None; cs.len()];
+    let mut last_step = vec![0; cs.len()];
+    let join_at = [0, 0, 1, 2, 4];
+    for call in 0.. {
+        for (i, &at) in join_at.iter().enumerate() {
+            if at == call {
+                ids.push(batch.add(&cs[i], cfgs[i].clone()).unwrap());
+            }
+        }
+        if batch.is_empty() && ids.len() == cs.len() {
+            break;
+        }
+        let report = batch.step().unwrap();
+        for a in &report.advanced {
+            let i = ids.iter().position(|&id| id == a.id).unwrap();
+            assert_eq!(a.step, last_step[i] + 1);
+            last_step[i] = a.step;
+            assert_eq!(a.masked, a.generated.iter().filter(|&&t| t == SP.mask).count());
+        }
+        for (id, d) in report.finished {
+            done[ids.iter().position(|&x| x == id).unwrap()] = Some(d);
+        }
+    }
+    for (i, (d, a)) in done.into_iter().zip(&alone).enumerate() {
+        let d = d.unwrap_or_else(|| panic!("row {i} never finished"));
+        // The same tokens and steps; scores equal up to the rounding of a projection over
+        // more rows.
+        assert_eq!((&d.ids, &d.generated, d.steps), (&a.ids, &a.generated, a.steps), "row {i}");
+        assert_eq!(d.trajectory, a.trajectory, "row {i}");
+        for (x, y) in d.scores.iter().zip(&a.scores) {
+            assert!((x - y).abs() < 1e-5 || x == y, "row {i}: {:?} vs {:?}", d.scores, a.scores);
+        }
+        assert_eq!(last_step[i], a.steps, "row {i}");
+    }
+}
+
+#[test]
+fn step_batch_checks_rows_and_forgets_removed_ones() {
+    let lm = ToyLm::new(40, 16, 32, 11);
+    let mut batch = StepBatch::new(&lm, SP).unwrap();
+    let c = &canvases(&[(2, 4)])[0];
+    // LLaDA with 3 steps for one block is fine; 3 steps for 2 blocks of 2 is refused at add.
+    let llada = |block_length| SamplerConfig { steps: 3, strategy: Strategy::LowConfidence { block_length }, ..SamplerConfig::default() };
+    assert!(batch.add(c, llada(None)).is_ok());
+    assert!(matches!(batch.add(c, llada(Some(2))), Err(DiffusionError::InvalidConfig(_))));
+    assert!(matches!(batch.add(c, SamplerConfig { steps: 0, ..SamplerConfig::default() }), Err(DiffusionError::ZeroSteps)));
+    let long = &canvases(&[(20, 20)])[0];
+    assert!(matches!(batch.add(long, SamplerConfig::default()), Err(DiffusionError::TooLong { .. })));
+    let b = batch.add(c, SamplerConfig::default()).unwrap();
+    assert_eq!(batch.len(), 2);
+    batch.step().unwrap();
+    assert!(batch.remove(b));
+    assert!(!batch.remove(b));
+    let report = batch.step().unwrap();
+    assert!(report.advanced.iter().all(|a| a.id != b));
 }

@@ -1,0 +1,95 @@
+//! `dlm serve`: loads a model once and serves it over an OpenAI-compatible HTTP API with
+//! streamed denoising and continuous batching (the `dlm-server` crate; protocol in
+//! docs/serving.md).
+
+use crate::model_dir::ModelArgs;
+use anyhow::Context;
+use dlm_diffusion::{LENGTH_PREDICTOR_WEIGHTS, LengthPredictor};
+use dlm_models::MaskedLm;
+use dlm_server::{ChatTemplate, Limits, ServedModel, ServerConfig};
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0: any free port, printed at start)
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Requests waiting to join the batch; more are answered 429 at once
+    #[arg(long, default_value_t = Limits::default().queue_size)]
+    queue_size: usize,
+    /// Largest request body in bytes; larger is answered 413
+    #[arg(long, default_value_t = Limits::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Largest max_tokens (generation length) a request may ask for
+    #[arg(long, default_value_t = Limits::default().max_tokens)]
+    max_tokens: usize,
+    /// Largest number of denoising steps a request may ask for
+    #[arg(long, default_value_t = Limits::default().max_steps)]
+    max_steps: usize,
+    /// Largest n (choices per prompt)
+    #[arg(long, default_value_t = Limits::default().max_n)]
+    max_n: usize,
+    /// Largest number of batch rows one request may need (prompts × n × length_beam)
+    #[arg(long, default_value_t = Limits::default().max_request_rows)]
+    max_request_rows: usize,
+    /// Rows denoised together in one forward pass
+    #[arg(long, default_value_t = Limits::default().max_batch_rows)]
+    max_batch_rows: usize,
+    /// Serve one request at a time instead of batching continuously (for comparison)
+    #[arg(long)]
+    no_batching: bool,
+    /// Seconds in-flight requests may take to finish after SIGTERM / Ctrl-C
+    #[arg(long, default_value_t = Limits::default().shutdown_grace.as_secs())]
+    shutdown_grace: u64,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let limits = Limits {
+        queue_size: args.queue_size,
+        max_body_bytes: args.max_body_bytes,
+        max_tokens: args.max_tokens,
+        max_steps: args.max_steps,
+        max_n: args.max_n,
+        max_request_rows: args.max_request_rows,
+        max_batch_rows: args.max_batch_rows,
+        continuous_batching: !args.no_batching,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
+    };
+    let loaded = args.model.load()?;
+    let dir = loaded.model.dir().to_path_buf();
+    let length_predictor = if dir.join(LENGTH_PREDICTOR_WEIGHTS).exists() {
+        let p = LengthPredictor::load(&dir, loaded.model.device())
+            .with_context(|| format!("loading the length predictor of {}", dir.display()))?;
+        Some(p)
+    } else {
+        None
+    };
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dlm".into());
+    tracing::info!(
+        "loaded {name}: {} positions, length predictor {}",
+        loaded.model.max_sequence_length(),
+        if length_predictor.is_some() { "yes" } else { "no (max_tokens sets the length)" }
+    );
+    let model = ServedModel {
+        name,
+        template: ChatTemplate::for_model(&dir)?,
+        lm: Box::new(loaded.model),
+        tokenizer: loaded.tokenizer,
+        special: loaded.special,
+        length_predictor,
+    };
+    let config = ServerConfig { host: args.host, port: args.port, limits };
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    runtime.block_on(dlm_server::serve(model, config, |addr| {
+        // On stdout, so that scripts started with --port 0 can read the port.
+        println!("listening on http://{addr} (playground at /, API under /v1)");
+    }))?;
+    tracing::info!("stopped");
+    Ok(())
+}

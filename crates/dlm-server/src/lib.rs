@@ -1,0 +1,159 @@
+//! `dlm-server`: an OpenAI-compatible HTTP server for diffusion language models (the
+//! server of `dlm serve`). It streams the denoising as server-sent events, one chunk per
+//! step, and batches continuously at step granularity: one scheduler thread owns the
+//! model and advances every request's rows by one step per forward pass, each row with
+//! its own steps, strategy, schedule and seed ([`dlm_diffusion::StepBatch`]).
+//!
+//! [`start`] builds the router and the scheduler (tests drive the router directly);
+//! [`serve`] listens, and on SIGTERM / Ctrl-C stops accepting, lets in-flight work finish
+//! within [`Limits::shutdown_grace`], cancels the rest and returns. The protocol is
+//! documented in `docs/serving.md`.
+
+mod config;
+mod error;
+mod metrics;
+mod params;
+mod request;
+mod response;
+mod routes;
+mod scheduler;
+mod stream;
+mod template;
+
+pub use config::{Limits, ServedModel, ServerConfig};
+pub use error::{ApiError, ServerError};
+pub use request::{DEFAULT_MAX_TOKENS, DEFAULT_STEPS};
+pub use response::MASK_MARKER;
+pub use template::{CHAT_TEMPLATE_FILE, ChatTemplate};
+
+use axum::Router;
+use metrics::Metrics;
+use request::ModelInfo;
+use routes::App;
+use scheduler::{Control, Engine};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// A started server core: its router and the scheduler thread behind it.
+pub struct Running {
+    pub router: Router,
+    control: Arc<Control>,
+    scheduler: Option<JoinHandle<()>>,
+    grace: Duration,
+}
+
+impl Running {
+    /// Stops admitting new requests; queued and running ones still finish.
+    pub fn drain(&self) {
+        self.control.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Drains, waits up to the grace period for in-flight work, cancels what is left and
+    /// joins the scheduler thread.
+    pub fn shutdown(mut self) {
+        self.drain();
+        let deadline = std::time::Instant::now() + self.grace;
+        while self.control.alive.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.control.cancel.store(true, Ordering::SeqCst);
+        if let Some(handle) = self.scheduler.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Starts the scheduler thread with `model` and returns the router.
+pub fn start(model: ServedModel, limits: Limits) -> Result<Running, ServerError> {
+    limits.validate()?;
+    let max_positions = model.lm.max_sequence_length();
+    let info = ModelInfo {
+        name: model.name,
+        tokenizer: model.tokenizer,
+        special: model.special,
+        template: model.template,
+        max_positions,
+        length_classes: model.length_predictor.as_ref().map(|p| p.config().num_classes),
+        limits: limits.clone(),
+    };
+    let metrics = Arc::new(Metrics::default());
+    let engine = Engine { lm: model.lm, length_predictor: model.length_predictor, special: model.special.into() };
+    let (scheduler, handle) = scheduler::spawn(engine, &limits, metrics.clone())?;
+    let control = scheduler.control.clone();
+    let app = Arc::new(App::new(info, scheduler, metrics));
+    Ok(Running { router: routes::router(app), control, scheduler: Some(handle), grace: limits.shutdown_grace })
+}
+
+/// Serves `model` on `config.host:config.port` until SIGTERM or Ctrl-C, then shuts down
+/// gracefully (see the crate docs). `on_ready` is called once the socket listens.
+pub async fn serve(
+    model: ServedModel,
+    config: ServerConfig,
+    on_ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), ServerError> {
+    let addr = format!("{}:{}", config.host, config.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr: addr.clone(), source })?;
+    let running = start(model, config.limits.clone())?;
+    on_ready(listener.local_addr()?);
+    let control = running.control.clone();
+    let grace = running.grace;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new requests; in-flight ones get {:.0} s", grace.as_secs_f64());
+        control.draining.store(true, Ordering::SeqCst);
+        let _ = stop_tx.send(true);
+    };
+    let server = axum::serve(listener, running.router.clone()).with_graceful_shutdown(signal);
+    // After the signal, connections get the grace period plus a margin to close; then
+    // the process stops waiting for them.
+    let mut stop = stop_rx.clone();
+    let hard_stop = async move {
+        let _ = stop.wait_for(|&s| s).await;
+        tokio::time::sleep(grace + Duration::from_secs(2)).await;
+    };
+    let cancel_after_grace = {
+        let control = running.control.clone();
+        let mut stop = stop_rx;
+        tokio::spawn(async move {
+            let _ = stop.wait_for(|&s| s).await;
+            tokio::time::sleep(grace).await;
+            control.cancel.store(true, Ordering::SeqCst);
+        })
+    };
+    tokio::select! {
+        r = server => r?,
+        _ = hard_stop => tracing::warn!("connections still open after the grace period; closing them"),
+    }
+    cancel_after_grace.abort();
+    tokio::task::spawn_blocking(move || running.shutdown()).await.map_err(|e| ServerError::Config(e.to_string()))?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,262 @@
+//! A completion or chat request, checked field by field and turned into what the
+//! scheduler runs: per choice a canvas prefix, a length (given, or the length predictor's
+//! beam) and a full [`SamplerConfig`] with its own seed.
+//!
+//! Defaults: `temperature` 0 (argmax, the paper's decoding), `seed` 0, `n` 1, `steps` 10,
+//! `strategy` `reparam-uncond`, `schedule` `cosine`, `max_tokens` 16 when the model has no
+//! length predictor. Choice `j` of a prompt is seeded with `seed + j`.
+
+use crate::config::Limits;
+use crate::error::ApiError;
+use crate::params::{Fields, wrong_type};
+use crate::template::ChatTemplate;
+use dlm_data::{SpecialTokens, Tokenizer, canvas_prefix};
+use dlm_diffusion::{Decoding, DiffusionError, SamplerConfig, Schedule, StrategyKnobs, StrategyName};
+use serde_json::Value;
+
+/// `max_tokens` when neither it nor a length predictor is there (OpenAI's default).
+pub const DEFAULT_MAX_TOKENS: usize = 16;
+pub const DEFAULT_STEPS: usize = 10;
+
+/// What the request handlers know about the served model.
+pub struct ModelInfo {
+    pub name: String,
+    pub tokenizer: Tokenizer,
+    pub special: SpecialTokens,
+    pub template: ChatTemplate,
+    /// The longest canvas the model takes.
+    pub max_positions: usize,
+    /// Classes of the length predictor, when there is one.
+    pub length_classes: Option<usize>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Completions,
+    Chat,
+}
+
+/// How long a choice's canvas is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LengthSpec {
+    /// `max_tokens` generation positions.
+    Fixed(usize),
+    /// The length predictor's `B` most likely lengths, one row each; the best one wins.
+    Beam(usize),
+}
+
+/// One choice to generate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChoiceSpec {
+    /// Index of its prompt in the request.
+    pub prompt: usize,
+    /// `<s> prompt` ids.
+    pub prefix: Vec<u32>,
+    pub length: LengthSpec,
+    pub cfg: SamplerConfig,
+}
+
+impl ChoiceSpec {
+    /// Batch rows this choice takes.
+    pub fn rows(&self) -> usize {
+        match self.length {
+            LengthSpec::Fixed(_) => 1,
+            LengthSpec::Beam(b) => b,
+        }
+    }
+}
+
+/// A checked generation request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenRequest {
+    pub endpoint: Endpoint,
+    pub model: String,
+    pub stream: bool,
+    /// `stream_options.include_usage`: a last chunk with `usage` before `[DONE]`.
+    pub include_usage: bool,
+    /// Prompt tokens over all prompts (with `<s>`), for `usage`.
+    pub prompt_tokens: usize,
+    /// Ordered as OpenAI orders choices: prompt by prompt, `n` per prompt.
+    pub choices: Vec<ChoiceSpec>,
+}
+
+/// Parses and checks a request body against the model and the limits.
+pub fn parse(endpoint: Endpoint, body: &Value, info: &ModelInfo) -> Result<GenRequest, ApiError> {
+    let f = Fields::new(body)?;
+    let limits = &info.limits;
+    let model = f.str("model")?.unwrap_or(&info.name).to_owned();
+    let prompts = match endpoint {
+        Endpoint::Completions => prompts(f.get("prompt"))?,
+        Endpoint::Chat => {
+            let messages = f.get("messages").ok_or_else(|| ApiError::invalid("messages", "`messages` is required"))?;
+            vec![info.template.render(messages)?]
+        }
+    };
+    let stream = f.bool("stream")?.unwrap_or(false);
+    let include_usage = match f.get("stream_options") {
+        None => false,
+        Some(v) => {
+            let opts = Fields::new(v).map_err(|_| wrong_type("stream_options", "an object", v))?;
+            opts.bool("include_usage")
+                .map_err(|_| wrong_type("stream_options.include_usage", "a boolean", v))?
+                .unwrap_or(false)
+        }
+    };
+    let n = f.usize_in("n", 1, limits.max_n)?.unwrap_or(1);
+    let temperature = f.f64_in("temperature", 0.0, 2.0)?.unwrap_or(0.0);
+    let seed = f.seed("seed")?.unwrap_or(0);
+    let steps = f.usize_in("steps", 1, limits.max_steps)?.unwrap_or(DEFAULT_STEPS);
+    let cfg = sampler_config(&f, steps, temperature, seed, limits)?;
+    let max_tokens_field = match (endpoint, f.get("max_completion_tokens")) {
+        (Endpoint::Chat, Some(_)) => "max_completion_tokens",
+        _ => "max_tokens",
+    };
+    let max_tokens = f.usize_in(max_tokens_field, 1, limits.max_tokens)?;
+    let length = length_spec(&f, max_tokens, info.length_classes)?;
+    let mut choices = Vec::with_capacity(prompts.len() * n);
+    let mut prompt_tokens = 0;
+    for (p, text) in prompts.iter().enumerate() {
+        let prefix = canvas_prefix(&info.tokenizer, text, info.special.eos)
+            .map_err(|e| ApiError::invalid(prompt_field(endpoint), format!("cannot tokenize the prompt: {e}")))?;
+        check_fits(endpoint, prefix.len(), length, max_tokens_field, info.max_positions)?;
+        prompt_tokens += prefix.len();
+        for j in 0..n {
+            let cfg = SamplerConfig { seed: seed.wrapping_add(j as u64), ..cfg.clone() };
+            choices.push(ChoiceSpec { prompt: p, prefix: prefix.clone(), length, cfg });
+        }
+    }
+    let rows: usize = choices.iter().map(ChoiceSpec::rows).sum();
+    if rows > limits.max_request_rows {
+        return Err(ApiError::invalid(
+            "n",
+            format!(
+                "this request needs {rows} batch rows (prompts × n × length_beam) but one request may take at most {}",
+                limits.max_request_rows
+            ),
+        ));
+    }
+    Ok(GenRequest { endpoint, model, stream, include_usage, prompt_tokens, choices })
+}
+
+fn prompt_field(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Completions => "prompt",
+        Endpoint::Chat => "messages",
+    }
+}
+
+/// `prompt`: a string or a non-empty array of strings.
+fn prompts(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
+    match v {
+        None => Err(ApiError::invalid("prompt", "`prompt` is required")),
+        Some(Value::String(s)) => Ok(vec![s.clone()]),
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                item.as_str().map(str::to_owned).ok_or_else(|| wrong_type(&format!("prompt[{i}]"), "a string", item))
+            })
+            .collect(),
+        Some(Value::Array(_)) => Err(ApiError::invalid("prompt", "`prompt` must not be an empty array")),
+        Some(other) => Err(wrong_type("prompt", "a string or an array of strings", other)),
+    }
+}
+
+/// The sampler settings shared by every choice (the seed is set per choice).
+fn sampler_config(
+    f: &Fields<'_>,
+    steps: usize,
+    temperature: f64,
+    seed: u64,
+    limits: &Limits,
+) -> Result<SamplerConfig, ApiError> {
+    let name = match f.str("strategy")? {
+        None => StrategyName::ReparamUncond,
+        Some(s) => StrategyName::parse(s).ok_or_else(|| {
+            let names: Vec<&str> = StrategyName::ALL.iter().map(|n| n.as_str()).collect();
+            ApiError::invalid("strategy", format!("unknown strategy {s:?}; expected one of {}", names.join(", ")))
+        })?,
+    };
+    let schedule = match f.str("schedule")? {
+        None | Some("cosine") => Schedule::Cosine,
+        Some("linear") => Schedule::Linear,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "schedule",
+                format!("unknown schedule {other:?}; expected cosine or linear"),
+            ));
+        }
+    };
+    let knobs = StrategyKnobs {
+        block_length: f.usize_in("block_length", 1, limits.max_tokens)?,
+        threshold: f.f64_in("threshold", 0.0, 1.0)?,
+        noise_scale: f.f64_in("noise_scale", 0.0, 100.0)?,
+    };
+    if let Some(knob) = name.unused_knobs(&knobs).first() {
+        let users: Vec<&str> =
+            StrategyName::ALL.iter().filter(|s| !s.unused_knobs(&knobs).contains(knob)).map(|s| s.as_str()).collect();
+        let field = knob.replace('-', "_");
+        return Err(ApiError::invalid(
+            &field,
+            format!("`{field}` applies only to strategy {}, not {}", users.join(" and "), name.as_str()),
+        ));
+    }
+    let decoding = if temperature > 0.0 { Decoding::Sample { temperature } } else { Decoding::Argmax };
+    let cfg = SamplerConfig { steps, strategy: name.build(schedule, knobs), decoding, seed, record_trajectory: false };
+    cfg.validate().map_err(|e| diffusion_error(&e))?;
+    Ok(cfg)
+}
+
+fn length_spec(f: &Fields<'_>, max_tokens: Option<usize>, classes: Option<usize>) -> Result<LengthSpec, ApiError> {
+    let beam = f.usize_in("length_beam", 1, classes.unwrap_or(usize::MAX))?;
+    match (max_tokens, beam, classes) {
+        (Some(_), Some(_), _) => Err(ApiError::invalid(
+            "length_beam",
+            "`length_beam` applies only when `max_tokens` is omitted (the length predictor then chooses the length)",
+        )),
+        (_, Some(_), None) => Err(ApiError::invalid(
+            "length_beam",
+            "the model has no length predictor (length_predictor.safetensors), so `length_beam` cannot be used; give max_tokens",
+        )),
+        (Some(m), None, _) => Ok(LengthSpec::Fixed(m)),
+        (None, beam, Some(_)) => Ok(LengthSpec::Beam(beam.unwrap_or(1))),
+        (None, None, None) => Ok(LengthSpec::Fixed(DEFAULT_MAX_TOKENS)),
+    }
+}
+
+/// `<s> prompt`, the generation and `</s>` must fit the model's positions.
+fn check_fits(endpoint: Endpoint, prefix: usize, length: LengthSpec, field: &str, max: usize) -> Result<(), ApiError> {
+    match length {
+        LengthSpec::Fixed(l) if prefix + l + 1 > max => Err(ApiError::invalid(
+            field,
+            format!(
+                "the prompt takes {prefix} tokens (with <s>); with {field} = {l} and </s> that is {} positions, but the \
+                 model allows {max}",
+                prefix + l + 1
+            ),
+        )),
+        LengthSpec::Beam(_) if prefix + 2 > max => Err(ApiError::invalid(
+            prompt_field(endpoint),
+            format!("the prompt takes {prefix} tokens, leaving no room to generate within the model's {max} positions"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A sampler error as the client's 400 (or 500 when it is the model's fault).
+pub fn diffusion_error(e: &DiffusionError) -> ApiError {
+    let param = match e {
+        DiffusionError::TooLong { .. } | DiffusionError::EmptyGeneration => "max_tokens",
+        DiffusionError::PromptTooLong { .. } => "prompt",
+        DiffusionError::ZeroSteps => "steps",
+        DiffusionError::LengthBeamTooLarge { .. } => "length_beam",
+        DiffusionError::InvalidConfig(m) if m.contains("multiple of the number of blocks") => "steps",
+        DiffusionError::InvalidConfig(m) if m.contains("temperature") => "temperature",
+        DiffusionError::InvalidConfig(m) if m.contains("threshold") => "threshold",
+        DiffusionError::InvalidConfig(m) if m.contains("block length") => "block_length",
+        DiffusionError::InvalidConfig(_) => "strategy",
+        _ => return ApiError::internal(e.to_string()),
+    };
+    ApiError::invalid(param, e.to_string())
+}
