@@ -50,7 +50,12 @@ fn build_mpi_dlm() -> PathBuf {
     let profile_dir = default_bin.parent().unwrap().to_path_buf();
     let target = profile_dir.parent().unwrap().to_path_buf();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let profile = profile_dir.file_name().unwrap().to_str().unwrap().to_string();
+    let profile = profile_dir
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     let build = |features: &[&str]| {
         let mut c = Command::new(&cargo);
         c.current_dir(root())
@@ -105,7 +110,13 @@ fn mpirun(n: usize, dlm: &Path, args: &[String]) -> Command {
     let mut c = Command::new("mpirun");
     c.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .args(["-np", &n.to_string(), "--oversubscribe", "--bind-to", "none"])
+        .args([
+            "-np",
+            &n.to_string(),
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+        ])
         .arg(dlm)
         .args(args);
     c
@@ -137,16 +148,27 @@ fn close(a: f64, b: f64) -> bool {
 fn assert_same_losses(what: &str, a: &[(u64, f64)], b: &[(u64, f64)]) {
     assert_eq!(a.len(), b.len(), "{what}: {a:?}\n{b:?}");
     for (x, y) in a.iter().zip(b) {
-        assert!(x.0 == y.0 && close(x.1, y.1), "{what}: step {}: {} vs {}", x.0, x.1, y.1);
+        assert!(
+            x.0 == y.0 && close(x.1, y.1),
+            "{what}: step {}: {} vs {}",
+            x.0,
+            x.1,
+            y.1
+        );
     }
 }
 
 fn weights(ckpt: &Path) -> HashMap<String, Vec<f32>> {
-    let t = candle_core::safetensors::load(ckpt.join("model.safetensors"), &candle_core::Device::Cpu)
-        .unwrap();
+    let t =
+        candle_core::safetensors::load(ckpt.join("model.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
     t.into_iter()
         .map(|(k, v)| {
-            let v = v.flatten_all().unwrap().to_dtype(candle_core::DType::F32).unwrap();
+            let v = v
+                .flatten_all()
+                .unwrap()
+                .to_dtype(candle_core::DType::F32)
+                .unwrap();
             (k, v.to_vec1::<f32>().unwrap())
         })
         .collect()
@@ -160,8 +182,15 @@ fn assert_same_weights(what: &str, a: &Path, b: &Path) {
     for (name, x) in &a {
         let y = &b[name];
         let scale = y.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-        let worst = x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
-        assert!(worst <= 1e-5 * scale, "{what}: {name} differs by {worst} (scale {scale})");
+        let worst = x
+            .iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 1e-5 * scale,
+            "{what}: {name} differs by {worst} (scale {scale})"
+        );
     }
 }
 
@@ -172,8 +201,13 @@ fn ranks_of(mpirun_pid: u32) -> Vec<(usize, u32)> {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
-        let ppid = stat.rsplit(')').next().and_then(|s| s.split_whitespace().nth(1));
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|s| s.split_whitespace().nth(1));
         if ppid != Some(&mpirun_pid.to_string()) {
             continue;
         }
@@ -192,8 +226,7 @@ fn ranks_of(mpirun_pid: u32) -> Vec<(usize, u32)> {
 
 #[test]
 fn two_ranks_train_like_one_process_with_accumulation_two() {
-    if skip_unless(iwslt().exists(), "the IWSLT14 rows") || skip_unless(have_mpirun(), "mpirun")
-    {
+    if skip_unless(iwslt().exists(), "the IWSLT14 rows") || skip_unless(have_mpirun(), "mpirun") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -207,12 +240,27 @@ fn two_ranks_train_like_one_process_with_accumulation_two() {
 
     let dlm = build_mpi_dlm();
     // Two ranks, one micro-batch each, ZeRO-1.
-    let out = run_ok(mpirun(2, &dlm, &train_args(&dir("zero"), &["train.accumulation=1"])));
+    let out = run_ok(mpirun(
+        2,
+        &dlm,
+        &train_args(&dir("zero"), &["train.accumulation=1"]),
+    ));
     let log = String::from_utf8_lossy(&out.stderr);
-    assert!(log.contains("rank 1/2 on"), "no rank layout in the log:\n{log}");
+    assert!(
+        log.contains("rank 1/2 on"),
+        "no rank layout in the log:\n{log}"
+    );
     assert!(log.contains("ZeRO-1"), "no optimizer memory line:\n{log}");
-    assert_same_losses("2 ranks vs accumulation 2", &losses(&dir("zero")), &reference);
-    assert_same_weights("2 ranks vs accumulation 2", &dir("zero/ckpt-8"), &dir("single/ckpt-8"));
+    assert_same_losses(
+        "2 ranks vs accumulation 2",
+        &losses(&dir("zero")),
+        &reference,
+    );
+    assert_same_weights(
+        "2 ranks vs accumulation 2",
+        &dir("zero/ckpt-8"),
+        &dir("single/ckpt-8"),
+    );
     let state = std::fs::read_to_string(dir("zero/ckpt-8/trainer_state.json")).unwrap();
     assert!(state.contains("\"world_size\": 2"), "{state}");
     for r in 0..2 {
@@ -220,10 +268,21 @@ fn two_ranks_train_like_one_process_with_accumulation_two() {
     }
 
     // Replicated optimizer state: the same run.
-    let args = train_args(&dir("replicated"), &["train.accumulation=1", "distributed.zero=false"]);
+    let args = train_args(
+        &dir("replicated"),
+        &["train.accumulation=1", "distributed.zero=false"],
+    );
     run_ok(mpirun(2, &dlm, &args));
-    assert_same_losses("replicated vs ZeRO-1", &losses(&dir("replicated")), &losses(&dir("zero")));
-    assert_same_weights("replicated vs ZeRO-1", &dir("replicated/ckpt-8"), &dir("zero/ckpt-8"));
+    assert_same_losses(
+        "replicated vs ZeRO-1",
+        &losses(&dir("replicated")),
+        &losses(&dir("zero")),
+    );
+    assert_same_weights(
+        "replicated vs ZeRO-1",
+        &dir("replicated/ckpt-8"),
+        &dir("zero/ckpt-8"),
+    );
 
     // SIGKILL one rank after the first checkpoint: the job ends (no hang) with a message.
     let killed = dir("killed");
@@ -236,21 +295,36 @@ fn two_ranks_train_like_one_process_with_accumulation_two() {
         .unwrap();
     let start = Instant::now();
     while !killed.join("latest").exists() {
-        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint after 120 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint after 120 s"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let ranks = ranks_of(job.id());
     let &(_, pid) = ranks.iter().find(|r| r.0 == 1).expect("rank 1 not found");
-    assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     let start = Instant::now();
     while job.try_wait().unwrap().is_none() {
-        assert!(start.elapsed() < Duration::from_secs(60), "the job hangs after a rank died");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the job hangs after a rank died"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = job.wait_with_output().unwrap();
     assert!(!out.status.success());
     let msg = String::from_utf8_lossy(&out.stderr);
-    assert!(msg.contains("signal 9") || msg.contains("Killed"), "no message naming the kill:\n{msg}");
+    assert!(
+        msg.contains("signal 9") || msg.contains("Killed"),
+        "no message naming the kill:\n{msg}"
+    );
     let done = losses(&killed).len();
     assert!(done < 8, "the run finished before the kill ({done} steps)");
 
@@ -262,16 +336,33 @@ fn two_ranks_train_like_one_process_with_accumulation_two() {
         c
     });
     let mut one = Command::new(&dlm);
-    one.args(["train", "--resume"]).arg(&copy).args(["--set", "train.accumulation=2"]);
+    one.args(["train", "--resume"])
+        .arg(&copy)
+        .args(["--set", "train.accumulation=2"]);
     let out = run_ok(one);
     let log = String::from_utf8_lossy(&out.stderr);
-    assert!(log.contains("re-cut") && log.contains("2 rank(s)"), "no re-sharding note:\n{log}");
+    assert!(
+        log.contains("re-cut") && log.contains("2 rank(s)"),
+        "no re-sharding note:\n{log}"
+    );
     assert_same_losses("resumed on 1 process", &losses(&copy), &reference);
-    assert_same_weights("resumed on 1 process", &copy.join("ckpt-8"), &dir("single/ckpt-8"));
+    assert_same_weights(
+        "resumed on 1 process",
+        &copy.join("ckpt-8"),
+        &dir("single/ckpt-8"),
+    );
 
     // Resumed with the same 2 ranks.
-    let resume = vec!["train".to_string(), "--resume".into(), killed.display().to_string()];
+    let resume = vec![
+        "train".to_string(),
+        "--resume".into(),
+        killed.display().to_string(),
+    ];
     run_ok(mpirun(2, &dlm, &resume));
     assert_same_losses("resumed on 2 ranks", &losses(&killed), &reference);
-    assert_same_weights("resumed on 2 ranks", &killed.join("ckpt-8"), &dir("single/ckpt-8"));
+    assert_same_weights(
+        "resumed on 2 ranks",
+        &killed.join("ckpt-8"),
+        &dir("single/ckpt-8"),
+    );
 }

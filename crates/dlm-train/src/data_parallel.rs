@@ -130,7 +130,12 @@ impl Optimizer {
 
     /// Restores the state saved in `checkpoint` (whose `trainer_state.json` is `state`),
     /// re-sharding it when it was cut for another world size or bucket size.
-    pub fn load(&mut self, checkpoint: &Path, state: &TrainerState, comm: &dyn Collective) -> Result<()> {
+    pub fn load(
+        &mut self,
+        checkpoint: &Path,
+        state: &TrainerState,
+        comm: &dyn Collective,
+    ) -> Result<()> {
         let device = self
             .vars()
             .first()
@@ -230,7 +235,10 @@ fn read_flat(
                     message: format!("no tensor {kind}.{}", layout.names[i]),
                 });
             }
-            out.insert(kind.to_string(), layout.gather(&parts, 0, layout.total, device)?);
+            out.insert(
+                kind.to_string(),
+                layout.gather(&parts, 0, layout.total, device)?,
+            );
         }
         return Ok(out);
     };
@@ -272,7 +280,10 @@ fn read_flat(
 }
 
 /// `exp_avg.NAME`, ... per parameter (the unsharded file's names) from flat vectors.
-fn named_from_flat(flat: &HashMap<String, Tensor>, layout: &FlatLayout) -> Result<HashMap<String, Tensor>> {
+fn named_from_flat(
+    flat: &HashMap<String, Tensor>,
+    layout: &FlatLayout,
+) -> Result<HashMap<String, Tensor>> {
     let mut out = HashMap::new();
     for (kind, t) in flat {
         for (name, part) in layout.names.iter().zip(layout.split(t)?) {

@@ -221,12 +221,23 @@ mod tests {
         let d = Device::Cpu;
         let a = Tensor::new(&[1f32, 2.0], &d).unwrap();
         let b = Tensor::new(&[[3f32, 4.0, 5.0]], &d).unwrap();
-        let l = FlatLayout::new([("a".into(), a.shape().clone()), ("b".into(), b.shape().clone())]);
+        let l = FlatLayout::new([
+            ("a".into(), a.shape().clone()),
+            ("b".into(), b.shape().clone()),
+        ]);
         let flat = l.gather(&[Some(a.clone()), None], 0, 5, &d).unwrap();
-        assert_eq!(flat.to_vec1::<f32>().unwrap(), vec![1.0, 2.0, 0.0, 0.0, 0.0]);
+        assert_eq!(
+            flat.to_vec1::<f32>().unwrap(),
+            vec![1.0, 2.0, 0.0, 0.0, 0.0]
+        );
         let mid = l.gather(&[Some(a), Some(b.clone())], 1, 3, &d).unwrap();
         assert_eq!(mid.to_vec1::<f32>().unwrap(), vec![2.0, 3.0, 4.0]);
-        let parts = l.split(&Tensor::new(&[1f32, 2.0, 3.0, 4.0, 5.0], &d).unwrap()).unwrap();
-        assert_eq!(parts[1].to_vec2::<f32>().unwrap(), b.to_vec2::<f32>().unwrap());
+        let parts = l
+            .split(&Tensor::new(&[1f32, 2.0, 3.0, 4.0, 5.0], &d).unwrap())
+            .unwrap();
+        assert_eq!(
+            parts[1].to_vec2::<f32>().unwrap(),
+            b.to_vec2::<f32>().unwrap()
+        );
     }
 }

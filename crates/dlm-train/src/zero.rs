@@ -41,7 +41,10 @@ pub struct ShardedAdamW {
 /// Which parameters have a gradient on some rank.
 pub fn present_anywhere(grads: &[Option<Tensor>], comm: &dyn Collective) -> Result<Vec<bool>> {
     let flags: Vec<f64> = grads.iter().map(|g| g.is_some() as u8 as f64).collect();
-    Ok(sum_scalars(comm, &flags)?.iter().map(|&f| f > 0.0).collect())
+    Ok(sum_scalars(comm, &flags)?
+        .iter()
+        .map(|&f| f > 0.0)
+        .collect())
 }
 
 /// `t` followed by zeros up to `len` elements.
@@ -83,7 +86,8 @@ impl ShardedAdamW {
         };
         for p in &opt.pieces {
             let var = &opt.vars[p.param];
-            opt.state.push(Tensor::zeros((2, p.len), DType::F32, var.device())?);
+            opt.state
+                .push(Tensor::zeros((2, p.len), DType::F32, var.device())?);
             opt.master.push(var_slice(var, p)?);
         }
         Ok(opt)
@@ -117,7 +121,6 @@ impl ShardedAdamW {
             .map_or(Device::Cpu, |v| v.device().clone())
     }
 
-
     /// One update from this rank's local gradients (`grads[i]` for the i-th variable,
     /// already scaled so that their sum over the ranks is the mean gradient). Returns the
     /// global gradient norm before clipping.
@@ -143,7 +146,10 @@ impl ShardedAdamW {
         let mut chunks = Vec::with_capacity(buckets.len());
         let mut sq = 0f64;
         for b in &buckets {
-            let flat = pad(self.layout.gather(grads, b.start, b.len, &device)?, b.chunk * world)?;
+            let flat = pad(
+                self.layout.gather(grads, b.start, b.len, &device)?,
+                b.chunk * world,
+            )?;
             let chunk = comm.reduce_scatter_sum(&flat)?;
             sq += chunk.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
             chunks.push(chunk);
@@ -209,7 +215,12 @@ impl ShardedAdamW {
     /// Restores the state after `steps` updates from flat tensors named as in
     /// [`ShardedAdamW::shard_tensors`]: this rank's `[shard]` (`whole` false) or the whole
     /// `[total]` vector (`whole` true, e.g. re-sharded from another world size).
-    pub fn load(&mut self, tensors: &HashMap<String, Tensor>, whole: bool, steps: u64) -> Result<()> {
+    pub fn load(
+        &mut self,
+        tensors: &HashMap<String, Tensor>,
+        whole: bool,
+        steps: u64,
+    ) -> Result<()> {
         let expect = if whole {
             self.layout.total
         } else {
@@ -225,7 +236,11 @@ impl ShardedAdamW {
                     t.elem_count()
                 )));
             }
-            Ok(Some(t.flatten_all()?.to_dtype(DType::F32)?.to_device(&self.device())?))
+            Ok(Some(
+                t.flatten_all()?
+                    .to_dtype(DType::F32)?
+                    .to_device(&self.device())?,
+            ))
         };
         let missing = |kind: &str| TrainError::Invalid(format!("optimizer state has no {kind}"));
         let m = get(EXP_AVG)?.ok_or_else(|| missing(EXP_AVG))?;

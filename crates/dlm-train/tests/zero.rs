@@ -44,14 +44,23 @@ impl Member {
     fn exchange(&self, t: &Tensor) -> Vec<Tensor> {
         self.group.slots.lock().unwrap()[self.rank] = Some(t.clone());
         self.group.barrier.wait();
-        let all = self.group.slots.lock().unwrap().iter().map(|s| s.clone().unwrap()).collect();
+        let all = self
+            .group
+            .slots
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.clone().unwrap())
+            .collect();
         self.group.barrier.wait();
         all
     }
 
     fn sum(&self, t: &Tensor) -> Tensor {
         let all = self.exchange(t);
-        all[1..].iter().fold(all[0].clone(), |a, b| (a + b).unwrap())
+        all[1..]
+            .iter()
+            .fold(all[0].clone(), |a, b| (a + b).unwrap())
     }
 }
 
@@ -146,14 +155,23 @@ fn summed_grads(step: u64, world: usize) -> Vec<Option<Tensor>> {
 
 fn values(vars: &[Var]) -> Vec<Vec<f32>> {
     vars.iter()
-        .map(|v| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .map(|v| {
+            v.as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        })
         .collect()
 }
 
 fn assert_close(what: &str, a: &[Vec<f32>], b: &[Vec<f32>]) {
     for (x, y) in a.iter().zip(b) {
         for (p, q) in x.iter().zip(y) {
-            assert!((p - q).abs() <= 1e-6 * q.abs().max(1.0), "{what}: {p} vs {q}");
+            assert!(
+                (p - q).abs() <= 1e-6 * q.abs().max(1.0),
+                "{what}: {p} vs {q}"
+            );
         }
     }
 }
@@ -243,7 +261,13 @@ fn zero1_state_resumes_on_other_world_sizes() {
     assert_eq!(got.len(), want.len());
     for (name, t) in &want {
         let a = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let b = got[name].to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = got[name]
+            .to_dtype(DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_close(name, &[b], &[a]);
     }
 
@@ -258,7 +282,8 @@ fn zero1_state_resumes_on_other_world_sizes() {
                     let vars = vars();
                     let mut opt = Optimizer::new(vars, CFG, true, 3, &m).unwrap();
                     opt.load(dir, &saved, &m).unwrap();
-                    opt.step(local_grads(STEPS + 1, m.rank), 1e-2, CLIP, &m).unwrap();
+                    opt.step(local_grads(STEPS + 1, m.rank), 1e-2, CLIP, &m)
+                        .unwrap();
                     values(&opt.vars())
                 })
             })

@@ -264,6 +264,9 @@ mod tests {
         }
         assert_eq!(sum_scalars(&s, &[0.5, 3.0]).unwrap(), vec![0.5, 3.0]);
         let l = layout(&s).unwrap();
-        assert!(l.starts_with("rank 0/1 on ") && l.ends_with("(local rank 0)"), "{l}");
+        assert!(
+            l.starts_with("rank 0/1 on ") && l.ends_with("(local rank 0)"),
+            "{l}"
+        );
     }
 }

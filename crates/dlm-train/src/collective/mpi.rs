@@ -9,8 +9,8 @@
 use super::{Collective, hostname, unsupported};
 use crate::error::{Result, TrainError};
 use candle_core::{DType, Tensor, WithDType};
-use mpi::datatype::Equivalence;
 use mpi::collective::SystemOperation;
+use mpi::datatype::Equivalence;
 use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, CommunicatorCollectives, Root};

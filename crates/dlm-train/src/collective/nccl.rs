@@ -66,7 +66,9 @@ impl Nccl {
         {
             let (storage, layout) = t.storage_and_layout();
             let Storage::Cuda(s) = &*storage else {
-                return Err(TrainError::Collective("NCCL: tensor is not on a GPU".into()));
+                return Err(TrainError::Collective(
+                    "NCCL: tensor is not on a GPU".into(),
+                ));
             };
             let start = layout.start_offset();
             let slice = s.as_cuda_slice::<T>()?;
@@ -163,16 +165,35 @@ impl Collective for Nccl {
         format!("{} (cuda:{})", self.mpi.host(), self.mpi.local_rank())
     }
     fn all_reduce_sum(&self, t: &Tensor) -> Result<Tensor> {
-        on_gpu!(self, "all_reduce", t, all_reduce_as, self.mpi.all_reduce_sum(t))
+        on_gpu!(
+            self,
+            "all_reduce",
+            t,
+            all_reduce_as,
+            self.mpi.all_reduce_sum(t)
+        )
     }
     fn reduce_scatter_sum(&self, t: &Tensor) -> Result<Tensor> {
-        on_gpu!(self, "reduce_scatter", t, reduce_scatter_as, self.mpi.reduce_scatter_sum(t))
+        on_gpu!(
+            self,
+            "reduce_scatter",
+            t,
+            reduce_scatter_as,
+            self.mpi.reduce_scatter_sum(t)
+        )
     }
     fn all_gather(&self, t: &Tensor) -> Result<Tensor> {
         on_gpu!(self, "all_gather", t, all_gather_as, self.mpi.all_gather(t))
     }
     fn broadcast(&self, t: &Tensor, root: usize) -> Result<Tensor> {
-        on_gpu!(self, "broadcast", t, broadcast_as, self.mpi.broadcast(t, root), root)
+        on_gpu!(
+            self,
+            "broadcast",
+            t,
+            broadcast_as,
+            self.mpi.broadcast(t, root),
+            root
+        )
     }
     fn barrier(&self) -> Result<()> {
         self.mpi.barrier()
