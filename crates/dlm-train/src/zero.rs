@@ -144,17 +144,26 @@ impl ShardedAdamW {
         let buckets = self.sharding.buckets();
         // This rank's chunk of each bucket's gradient sum: [chunk].
         let mut chunks = Vec::with_capacity(buckets.len());
-        let mut sq = 0f64;
         for b in &buckets {
             let flat = pad(
                 self.layout.gather(grads, b.start, b.len, &device)?,
                 b.chunk * world,
             )?;
-            let chunk = comm.reduce_scatter_sum(&flat)?;
-            sq += chunk.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-            chunks.push(chunk);
+            chunks.push(comm.reduce_scatter_sum(&flat)?);
         }
-        let norm = sum_scalars(comm, &[sq])?[0].sqrt();
+        // The global norm as one process computes it: an f32 sum of squares per parameter
+        // (exact where a parameter lies in one piece), added in parameter order in f64.
+        let mut sq = vec![0f64; self.vars.len()];
+        for p in &self.pieces {
+            let g = chunks[p.bucket].narrow(0, p.bucket_offset, p.len)?;
+            sq[p.param] += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+        let norm = sum_scalars(comm, &sq)?
+            .iter()
+            .zip(&present)
+            .filter(|(_, p)| **p)
+            .fold(0f64, |acc, (s, _)| acc + s)
+            .sqrt();
         let scale = clip_scale(norm, max_norm);
         self.steps += 1;
         let coef: AdamStep = self.cfg.coefficients(self.steps, lr);
