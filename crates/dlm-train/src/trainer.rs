@@ -144,7 +144,11 @@ impl Trainer {
                         checkpoint.display(),
                         state.step
                     );
-                    if let Some(change) = reshard_note(&state, &opt, world, cfg.train.accumulation) {
+                    // The accumulation the checkpoint was trained with (its own run.toml).
+                    let then = RunConfig::load(&checkpoint.join(RUN_CONFIG), &[])
+                        .map_or(cfg.train.accumulation, |c| c.train.accumulation);
+                    let accumulation = [then, cfg.train.accumulation];
+                    if let Some(change) = reshard_note(&state, &opt, world, accumulation) {
                         tracing::warn!("{change}");
                     }
                 }
@@ -490,7 +494,7 @@ impl Trainer {
 
 /// What changes when a checkpoint written by another number of ranks (or with another
 /// sharding) is resumed; `None` when nothing does.
-fn reshard_note(state: &TrainerState, opt: &Optimizer, world: usize, accumulation: usize) -> Option<String> {
+fn reshard_note(state: &TrainerState, opt: &Optimizer, world: usize, [then, now]: [usize; 2]) -> Option<String> {
     let describe = |ranks: usize, bucket: Option<usize>| match bucket {
         Some(b) => format!("{ranks} rank(s) with ZeRO-1 shards (buckets of {b} elements)"),
         None => format!("{ranks} rank(s) with one unsharded optimizer file"),
@@ -506,16 +510,19 @@ fn reshard_note(state: &TrainerState, opt: &Optimizer, world: usize, accumulatio
         "the checkpoint was written by {old}; this run has {new}: the optimizer state is \
          re-cut for it (moments and masters are unchanged, only where they live moves)"
     );
-    if state.world_size != world {
+    if then * state.world_size != now * world {
         note.push_str(&format!(
-            "; an update now reads accumulation {accumulation} x {world} ranks = {} \
-             micro-batches instead of {} (the effective batch changes unless \
-             train.accumulation is adjusted); the data position and the LR schedule continue \
-             from step {}",
-            accumulation * world,
-            accumulation * state.world_size,
-            state.step
+            "; an update now reads accumulation {now} x {world} rank(s) = {} micro-batches \
+             instead of {then} x {} = {} (the effective batch changes; set \
+             train.accumulation to keep it)",
+            now * world,
+            state.world_size,
+            then * state.world_size,
         ));
     }
+    note.push_str(&format!(
+        "; the data position and the LR schedule continue from step {}",
+        state.step
+    ));
     Some(note)
 }
