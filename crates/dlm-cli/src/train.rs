@@ -2,6 +2,10 @@
 //! predictor) from a TOML run config (SPEC §7); `dlm train --resume RUN_DIR` continues a
 //! run from its newest valid checkpoint; `dlm train plot RUN_DIR` draws its curves.
 //! Ctrl-C finishes the current update, writes a checkpoint and exits 0.
+//!
+//! Started by `mpirun -np N` (a binary built with `--features mpi`), every rank runs this
+//! command and the ranks train one model together (see docs/distributed.md); a failure on
+//! one rank ends them all.
 
 use anyhow::Context;
 use std::io::IsTerminal;
@@ -59,23 +63,55 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let stop = install_ctrlc()?;
     let progress = std::io::stderr().is_terminal();
-    let summary = match (&args.resume, &args.config) {
-        (Some(run_dir), _) => dlm_train::resume(run_dir, &args.set, stop, progress)?,
-        (None, Some(config)) => {
-            let cfg = dlm_train::RunConfig::load(config, &args.set)?;
-            let out = match &args.out {
-                Some(o) => o.clone(),
-                None => PathBuf::from("runs").join(config.file_stem().unwrap_or_default()),
-            };
-            dlm_train::train(cfg, &out, stop, progress)?
+    let cfg = match (&args.resume, &args.config) {
+        (Some(run_dir), _) => {
+            dlm_train::RunConfig::load(&run_dir.join(dlm_train::trainer::RUN_CONFIG), &args.set)?
         }
+        (None, Some(config)) => dlm_train::RunConfig::load(config, &args.set)?,
         (None, None) => anyhow::bail!("give --config FILE.toml or --resume RUN_DIR"),
     };
+    let comm = dlm_train::collective::detect(&cfg.model.device)?;
+    let result = match (&args.resume, &args.config) {
+        (Some(run_dir), _) => {
+            dlm_train::resume_on(run_dir, &args.set, stop, progress, comm.clone())
+        }
+        (_, config) => {
+            let out = match (&args.out, config) {
+                (Some(o), _) => o.clone(),
+                (None, Some(c)) => PathBuf::from("runs").join(c.file_stem().unwrap_or_default()),
+                (None, None) => PathBuf::from("runs/run"),
+            };
+            dlm_train::train_on(cfg, &out, stop, progress, comm.clone())
+        }
+    };
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) if comm.world_size() > 1 => {
+            // The other ranks may be waiting in a collective for this one: end them all.
+            eprintln!(
+                "error: rank {} of {}: {e}; ending every rank",
+                comm.rank(),
+                comm.world_size()
+            );
+            comm.abort(1)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if comm.rank() != 0 {
+        return Ok(());
+    }
     let ckpt = summary
         .last_checkpoint
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "none".into());
+    if summary.world_size > 1 {
+        println!(
+            "{} ranks; optimizer state {:.1} MiB on rank 0",
+            summary.world_size,
+            summary.optimizer_bytes as f64 / (1 << 20) as f64
+        );
+    }
     println!(
         "{} at step {} ({} steps this run, {:.2} steps/s, {:.0} tokens/s); last loss {}; checkpoint {}",
         if summary.interrupted {

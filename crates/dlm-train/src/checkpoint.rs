@@ -55,8 +55,19 @@ pub struct TrainerState {
     pub tokens_seen: u64,
     pub elapsed_s: f64,
     pub best: Option<BestRecord>,
+    /// Ranks of the run that wrote it (1: one process).
+    #[serde(default = "one")]
+    pub world_size: usize,
+    /// ZeRO-1: the bucket size (elements) that cut the per-rank optimizer files
+    /// `trainer_state.rankR.safetensors`; absent: one `trainer_state.safetensors`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_bucket: Option<usize>,
     /// Every other file of the checkpoint.
     pub files: Vec<FileRecord>,
+}
+
+fn one() -> usize {
+    1
 }
 
 pub const RNG_SCHEME: &str =
@@ -171,31 +182,59 @@ pub fn write_checkpoint(
     state: &TrainerState,
     fill: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<PathBuf> {
-    let dest = run_dir.join(checkpoint_name(state.step));
-    let tmp = run_dir.join(format!("{}.tmp", checkpoint_name(state.step)));
+    let tmp = start_checkpoint(run_dir, state.step)?;
+    finish_checkpoint(run_dir, &tmp, state, fill)
+}
+
+/// `ckpt-STEP.tmp/`, where checkpoint `step` is assembled (by every rank of a
+/// data-parallel run: each writes its optimizer shard there).
+pub fn staging_dir(run_dir: &Path, step: u64) -> PathBuf {
+    run_dir.join(format!("{}.tmp", checkpoint_name(step)))
+}
+
+fn failed(run_dir: &Path, step: u64, tmp: &Path, e: TrainError) -> TrainError {
+    let _ = std::fs::remove_dir_all(tmp);
+    TrainError::CheckpointWrite {
+        path: run_dir.join(checkpoint_name(step)),
+        source: Box::new(e),
+    }
+}
+
+/// Creates an empty [`staging_dir`] for checkpoint `step` (removing a stale one).
+pub fn start_checkpoint(run_dir: &Path, step: u64) -> Result<PathBuf> {
+    let tmp = staging_dir(run_dir, step);
     let result = (|| {
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
-        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        fill(&tmp)?;
-        seal(&tmp, state)?;
-        install(&tmp, &dest)?;
+        std::fs::create_dir_all(&tmp).map_err(io(&tmp))
+    })();
+    result
+        .map(|()| tmp.clone())
+        .map_err(|e| failed(run_dir, step, &tmp, e))
+}
+
+/// Runs `fill` on the staging directory `tmp`, then seals it, renames it to `ckpt-STEP/`
+/// and points `latest` at it; on failure the staging directory is removed.
+pub fn finish_checkpoint(
+    run_dir: &Path,
+    tmp: &Path,
+    state: &TrainerState,
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
+    let dest = run_dir.join(checkpoint_name(state.step));
+    let result = (|| {
+        fill(tmp)?;
+        seal(tmp, state)?;
+        install(tmp, &dest)?;
         write_atomic(
             &run_dir.join(LATEST),
             format!("{}\n", checkpoint_name(state.step)).as_bytes(),
         )
     })();
-    match result {
-        Ok(()) => Ok(dest),
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            Err(TrainError::CheckpointWrite {
-                path: dest,
-                source: Box::new(e),
-            })
-        }
-    }
+    result
+        .map(|()| dest)
+        .map_err(|e| failed(run_dir, state.step, tmp, e))
 }
 
 /// Replaces `run_dir/best` with a copy of checkpoint `ckpt` (hard links where possible).
@@ -320,6 +359,8 @@ mod tests {
             tokens_seen: 0,
             elapsed_s: 0.0,
             best: None,
+            world_size: 1,
+            zero_bucket: None,
             files: vec![],
         }
     }

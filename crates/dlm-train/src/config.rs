@@ -302,6 +302,31 @@ fn default_keep_last() -> usize {
     3
 }
 
+/// `[distributed]`: how a run launched on N ranks (`mpirun -np N dlm train ...`) shares
+/// the work. Ignored by a single process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistributedSection {
+    /// ZeRO-1: each rank keeps the optimizer state of 1/N of the parameters (off: every
+    /// rank keeps all of it).
+    #[serde(default = "yes")]
+    pub zero: bool,
+    /// Gradients are reduced in buckets of this many MiB of f32 (PyTorch DDP's default).
+    #[serde(default = "default_bucket_mb")]
+    pub bucket_mb: f64,
+}
+
+fn default_bucket_mb() -> f64 {
+    25.0
+}
+
+impl DistributedSection {
+    /// Elements per bucket (at least 1).
+    pub fn bucket_elems(&self) -> usize {
+        ((self.bucket_mb * 1024.0 * 1024.0 / 4.0) as usize).max(1)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateSection {
@@ -362,6 +387,8 @@ pub struct RunConfig {
     pub train: TrainSection,
     #[serde(default = "default_section")]
     pub validate: ValidateSection,
+    #[serde(default = "default_section")]
+    pub distributed: DistributedSection,
 }
 
 /// A section with every field at its default (an empty table deserialized).
@@ -442,7 +469,14 @@ impl RunConfig {
     /// Range checks that serde cannot express.
     pub fn validate(&self) -> std::result::Result<(), String> {
         let o = &self.optimizer;
-        let checks: [(bool, String); 14] = [
+        let checks: [(bool, String); 15] = [
+            (
+                self.distributed.bucket_mb.is_finite() && self.distributed.bucket_mb > 0.0,
+                format!(
+                    "distributed.bucket_mb must be positive, got {}",
+                    self.distributed.bucket_mb
+                ),
+            ),
             (
                 self.train.max_steps > 0,
                 "train.max_steps must be at least 1".into(),

@@ -33,6 +33,8 @@ pub enum TrainError {
     NonFinite { step: u64, loss: f64 },
     #[error("{0}")]
     Invalid(String),
+    #[error("distributed training: {0}")]
+    Collective(String),
     #[error(transparent)]
     Data(#[from] dlm_data::DataError),
     #[error(transparent)]

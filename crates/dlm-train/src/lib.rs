@@ -12,8 +12,10 @@
 pub mod ar;
 pub mod beam;
 pub mod checkpoint;
+pub mod collective;
 pub mod config;
 pub mod data;
+pub mod data_parallel;
 mod error;
 pub mod import_diffusionllm;
 pub mod metrics_log;
@@ -23,27 +25,43 @@ pub mod plot;
 pub mod schedule;
 pub mod seeds;
 pub mod session;
+pub mod shard;
 pub mod trainer;
 pub mod validate;
+pub mod zero;
 
 pub use ar::{ar_generate, load_options_for, objective_of};
 pub use beam::{BeamConfig, BeamOutput, beam_search};
 pub use config::RunConfig;
+pub use collective::{Collective, Single};
 pub use error::{Result, TrainError};
 pub use import_diffusionllm::{ImportRequest, ImportSummary, import_diffusionllm};
 pub use objective::{StepMetrics, StepOutput, TrainObjective};
 pub use trainer::{Start, Summary, Trainer};
 
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-/// Starts a fresh run of `cfg` in `run_dir` (which must not hold checkpoints yet).
+/// Starts a fresh run of `cfg` in `run_dir` (which must not hold checkpoints yet) in this
+/// process alone.
 pub fn train(
     cfg: RunConfig,
     run_dir: &Path,
     stop: Arc<AtomicBool>,
     progress: bool,
+) -> Result<Summary> {
+    train_on(cfg, run_dir, stop, progress, Rc::new(Single))
+}
+
+/// [`train`] on the ranks of `comm` (every rank calls it with the same arguments).
+pub fn train_on(
+    cfg: RunConfig,
+    run_dir: &Path,
+    stop: Arc<AtomicBool>,
+    progress: bool,
+    comm: Rc<dyn Collective>,
 ) -> Result<Summary> {
     if run_dir.exists() && !checkpoint::list_checkpoints(run_dir)?.is_empty() {
         return Err(TrainError::Invalid(format!(
@@ -58,6 +76,7 @@ pub fn train(
         session,
         stop,
         progress,
+        comm,
     }
     .run(Start::Fresh)
 }
@@ -70,6 +89,18 @@ pub fn resume(
     stop: Arc<AtomicBool>,
     progress: bool,
 ) -> Result<Summary> {
+    resume_on(run_dir, overrides, stop, progress, Rc::new(Single))
+}
+
+/// [`resume`] on the ranks of `comm`, which may be more or fewer than wrote the
+/// checkpoint (the optimizer state is then re-sharded).
+pub fn resume_on(
+    run_dir: &Path,
+    overrides: &[String],
+    stop: Arc<AtomicBool>,
+    progress: bool,
+    comm: Rc<dyn Collective>,
+) -> Result<Summary> {
     let cfg = RunConfig::load(&run_dir.join(trainer::RUN_CONFIG), overrides)?;
     let (checkpoint, state) = checkpoint::find_resumable(run_dir, |e| {
         tracing::warn!("skipping checkpoint: {e}; trying the previous one")
@@ -81,6 +112,7 @@ pub fn resume(
         session,
         stop,
         progress,
+        comm,
     }
     .run(Start::Resume { checkpoint, state })
 }

@@ -1,5 +1,6 @@
 //! `metrics.jsonl`: one JSON object per optimizer update (`"kind": "train"`: step, lr,
-//! loss, accuracy, tokens, tokens/s, grad norm, elapsed seconds, epoch) and per validation
+//! loss, accuracy, tokens, tokens/s, grad norm, elapsed seconds, epoch, and with several
+//! ranks the seconds spent communicating) and per validation
 //! (`"kind": "valid"`: step, loss, accuracy and BLEU/ROUGE-L when generated). On resume
 //! the log is cut back to the checkpoint's step, so it always tells one history.
 
@@ -21,6 +22,9 @@ pub struct TrainRecord {
     pub tokens_per_s: f64,
     pub grad_norm: f64,
     pub elapsed_s: f64,
+    /// Seconds this update spent in collectives (runs of more than one rank).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,6 +123,7 @@ mod tests {
             tokens_per_s: 1.0,
             grad_norm: 1.0,
             elapsed_s: 0.0,
+            comm_s: None,
         })
     }
 

@@ -46,6 +46,64 @@ impl Slot {
     }
 }
 
+impl AdamWConfig {
+    /// The coefficients of update `t` (1-based) at learning rate `lr`.
+    pub fn coefficients(&self, t: u64, lr: f64) -> AdamStep {
+        let [b1, b2] = self.betas;
+        let t = t as i32;
+        AdamStep {
+            betas: self.betas,
+            eps: self.eps,
+            step_size: lr * (1.0 - b2.powi(t)).sqrt() / (1.0 - b1.powi(t)),
+            decay: 1.0 - lr * self.weight_decay,
+        }
+    }
+}
+
+/// One update's coefficients, applied element-wise to any slice of the parameters (a
+/// whole variable here, a ZeRO shard's piece in [`crate::zero`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AdamStep {
+    betas: [f64; 2],
+    eps: f64,
+    step_size: f64,
+    decay: f64,
+}
+
+impl AdamStep {
+    /// Updates `param` (f32 or bf16) and its `state` (`[2, n]` m, v; `[3, n]` with the f32
+    /// master for a bf16 `param`) from `grad`. On the CPU both are updated in place and
+    /// `None` is returned; on other devices the same maths runs in candle ops and the new
+    /// state and f32 weights `[n]` are returned for the caller to store.
+    pub fn apply(&self, param: &Tensor, state: &Tensor, grad: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
+        let [b1, b2] = self.betas;
+        if param.device().is_cpu() {
+            let step = AdamWStep {
+                beta1: b1 as f32,
+                beta2: b2 as f32,
+                eps: self.eps as f32,
+                step_size: self.step_size as f32,
+                decay: self.decay as f32,
+            };
+            adamw_step(param, state, grad, step)?;
+            return Ok(None);
+        }
+        let g = grad.to_dtype(DType::F32)?.flatten_all()?;
+        let (m, v) = (state.get(0)?, state.get(1)?);
+        let m = ((m * b1)? + (&g * (1.0 - b1))?)?;
+        let v = ((v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+        let master = state.dim(0)? == 3;
+        let p = match master {
+            true => state.get(2)?,
+            false => param.flatten_all()?,
+        };
+        let update = (&m / (v.sqrt()? + self.eps)?)?;
+        let p = ((p * self.decay)? - (update * self.step_size)?)?.detach();
+        let rows = if master { vec![m, v, p.clone()] } else { vec![m, v] };
+        Ok(Some((Tensor::stack(&rows, 0)?, p)))
+    }
+}
+
 pub struct AdamW {
     cfg: AdamWConfig,
     slots: Vec<Slot>,
@@ -96,39 +154,20 @@ impl AdamW {
             )));
         }
         self.steps += 1;
-        let [b1, b2] = self.cfg.betas;
-        let t = self.steps as i32;
-        let step_size = lr * (1.0 - b2.powi(t)).sqrt() / (1.0 - b1.powi(t));
-        let decay = 1.0 - lr * self.cfg.weight_decay;
-        let step = AdamWStep {
-            beta1: b1 as f32,
-            beta2: b2 as f32,
-            eps: self.cfg.eps as f32,
-            step_size: step_size as f32,
-            decay: decay as f32,
-        };
+        let coef = self.cfg.coefficients(self.steps, lr);
         for (slot, grad) in self.slots.iter_mut().zip(grads) {
             let Some(g) = grad else { continue };
-            if slot.var.device().is_cpu() {
-                adamw_step(slot.var.as_tensor(), &slot.state, g, step)?;
-                continue;
+            if let Some((state, p)) = coef.apply(slot.var.as_tensor(), &slot.state, g)? {
+                slot.var.set(&p.reshape(slot.var.shape())?.to_dtype(slot.var.dtype())?)?;
+                slot.state = state;
             }
-            // Other devices: the same update composed from candle ops.
-            let g = g.to_dtype(DType::F32)?.flatten_all()?;
-            let (m, v) = (slot.state.get(0)?, slot.state.get(1)?);
-            let m = ((m * b1)? + (&g * (1.0 - b1))?)?;
-            let v = ((v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
-            let p = match slot.has_master() {
-                true => slot.state.get(2)?,
-                false => slot.var.as_tensor().flatten_all()?,
-            };
-            let update = (&m / (v.sqrt()? + self.cfg.eps)?)?;
-            let p = ((p * decay)? - (update * step_size)?)?.detach();
-            slot.var.set(&p.reshape(slot.var.shape())?.to_dtype(slot.var.dtype())?)?;
-            let rows = if slot.has_master() { vec![m, v, p] } else { vec![m, v] };
-            slot.state = Tensor::stack(&rows, 0)?;
         }
         Ok(())
+    }
+
+    /// Bytes of optimizer state held: the moments and the f32 masters.
+    pub fn state_bytes(&self) -> usize {
+        self.slots.iter().map(|s| 4 * s.state.elem_count()).sum()
     }
 
     /// Every state tensor by name: `exp_avg.NAME`, `exp_avg_sq.NAME` and, for a model not
@@ -189,13 +228,18 @@ pub fn clip_grad_norm(grads: &mut [Option<Tensor>], max_norm: f64) -> Result<f64
             .to_scalar::<f32>()? as f64;
     }
     let norm = sq.sqrt();
-    if max_norm > 0.0 && norm > max_norm {
-        let scale = max_norm / (norm + 1e-6);
+    if let Some(scale) = clip_scale(norm, max_norm) {
         for g in grads.iter_mut().flatten() {
             *g = (&*g * scale)?;
         }
     }
     Ok(norm)
+}
+
+/// The factor that brings gradients of global norm `norm` down to `max_norm`, if they
+/// exceed it (`max_norm` 0: never).
+pub fn clip_scale(norm: f64, max_norm: f64) -> Option<f64> {
+    (max_norm > 0.0 && norm > max_norm).then(|| max_norm / (norm + 1e-6))
 }
 
 #[cfg(test)]

@@ -267,6 +267,7 @@ mod tests {
                 tokens_per_s: 1e3,
                 grad_norm: 1.0,
                 elapsed_s: s as f64,
+                comm_s: None,
             }))
             .unwrap();
         }
