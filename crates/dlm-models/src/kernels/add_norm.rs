@@ -55,16 +55,8 @@ impl AddNorm {
                 s[j] += res[j].get();
             }
         }
-        let mean = sum(s) / h as f32;
-        let mut acc = [0f32; 16];
-        let chunks = s.chunks_exact(16);
-        let tail: f32 = chunks.remainder().iter().map(|v| (v - mean) * (v - mean)).sum();
-        for c in chunks {
-            for (a, v) in acc.iter_mut().zip(c) {
-                *a += (v - mean) * (v - mean);
-            }
-        }
-        let var = (acc.iter().sum::<f32>() + tail) / h as f32;
+        let mean = vector::lane_sum(s, |v| v) / h as f32;
+        let var = vector::lane_sum(s, |v| (v - mean) * (v - mean)) / h as f32;
         (mean, 1.0 / (var + self.eps).sqrt())
     }
 
@@ -204,20 +196,6 @@ fn check(x: &Shape, res: Option<&Shape>, p: &Shape) -> Result<usize> {
         candle_core::bail!("add-norm: shapes x {x:?}, residual {res:?}, params {p:?} (expected params [3, {h}])")
     }
     Ok(h)
-}
-
-/// Σ v, in 16 lanes.
-#[inline(always)]
-fn sum(v: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let chunks = v.chunks_exact(16);
-    let tail: f32 = chunks.remainder().iter().sum();
-    for c in chunks {
-        for (a, x) in acc.iter_mut().zip(c) {
-            *a += x;
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 impl CustomOp3 for AddNorm {

@@ -42,15 +42,7 @@ fn row_stats<E: Elem>(row: &[E]) -> (f32, f32, usize) {
             arg = j;
         }
     }
-    let mut acc = [0f32; 16];
-    let chunks = row.chunks_exact(16);
-    let tail: f32 = chunks.remainder().iter().map(|v| exp(v.get() - max)).sum();
-    for c in chunks {
-        for (a, v) in acc.iter_mut().zip(c) {
-            *a += exp(v.get() - max);
-        }
-    }
-    let lse = max + (acc.iter().sum::<f32>() + tail).ln();
+    let lse = max + vector::lane_sum(row, |v| exp(v.get() - max)).ln();
     (lse, sum / row.len() as f32, arg)
 }
 

@@ -127,6 +127,21 @@ pub(crate) fn erf(x: f32) -> f32 {
     y.copysign(x)
 }
 
+/// Σ f(v) over 16 lanes then the tail (an order the compiler can vectorise; every
+/// reduction of the fused kernels uses it, so they all sum alike).
+#[inline(always)]
+pub(crate) fn lane_sum<T: Copy>(v: &[T], f: impl Fn(T) -> f32) -> f32 {
+    let mut acc = [0f32; 16];
+    let chunks = v.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().map(|&x| f(x)).sum();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += f(x);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// Runs `f` compiled for the widest vector ISA this CPU has. `f` should call
 /// `#[inline(always)]` code so that all of it lands in the specialised copy.
 #[inline(always)]
