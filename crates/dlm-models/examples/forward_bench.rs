@@ -1,7 +1,7 @@
 //! Rust side of the forward benchmark (see scripts/bench/forward.sh): loads the model the
 //! PyTorch side saved, runs batch 8 x 128 through encoder + MLM head, prints one JSON line
-//! with median seconds per forward in f32 and bf16.
-//! Usage: cargo run --release -p dlm-models --example forward_bench -- DIR [REPEATS]
+//! with median seconds per forward in f32 and bf16 (or only the dtype named, for profiling).
+//! Usage: cargo run --release -p dlm-models --example forward_bench -- DIR [REPEATS] [f32|bf16]
 
 use candle_core::{DType, Device, Tensor};
 use dlm_models::{Backbone, LoadOptions, MaskedLm};
@@ -32,8 +32,13 @@ fn main() -> dlm_models::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let dir = std::path::PathBuf::from(args.get(1).map(String::as_str).unwrap_or("/tmp/dlm-bench-bert-base"));
     let repeats = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(5);
-    let f32 = bench(&dir, DType::F32, repeats)?;
-    let bf16 = bench(&dir, DType::BF16, repeats)?;
-    println!("{{\"impl\": \"dlm\", \"f32_s\": {f32}, \"bf16_s\": {bf16}}}");
+    let only = args.get(3).map(String::as_str);
+    let mut fields = Vec::new();
+    for (name, dtype) in [("f32", DType::F32), ("bf16", DType::BF16)] {
+        if only.is_none_or(|o| o == name) {
+            fields.push(format!("\"{name}_s\": {}", bench(&dir, dtype, repeats)?));
+        }
+    }
+    println!("{{\"impl\": \"dlm\", {}}}", fields.join(", "));
     Ok(())
 }

@@ -102,7 +102,7 @@ fn update<E: Elem>(p: &mut [E], state: &mut [f32], g: &[f32], s: AdamWStep) {
         .zip(g.par_chunks(CHUNK))
         .zip(master_chunks)
         .for_each(|((((p, m), v), g), master)| {
-            vector::vectorised(|| match master {
+            vector::vectorised(#[inline(always)] || match master {
                 Some(master) => {
                     for i in 0..p.len() {
                         master[i] = step_one(master[i], &mut m[i], &mut v[i], g[i], s);

@@ -65,7 +65,7 @@ impl AddNorm {
         let mut y = vec![E::ZERO; x.len()];
         let rows = vector::rows_per_task(x.len() / h.max(1), h);
         y.par_chunks_mut(rows * h).enumerate().for_each(|(t, yc)| {
-            vector::vectorised(|| {
+            vector::vectorised(#[inline(always)] || {
                 let mut s = vec![0f32; h];
                 for (k, yr) in yc.chunks_mut(h).enumerate() {
                     let r = t * rows + k;
@@ -98,7 +98,7 @@ impl AddNorm {
             .zip(ds_parts)
             .enumerate()
             .map(|(t, (dxc, mut dsc))| {
-                vector::vectorised(|| {
+                vector::vectorised(#[inline(always)] || {
                     let mut sums = vec![0f32; 3 * h]; // dbias, dγ, dβ
                     let (mut s, mut dxh) = (vec![0f32; h], vec![0f32; h]);
                     for k in 0..dxc.len() / h {
@@ -106,7 +106,6 @@ impl AddNorm {
                         let rr = res.map(|v| &v[r * h..(r + 1) * h]);
                         let (mean, rstd) = self.row_stats(r, &x[r * h..(r + 1) * h], rr, bias, &mut s);
                         let g = &dy[r * h..(r + 1) * h];
-                        let (mut a, mut b) = (0f32, 0f32);
                         for j in 0..h {
                             let xhat = (s[j] - mean) * rstd;
                             s[j] = xhat;
@@ -114,11 +113,8 @@ impl AddNorm {
                             sums[h + j] += g[j].get() * xhat;
                             sums[2 * h + j] += g[j].get();
                         }
-                        for j in 0..h {
-                            a += dxh[j];
-                            b += dxh[j] * s[j];
-                        }
-                        let (a, b) = (a / h as f32, b / h as f32);
+                        let a = vector::lane_sum(&dxh, |v| v) / h as f32;
+                        let b = vector::lane_sum2(&dxh, &s, |d, x| d * x) / h as f32;
                         let base = r * h;
                         for j in 0..h {
                             let dsj = rstd * (dxh[j] - a - s[j] * b);

@@ -22,7 +22,7 @@ fn fwd<E: Elem>(x: &[E], bias: &[E]) -> Vec<E> {
     let mut y = vec![E::ZERO; x.len()];
     let rows = vector::rows_per_task(x.len() / n, n);
     y.par_chunks_mut(rows * n).zip(x.par_chunks(rows * n)).for_each(|(yc, xc)| {
-        vector::vectorised(|| {
+        vector::vectorised(#[inline(always)] || {
             for (yr, xr) in yc.chunks_mut(n).zip(xc.chunks(n)) {
                 for j in 0..n {
                     yr[j] = E::put(xr[j].get() + bias[j].get());
@@ -39,7 +39,7 @@ fn bias_grad<E: Elem>(dy: &[E], n: usize) -> Vec<E> {
     let partials: Vec<Vec<f32>> = dy
         .par_chunks(rows * n)
         .map(|c| {
-            vector::vectorised(|| {
+            vector::vectorised(#[inline(always)] || {
                 let mut s = vec![0f32; n];
                 for r in c.chunks(n) {
                     for j in 0..n {

@@ -32,16 +32,9 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 /// (lse, mean logit, argmax) of a row; the first maximum wins ties, as candle's argmax.
 #[inline(always)]
 fn row_stats<E: Elem>(row: &[E]) -> (f32, f32, usize) {
-    let (mut max, mut arg) = (f32::NEG_INFINITY, 0);
-    let mut sum = 0f32;
-    for (j, v) in row.iter().enumerate() {
-        let v = v.get();
-        sum += v;
-        if v > max {
-            max = v;
-            arg = j;
-        }
-    }
+    let max = vector::lane_max(row, |v| v.get());
+    let arg = row.iter().position(|v| v.get() == max).unwrap_or(0);
+    let sum = vector::lane_sum(row, |v| v.get());
     let lse = max + vector::lane_sum(row, |v| exp(v.get() - max)).ln();
     (lse, sum / row.len() as f32, arg)
 }
@@ -52,7 +45,7 @@ fn fwd<E: Elem>(logits: &[E], targets: &[u32], v: usize) -> Result<Vec<f32>> {
     }
     let mut out = vec![0f32; 3 * targets.len()];
     out.par_chunks_mut(3).zip(logits.par_chunks(v)).zip(targets.par_iter()).for_each(|((o, row), &t)| {
-        vector::vectorised(|| {
+        vector::vectorised(#[inline(always)] || {
             let (lse, mean, arg) = row_stats(row);
             o[0] = lse - row[t as usize].get();
             o[1] = lse - mean;
@@ -65,7 +58,7 @@ fn fwd<E: Elem>(logits: &[E], targets: &[u32], v: usize) -> Result<Vec<f32>> {
 fn bwd<E: Elem>(logits: &[E], targets: &[u32], grad: &[f32], v: usize) -> Vec<E> {
     let mut d = vec![E::ZERO; logits.len()];
     d.par_chunks_mut(v).zip(logits.par_chunks(v)).enumerate().for_each(|(r, (dr, row))| {
-        vector::vectorised(|| {
+        vector::vectorised(#[inline(always)] || {
             let (gce, gent) = (grad[3 * r], grad[3 * r + 1]);
             let (lse, _, _) = row_stats(row);
             let (g, shift) = (gce + gent, gent / v as f32);

@@ -53,7 +53,7 @@ impl DropMask {
         let mut out = vec![E::ZERO; x.len()];
         let chunk = vector::rows_per_task(x.len(), 1).max(4096);
         out.par_chunks_mut(chunk).zip(x.par_chunks(chunk)).enumerate().for_each(|(c, (o, x))| {
-            vector::vectorised(|| {
+            vector::vectorised(#[inline(always)] || {
                 let base = c * chunk;
                 for (j, (o, x)) in o.iter_mut().zip(x).enumerate() {
                     *o = E::put(x.get() * self.factor(base + j));

@@ -36,7 +36,7 @@ fn fwd<E: Elem>(x: &[E], bias: &[E]) -> Vec<E> {
     let mut y = vec![E::ZERO; x.len()];
     let rows = vector::rows_per_task(x.len() / f, f);
     y.par_chunks_mut(rows * f).zip(x.par_chunks(rows * f)).for_each(|(yc, xc)| {
-        vector::vectorised(|| {
+        vector::vectorised(#[inline(always)] || {
             for (yr, xr) in yc.chunks_mut(f).zip(xc.chunks(f)) {
                 for j in 0..f {
                     let z = xr[j].get() + bias[j].get();
@@ -57,7 +57,7 @@ fn bwd<E: Elem>(x: &[E], bias: &[E], dy: &[E]) -> (Vec<E>, Vec<E>) {
         .par_chunks_mut(rows * f)
         .zip(x.par_chunks(rows * f).zip(dy.par_chunks(rows * f)))
         .map(|(dc, (xc, gc))| {
-            vector::vectorised(|| {
+            vector::vectorised(#[inline(always)] || {
                 let mut db = vec![0f32; f];
                 for ((dr, xr), gr) in dc.chunks_mut(f).zip(xc.chunks(f)).zip(gc.chunks(f)) {
                     for j in 0..f {

@@ -62,7 +62,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 /// `a [.., m, k] · b [.., k, n] → [.., m, n]`, as [`Tensor::matmul`] (same batch dims).
 /// bf16 CPU tensors take the bf16 GEMM kernel of the process's [`level`] (AMX or
 /// AVX512-BF16), forward and backward; everything else is candle's matmul.
-pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     matmul_with(Bf16Kernel::for_level(level()), a, b)
 }
 

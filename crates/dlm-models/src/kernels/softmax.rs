@@ -55,17 +55,14 @@ impl MaskedSoftmax {
     /// Fills `p` with row `r`'s probabilities.
     #[inline(always)]
     fn probs<E: Elem>(&self, scores: &[E], bias: &[E], p: &mut [f32]) {
-        let mut max = f32::NEG_INFINITY;
         for j in 0..p.len() {
             p[j] = self.scale * scores[j].get() + bias[j].get();
-            max = max.max(p[j]);
         }
-        let mut total = 0f32;
+        let max = vector::lane_max(p, |v| v);
         for v in p.iter_mut() {
             *v = exp(*v - max);
-            total += *v;
         }
-        let inv = 1.0 / total;
+        let inv = 1.0 / vector::lane_sum(p, |v| v);
         for v in p.iter_mut() {
             *v *= inv;
         }
@@ -81,7 +78,7 @@ impl MaskedSoftmax {
         let mut y = vec![E::ZERO; scores.len()];
         let rows = vector::rows_per_task(scores.len() / k, k);
         y.par_chunks_mut(rows * k).enumerate().for_each(|(t, yc)| {
-            vector::vectorised(|| {
+            vector::vectorised(#[inline(always)] || {
                 let mut p = vec![0f32; k];
                 for (i, yr) in yc.chunks_mut(k).enumerate() {
                     let r = t * rows + i;
@@ -100,16 +97,15 @@ impl MaskedSoftmax {
         let mut ds = vec![E::ZERO; scores.len()];
         let rows = vector::rows_per_task(scores.len() / k, k);
         ds.par_chunks_mut(rows * k).enumerate().for_each(|(t, dc)| {
-            vector::vectorised(|| {
+            vector::vectorised(#[inline(always)] || {
                 let (mut p, mut dp) = (vec![0f32; k], vec![0f32; k]);
                 for (i, dr) in dc.chunks_mut(k).enumerate() {
                     let r = t * rows + i;
                     self.probs(&scores[r * k..(r + 1) * k], g.bias_row(bias, r), &mut p);
-                    let mut dot = 0f32;
                     for j in 0..k {
                         dp[j] = dy[r * k + j].get() * self.factor(r * k + j);
-                        dot += dp[j] * p[j];
                     }
+                    let dot = vector::lane_sum2(&dp, &p, |a, b| a * b);
                     for j in 0..k {
                         dr[j] = E::put(self.scale * p[j] * (dp[j] - dot));
                     }

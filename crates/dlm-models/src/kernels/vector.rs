@@ -128,7 +128,7 @@ pub(crate) fn erf(x: f32) -> f32 {
 }
 
 /// Σ f(v) over 16 lanes then the tail (an order the compiler can vectorise; every
-/// reduction of the fused kernels uses it, so they all sum alike).
+/// reduction of the fused kernels uses it or [`lane_sum2`], so they all sum alike).
 #[inline(always)]
 pub(crate) fn lane_sum<T: Copy>(v: &[T], f: impl Fn(T) -> f32) -> f32 {
     let mut acc = [0f32; 16];
@@ -142,8 +142,42 @@ pub(crate) fn lane_sum<T: Copy>(v: &[T], f: impl Fn(T) -> f32) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// Runs `f` compiled for the widest vector ISA this CPU has. `f` should call
-/// `#[inline(always)]` code so that all of it lands in the specialised copy.
+/// Σ f(a, b) over two slices of one length, in [`lane_sum`]'s order.
+#[inline(always)]
+pub(crate) fn lane_sum2<A: Copy, B: Copy>(a: &[A], b: &[B], f: impl Fn(A, B) -> f32) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(&x, &y)| f(x, y)).sum();
+    for (xa, xb) in ca.zip(cb) {
+        for l in 0..16 {
+            acc[l] += f(xa[l], xb[l]);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// max f(v) over 16 lanes (−∞ for an empty slice; NaNs are skipped, as `x > max` is
+/// false for them).
+#[inline(always)]
+pub(crate) fn lane_max<T: Copy>(v: &[T], f: impl Fn(T) -> f32) -> f32 {
+    let pick = |m: f32, x: f32| if x > m { x } else { m };
+    let mut acc = [f32::NEG_INFINITY; 16];
+    let chunks = v.chunks_exact(16);
+    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &x| pick(m, f(x)));
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = pick(*a, f(x));
+        }
+    }
+    acc.iter().fold(tail, |m, &x| pick(m, x))
+}
+
+/// Runs `f` compiled for the widest vector ISA this CPU has. Pass an
+/// `#[inline(always)]` closure that calls `#[inline(always)]` code: a closure the compiler
+/// does not inline stays a separate baseline (SSE2) function, with `floor` called out of
+/// line and nothing vectorised — which is what every fused kernel ran until the closures
+/// were marked.
 #[inline(always)]
 pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]

@@ -79,7 +79,7 @@ fn reduce<E: Elem>(x: &Tensor, weight: &Tensor, bias: &[f32], excluded: u32) -> 
                 let per_task = vector::rows_per_task(rows, cols);
                 let tasks = states.par_iter_mut().zip(buf.par_chunks_mut(cols)).enumerate().with_min_len(per_task);
                 tasks.for_each(|(i, (state, row))| {
-                    vectorised(|| state.push(&logits[i * cols..(i + 1) * cols], block_bias, skip, row, c0))
+                    vectorised(#[inline(always)] || state.push(&logits[i * cols..(i + 1) * cols], block_bias, skip, row, c0))
                 });
                 Ok(())
             })?;
@@ -124,7 +124,7 @@ impl RowReduction {
         if let Some(e) = skip {
             row[e] = f32::NEG_INFINITY;
         }
-        let block_max = max_lanes(row);
+        let block_max = vector::lane_max(row, |x| x);
         if block_max > self.max {
             if self.sum != 0.0 {
                 self.sum *= ((self.max - block_max) as f64).exp();
@@ -152,21 +152,6 @@ impl RowReduction {
         let top = -l; // fl(fl(m − m) − L)
         self.near.iter().find(|&&(_, x)| (x - self.max) - l == top).map_or((0, f32::NAN), |&(i, _)| (i, top))
     }
-}
-
-/// Largest value of `xs` (NaN ignored; −∞ when there is none).
-#[inline(always)]
-fn max_lanes(xs: &[f32]) -> f32 {
-    let bigger = |a: f32, b: f32| if b > a { b } else { a };
-    let mut acc = [f32::NEG_INFINITY; LANES];
-    let chunks = xs.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for (a, &x) in acc.iter_mut().zip(c) {
-            *a = bigger(*a, x);
-        }
-    }
-    tail.iter().chain(&acc).fold(f32::NEG_INFINITY, |a, &x| bigger(a, x))
 }
 
 /// `Σ exp(x − m)` over 16 lanes, then the lanes and the tail in order.
