@@ -5,10 +5,11 @@
 //! - [`Norm::forward_add`]: `LayerNorm(dropout(x + x_bias) + residual)`;
 //! - [`bias_act`]: `act(x + bias)`;
 //! - [`attention_probs`]: `dropout(softmax(scale·scores + mask))`;
+//! - [`attention`]: `attention_probs(q·kᵀ) · v` per head, from the fused Q/K/V product;
 //! - [`bias_add`]: `x + bias`.
 
 use crate::config::Activation;
-use crate::kernels::{self, AddNorm, BiasAdd, BiasGelu, DropMask, MaskedSoftmax};
+use crate::kernels::{self, AddNorm, Attention, BiasAdd, BiasGelu, DropMask, MaskedSoftmax};
 use candle_core::{D, DType, Result, Tensor};
 
 /// Whether the fused CPU kernels apply to `t`.
@@ -109,6 +110,29 @@ fn plain_attention_probs(scores: &Tensor, mask: &Tensor, scale: f64, drop: Optio
         Some(d) => d.apply(&probs),
         None => Ok(probs),
     }
+}
+
+/// Multi-head self-attention from the fused Q/K/V product: `qkv` [b, s, 3h] (q | k | v,
+/// `heads` heads of h / heads columns each), `mask` additive [b, 1, 1 or s, s], scale
+/// 1/√d, attention dropout `drop` → [b, s, h].
+pub(crate) fn attention(qkv: &Tensor, mask: &Tensor, heads: usize, drop: Option<DropMask>) -> Result<Tensor> {
+    let d = qkv.dim(2)? / 3 / heads.max(1);
+    let scale = 1.0 / (d as f64).sqrt();
+    if fused(qkv) {
+        Attention { heads, scale: scale as f32, drop }.forward(qkv, mask)
+    } else {
+        plain_attention(qkv, mask, heads, scale, drop)
+    }
+}
+
+fn plain_attention(qkv: &Tensor, mask: &Tensor, heads: usize, scale: f64, drop: Option<DropMask>) -> Result<Tensor> {
+    let (b, s, h3) = qkv.dims3()?;
+    let (h, d) = (h3 / 3, h3 / 3 / heads);
+    // [b, s, 3h] → [b, heads, s, d]
+    let part = |i: usize| qkv.narrow(2, i * h, h)?.reshape((b, s, heads, d))?.transpose(1, 2)?.contiguous();
+    let scores = part(0)?.matmul(&part(1)?.t()?)?; // [b, heads, s, s]
+    let probs = plain_attention_probs(&scores, mask, scale, drop)?;
+    probs.matmul(&part(2)?)?.transpose(1, 2)?.reshape((b, s, h)) // [b, s, h]
 }
 
 #[cfg(test)]

@@ -2,20 +2,20 @@
 //! LayerNorm) and post-LN transformer layers with full bidirectional attention over the
 //! non-padding positions. BERT, RoBERTa and XLM-R share this code; they differ only in
 //! where position ids start (RoBERTa/XLM-R: `padding_idx + 1`, pads keep `padding_idx`).
-//! Q, K and V are one matrix product (`Dense::forward_cat`); matrix products go through
-//! `kernels::matmul`; the elementwise sublayers (scale + mask + softmax + dropout,
-//! bias + GELU, bias + dropout + residual + LayerNorm) are the fused ops of `norm`
-//! (see docs/performance.md).
+//! Q, K and V are one matrix product (`Dense::forward_cat`) that the fused attention op
+//! reads in place (`elementwise::attention`: scores, mask, softmax, dropout and the
+//! product with V, per head, never writing `[b, heads, s, s]`); matrix products go through
+//! `kernels::matmul`; bias + GELU and bias + dropout + residual + LayerNorm are fused ops
+//! too (see docs/performance.md).
 
 use crate::config::{Activation, Config, Family};
 use crate::dense::Dense;
 use crate::dropout::Dropout;
 use crate::error::Result;
-use crate::kernels;
 use crate::names;
 use crate::params::ParamBuilder;
 use candle_core::{DType, Module, Tensor};
-use crate::elementwise::{Norm, attention_probs, bias_act};
+use crate::elementwise::{Norm, attention, bias_act};
 use candle_nn::Embedding;
 
 fn linear(pb: &ParamBuilder, family: Family, prefix: &str, out: usize, inp: usize) -> Result<Dense> {
@@ -117,14 +117,8 @@ impl Layer {
 
     /// `x`: [batch, seq, hidden]; `bias`: [batch, 1, 1 or seq, seq] additive mask.
     pub fn forward(&self, x: &Tensor, bias: &Tensor, drop: &Dropout) -> Result<Tensor> {
-        let (b, s, h) = x.dims3()?;
-        let d = h / self.heads;
         let qkv = Dense::forward_cat(&[&self.query, &self.key, &self.value], x)?; // [b, s, 3h]
-        // [b, s, 3h] → [b, heads, s, d]; strided views (copied only where the matmul needs it)
-        let part = |i: usize| qkv.narrow(2, i * h, h)?.reshape((b, s, self.heads, d))?.transpose(1, 2);
-        let scores = kernels::strided_matmul(&part(0)?, &part(1)?.t()?)?; // [b, heads, s, s]
-        let probs = attention_probs(&scores, bias, 1.0 / (d as f64).sqrt(), drop.mask(self.attention_dropout))?;
-        let context = kernels::strided_matmul(&probs, &part(2)?)?.transpose(1, 2)?.reshape((b, s, h))?; // [b, s, h]
+        let context = attention(&qkv, bias, self.heads, drop.mask(self.attention_dropout))?; // [b, s, h]
         let out = self.attention_out.product(&context)?;
         let x = self.attention_norm.forward_add(&out, Some(self.attention_out.bias()), Some(x), drop.mask(self.hidden_dropout))?;
         let inner = bias_act(self.act, &self.intermediate.product(&x)?, self.intermediate.bias())?; // [b, s, ffn]

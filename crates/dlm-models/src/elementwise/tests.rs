@@ -121,6 +121,36 @@ fn attention_probs_equal_composed() {
 }
 
 #[test]
+fn attention_equals_composed() {
+    let dev = Device::Cpu;
+    // s = 150 > KB: two key blocks of the online softmax; s = 19: one partial block.
+    for (b, s, heads, d) in [(2, 19, 3, 4), (2, 150, 2, 5)] {
+        let h = heads * d;
+        // Padding: sequence 1 attends to its first 12 keys only. Causal: keys ≤ query.
+        let pad: Vec<f32> = (0..b * s).map(|i| if i / s == 1 && i % s >= 12 { f32::MIN } else { 0.0 }).collect();
+        let causal: Vec<f32> = (0..b * s * s).map(|i| if i % s > (i / s) % s { f32::MIN } else { 0.0 }).collect();
+        let masks = [Tensor::from_vec(pad, (b, 1, 1, s), &dev).unwrap(), Tensor::from_vec(causal, (b, 1, s, s), &dev).unwrap()];
+        for mask in &masks {
+            for drop in [None, Some(DropMask::new(5, 0.1))] {
+                check(&format!("attention s {s} {:?} {drop:?}", mask.dims()), |dtype, fused| {
+                    let qkv = var(&[b, s, 3 * h], 8, dtype);
+                    let mask = mask.to_dtype(dtype).unwrap();
+                    let scale = 1.0 / (d as f64).sqrt();
+                    value_and_grads(&[&qkv], || {
+                        if fused {
+                            Attention { heads, scale: scale as f32, drop }.forward(&qkv, &mask)
+                        } else {
+                            plain_attention(&qkv, &mask, heads, scale, drop)
+                        }
+                        .unwrap()
+                    })
+                });
+            }
+        }
+    }
+}
+
+#[test]
 fn cross_entropy_equals_log_softmax() {
     let (rows, v) = (9, 1003);
     let targets = Tensor::from_vec((0..rows as u32).map(|r| r * 97 % v as u32).collect::<Vec<_>>(), rows, &Device::Cpu).unwrap();

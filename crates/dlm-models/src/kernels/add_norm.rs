@@ -62,23 +62,24 @@ impl AddNorm {
 
     fn fwd<E: Elem>(&self, x: &[E], res: Option<&[E]>, params: &[E], h: usize) -> Vec<E> {
         let (bias, gamma, beta) = (&params[..h], &params[h..2 * h], &params[2 * h..]);
-        let mut y = vec![E::ZERO; x.len()];
         let rows = vector::rows_per_task(x.len() / h.max(1), h);
-        y.par_chunks_mut(rows * h).enumerate().for_each(|(t, yc)| {
-            vector::vectorised(#[inline(always)] || {
-                let mut s = vec![0f32; h];
-                for (k, yr) in yc.chunks_mut(h).enumerate() {
-                    let r = t * rows + k;
-                    let xr = &x[r * h..(r + 1) * h];
-                    let rr = res.map(|v| &v[r * h..(r + 1) * h]);
-                    let (mean, rstd) = self.row_stats(r, xr, rr, bias, &mut s);
-                    for j in 0..h {
-                        yr[j] = E::put((s[j] - mean) * rstd * gamma[j].get() + beta[j].get());
+        // SAFETY: every row of every chunk is written, all h columns.
+        unsafe {
+            vector::par_fill(x.len(), rows * h, |t, yc| {
+                vector::vectorised(#[inline(always)] || {
+                    let mut s = vec![0f32; h];
+                    for (k, yr) in yc.chunks_mut(h).enumerate() {
+                        let r = t * rows + k;
+                        let xr = &x[r * h..(r + 1) * h];
+                        let rr = res.map(|v| &v[r * h..(r + 1) * h]);
+                        let (mean, rstd) = self.row_stats(r, xr, rr, bias, &mut s);
+                        for j in 0..h {
+                            yr[j].write(E::put((s[j] - mean) * rstd * gamma[j].get() + beta[j].get()));
+                        }
                     }
-                }
+                })
             })
-        });
-        y
+        }
     }
 
     /// (dx, dresidual, dparams [3, h]).

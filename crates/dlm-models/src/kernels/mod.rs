@@ -13,7 +13,8 @@
 //! - fused elementwise sublayers, one read and one write each way, vectorised for the
 //!   level's vector ISA (`vector`): bias + dropout + residual + LayerNorm
 //!   (`add_norm`), bias + erf GELU (`gelu`), scale + mask + softmax + dropout
-//!   (`softmax`), bias add (`bias_add`), counter-based dropout (`dropout`), vocabulary cross-entropy
+//!   (`softmax`), self-attention from the fused Q/K/V product with an online softmax
+//!   (`attention`), bias add (`bias_add`), counter-based dropout (`dropout`), vocabulary cross-entropy
 //!   (`cross_entropy`); and AdamW as one in-place pass over a parameter and its state
 //!   (`adamw`).
 //!
@@ -22,6 +23,7 @@
 
 mod adamw;
 mod add_norm;
+mod attention;
 #[cfg(target_arch = "x86_64")]
 mod amx;
 #[cfg(target_arch = "x86_64")]
@@ -40,6 +42,7 @@ pub(crate) mod vocab_reduce;
 
 pub use adamw::{AdamWStep, adamw_step};
 pub(crate) use add_norm::AddNorm;
+pub(crate) use attention::Attention;
 pub(crate) use bias_add::BiasAdd;
 pub use cross_entropy::cross_entropy;
 pub(crate) use dropout::DropMask;

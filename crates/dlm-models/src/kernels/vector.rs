@@ -8,6 +8,8 @@
 pub(crate) use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout, Result, Storage, Tensor};
 use half::bf16;
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// An element type the fused kernels read and write; all arithmetic is in f32.
 pub(crate) trait Elem: candle_core::WithDType {
@@ -212,6 +214,20 @@ fn level() -> u8 {
         Level::Avx2 => 1,
         Level::Portable => 0,
     }
+}
+
+/// A vector of `n` elements written by `fill(c, chunk)` over its parallel chunks of
+/// `chunk` elements (`c`: the chunk's index), without zeroing it first: a fresh output
+/// costs one write pass, not a memset and then the writes.
+///
+/// # Safety
+/// `fill` must write every element of every chunk it is given.
+pub(crate) unsafe fn par_fill<E: Send>(n: usize, chunk: usize, fill: impl Fn(usize, &mut [MaybeUninit<E>]) + Sync) -> Vec<E> {
+    let mut v = Vec::with_capacity(n);
+    v.spare_capacity_mut()[..n].par_chunks_mut(chunk.max(1)).enumerate().for_each(|(c, x)| fill(c, x));
+    // SAFETY: `fill` initialised all n elements (the caller's promise).
+    unsafe { v.set_len(n) };
+    v
 }
 
 /// Rows per parallel task: enough work per task to amortise scheduling.
