@@ -47,6 +47,9 @@ enum Command {
     Serve(serve::Args),
 }
 
+#[global_allocator]
+static ALLOC: dlm_models::allocator::KeepLarge = dlm_models::allocator::KeepLarge;
+
 fn main() {
     dlm_models::allocator::keep_freed_pages();
     tracing_subscriber::fmt()

@@ -93,7 +93,11 @@ fn bench(
     Ok((median(times), outputs))
 }
 
+#[global_allocator]
+static ALLOC: dlm_models::allocator::KeepLarge = dlm_models::allocator::KeepLarge;
+
 fn main() -> AnyResult<()> {
+    dlm_models::allocator::keep_freed_pages();
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
         return Err(

@@ -27,6 +27,9 @@ fn bench(dir: &std::path::Path, dtype: DType, repeats: usize) -> dlm_models::Res
     Ok(median(times))
 }
 
+#[global_allocator]
+static ALLOC: dlm_models::allocator::KeepLarge = dlm_models::allocator::KeepLarge;
+
 fn main() -> dlm_models::Result<()> {
     dlm_models::allocator::keep_freed_pages();
     let args: Vec<String> = std::env::args().collect();

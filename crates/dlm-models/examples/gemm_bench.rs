@@ -19,6 +19,9 @@ fn gflops(repeats: usize, (m, k, n): (usize, usize, usize), f: impl Fn() -> cand
     Ok(2.0 * (m * k * n) as f64 / best / 1e9)
 }
 
+#[global_allocator]
+static ALLOC: dlm_models::allocator::KeepLarge = dlm_models::allocator::KeepLarge;
+
 fn main() -> candle_core::Result<()> {
     dlm_models::allocator::keep_freed_pages();
     let repeats = std::env::args().nth(1).and_then(|r| r.parse().ok()).unwrap_or(5);

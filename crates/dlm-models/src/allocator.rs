@@ -1,9 +1,14 @@
 //! Keeping freed memory in the process. A training step allocates and frees many large
 //! activation buffers; with glibc's defaults each one above the dynamic mmap threshold is
 //! mapped fresh and unmapped on free, so the kernel zeroes its pages again on every step
-//! (17% of a BERT-base training step in ../shared/notes/PROFILE.md). Raising the mmap
-//! threshold to its maximum (32 MiB) and never trimming the heap makes freed buffers
-//! reusable without page faults.
+//! (17% of a BERT-base training step in ../shared/notes/PROFILE.md), and every unmap
+//! interrupts the other cores to flush their TLBs. Two measures:
+//! - [`keep_freed_pages`] raises glibc's mmap threshold to its maximum (32 MiB) and never
+//!   trims the heap, so freed buffers up to 32 MiB are reused without page faults;
+//! - [`KeepLarge`], the global allocator of dlm's binaries, keeps freed blocks of 32 MiB
+//!   and more (vocabulary logits and their gradients: `[rows, V]`) for the next request
+//!   of the same 2 MiB size class, up to [`KEPT_BYTES`] in all, once `keep_freed_pages`
+//!   has switched it on.
 
 /// Tells glibc's malloc to keep freed pages (a no-op on other C libraries, and when
 /// `DLM_KEEP_PAGES=0`, for before/after measurements). Call once, early in `main`,
@@ -17,5 +22,124 @@ pub fn keep_freed_pages() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+    if let Ok(mut free) = FREE.lock() {
+        free.0.reserve(64); // the list never allocates while the allocator runs
+    }
+    KEEP.store(true, Ordering::Relaxed);
+}
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Smallest block [`KeepLarge`] keeps (glibc's largest mmap threshold).
+const LARGE: usize = 32 << 20;
+/// Size classes of kept blocks.
+const CLASS: usize = 2 << 20;
+/// Most bytes [`KeepLarge`] keeps unused.
+pub const KEPT_BYTES: usize = 4 << 30;
+
+static KEEP: AtomicBool = AtomicBool::new(false);
+/// Free blocks (size class, address) and their total size.
+static FREE: Mutex<(Vec<(usize, usize)>, usize)> = Mutex::new((Vec::new(), 0));
+
+/// The system allocator, except that freed blocks of 32 MiB and more are kept for reuse
+/// (see the module docs). Install it with `#[global_allocator]` in a binary.
+pub struct KeepLarge;
+
+impl KeepLarge {
+    /// The block layout of a large request: its size rounded up to the size class (large
+    /// blocks always have it, kept or not, so any large block may serve its class).
+    fn class(layout: Layout) -> Option<Layout> {
+        (layout.size() >= LARGE && layout.align() <= 4096)
+            .then(|| Layout::from_size_align(layout.size().div_ceil(CLASS) * CLASS, layout.align()).ok())
+            .flatten()
+    }
+
+    /// A kept block of `size` bytes, if there is one.
+    fn take(size: usize) -> Option<*mut u8> {
+        let mut free = FREE.lock().ok()?;
+        let i = free.0.iter().position(|&(s, _)| s == size)?;
+        let (_, addr) = free.0.swap_remove(i);
+        free.1 -= size;
+        Some(addr as *mut u8)
+    }
+}
+
+// SAFETY: every block comes from `System` with the class layout it is freed with; kept
+// blocks are handed out once (under the lock) and only for requests of their class.
+unsafe impl GlobalAlloc for KeepLarge {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        match Self::class(layout) {
+            // SAFETY: a class layout has a non-zero size.
+            Some(class) => Self::take(class.size()).unwrap_or_else(|| unsafe { System.alloc(class) }),
+            // SAFETY: forwarded as given.
+            None => unsafe { System.alloc(layout) },
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        match Self::class(layout) {
+            Some(class) => match Self::take(class.size()) {
+                Some(p) => {
+                    // SAFETY: the kept block holds at least layout.size() bytes.
+                    unsafe { p.write_bytes(0, layout.size()) };
+                    p
+                }
+                // SAFETY: a class layout has a non-zero size.
+                None => unsafe { System.alloc_zeroed(class) },
+            },
+            // SAFETY: forwarded as given.
+            None => unsafe { System.alloc_zeroed(layout) },
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let Some(class) = Self::class(layout) else {
+            // SAFETY: allocated by System with this layout.
+            return unsafe { System.dealloc(ptr, layout) };
+        };
+        if let Some(mut free) = KEEP.load(Ordering::Relaxed).then(|| FREE.lock().ok()).flatten() {
+            if free.1 + class.size() <= KEPT_BYTES && free.0.len() < free.0.capacity() {
+                free.0.push((class.size(), ptr as usize));
+                free.1 += class.size();
+                return;
+            }
+        }
+        // SAFETY: allocated by System with the class layout.
+        unsafe { System.dealloc(ptr, class) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_blocks_are_kept_and_reused_zeroed_on_request() {
+        keep_freed_pages();
+        let (a, b) = (Layout::from_size_align(LARGE + 5, 64).unwrap(), Layout::from_size_align(LARGE + 1000, 64).unwrap());
+        // SAFETY: layouts are non-zero; every block is freed with the layout it was
+        // allocated with; writes stay inside the blocks.
+        unsafe {
+            let p = KeepLarge.alloc(a);
+            p.write_bytes(7, a.size());
+            KeepLarge.dealloc(p, a);
+            // Same 2 MiB class: the kept block comes back, zeroed when asked.
+            let q = KeepLarge.alloc_zeroed(b);
+            assert_eq!(p, q);
+            assert!(std::slice::from_raw_parts(q, b.size()).iter().all(|&x| x == 0));
+            KeepLarge.dealloc(q, b);
+            // Another class: a fresh block.
+            let c = Layout::from_size_align(LARGE + CLASS + 1, 64).unwrap();
+            let r = KeepLarge.alloc(c);
+            assert_ne!(r, p);
+            KeepLarge.dealloc(r, c);
+            // Small blocks are the system's.
+            let s = Layout::from_size_align(64, 8).unwrap();
+            let t = KeepLarge.alloc(s);
+            KeepLarge.dealloc(t, s);
+        }
     }
 }

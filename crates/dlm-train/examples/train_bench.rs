@@ -4,8 +4,8 @@
 //! CE weighted by T-(t-1), per-row normalisation, /2B), backward and dlm-train's AdamW (betas 0.9/0.98, wd 0.01, f32 moments and masters), on the
 //! BERT-base-shaped model the PyTorch forward benchmark saved, dropout on. Mirrors
 //! scripts/bench/train_torch.py. Prints one JSON line: median seconds per step (the first
-//! step is a warm-up), f32 and bf16.
-//! Usage: cargo run --release -p dlm-train --example train_bench -- DIR [B P R REPEATS]
+//! step is a warm-up), f32 and bf16 (or only the dtype named, for profiling).
+//! Usage: cargo run --release -p dlm-train --example train_bench -- DIR [B P R REPEATS [f32|bf16]]
 
 use candle_core::DType;
 use dlm_diffusion::{ObjectiveConfig, TokenBatch, objective};
@@ -48,22 +48,24 @@ fn bench(dir: &std::path::Path, dtype: DType, (b, p, r, repeats): (usize, usize,
     Ok(median(times))
 }
 
+#[global_allocator]
+static ALLOC: dlm_models::allocator::KeepLarge = dlm_models::allocator::KeepLarge;
+
 fn main() -> anyhow::Result<()> {
     dlm_models::allocator::keep_freed_pages();
     let args: Vec<String> = std::env::args().collect();
     let dir = std::path::PathBuf::from(args.get(1).map(String::as_str).unwrap_or("/tmp/dlm-bench-bert-base"));
     let num = |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     let shape = (num(2, 8), num(3, 64), num(4, 64), num(5, 5));
-    let f32 = bench(&dir, DType::F32, shape)?;
-    let bf16 = bench(&dir, DType::BF16, shape)?;
     let tokens = (shape.0 * (shape.1 + shape.2)) as f64;
-    println!(
-        "{{\"impl\": \"dlm\", \"batch\": [{}, {}, {}], \"f32_s\": {f32}, \"bf16_s\": {bf16}, \"f32_tokens_per_s\": {}, \"bf16_tokens_per_s\": {}}}",
-        shape.0,
-        shape.1,
-        shape.2,
-        tokens / f32,
-        tokens / bf16
-    );
+    let only = args.get(6).map(String::as_str);
+    let mut fields = vec![format!("\"impl\": \"dlm\", \"batch\": [{}, {}, {}]", shape.0, shape.1, shape.2)];
+    for (name, dtype) in [("f32", DType::F32), ("bf16", DType::BF16)] {
+        if only.is_none_or(|o| o == name) {
+            let s = bench(&dir, dtype, shape)?;
+            fields.push(format!("\"{name}_s\": {s}, \"{name}_tokens_per_s\": {}", tokens / s));
+        }
+    }
+    println!("{{{}}}", fields.join(", "));
     Ok(())
 }
