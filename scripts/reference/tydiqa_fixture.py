@@ -18,8 +18,10 @@ import json
 from pathlib import Path
 
 # (language, 0-based rows of the paper's 0-shot file); finnish row 6 has a context that
-# starts with blank lines, arabic and japanese are non-Latin scripts.
-PICKS = [("english", [0, 1, 2]), ("finnish", [0, 6]), ("arabic", [0, 5]), ("japanese", [3])]
+# starts with blank lines, arabic and japanese are non-Latin scripts. Every language needs
+# at least two rows: a 1-shot prompt built from this file takes its demonstration from
+# another question of the same language.
+PICKS = [("english", [0, 1, 2]), ("finnish", [0, 6]), ("arabic", [0, 5]), ("japanese", [0, 3])]
 HEADER = "Please answer each of the question according to the given context in {}.  context: "
 
 
@@ -37,6 +39,8 @@ def main():
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--out", default="crates/dlm-eval/tests/fixtures")
     args = ap.parse_args()
+    for language, rows in PICKS:
+        assert len(rows) >= 2, f"{language}: 1-shot prompts need at least two rows per language"
     base = Path(args.data) / "eval/tydiqa/0-shot/validation"
     articles, expected = [], []
     for language, rows in PICKS:
