@@ -4,5 +4,5 @@
 # differently and recompile candle). PROFILE=release (default) or dev.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build -q --profile "${PROFILE:-release}" -p dlm-models --example forward_bench \
+cargo build -q --profile "${PROFILE:-release}" -p dlm-models --example forward_bench --example gemm_bench \
     -p dlm-train --example train_bench -p dlm-diffusion --example sample_bench
