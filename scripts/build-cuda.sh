@@ -13,6 +13,7 @@
 # libcurand.so.10, libnvrtc.so.13 (e.g. the nvidia/*/lib folders of a CUDA torch install).
 #
 # Usage: bash scripts/build-cuda.sh [--toolkit-only | cargo build arguments, default: -p dlm-cli]
+# (multi-GPU training: bash scripts/build-cuda.sh -p dlm-cli --features nccl; needs MPI too)
 # Env: PYTHON (a python with pip, default python3), CUDA_TOOLKIT_DIR (default
 # .cache/cuda-toolkit), CUDA_COMPUTE_CAP (default 90), CARGO_TARGET_DIR (default target/cuda).
 set -euo pipefail
@@ -42,6 +43,15 @@ if [ ! -x "$home/bin/nvcc" ] || [ ! -f "$home/lib/libcuda.so" ]; then
     grep -oE '\bcu[A-Z][A-Za-z0-9_]*' "$home/include/cuda.h" | sort -u |
         sed 's/.*/int &(void) { return 100; }/' > "$toolkit/libcuda_stub.c"
     cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$home/lib/libcuda.so" "$toolkit/libcuda_stub.c"
+fi
+# The `nccl` feature links libnccl: from the registry's nvidia-nccl-cu13 wheel, fetched only
+# when the cargo arguments name that feature (on the GPU machines, libnccl.so.2 must be on
+# LD_LIBRARY_PATH at run time too, e.g. from the same wheel).
+if [[ " $* " == *nccl* ]] && [ ! -e "$home/lib/libnccl.so" ]; then
+    echo "build-cuda: fetching NCCL (nvidia-nccl-cu13) for the nccl feature" >&2
+    "$py" -m pip download -q --no-deps --only-binary=:all: -d "$toolkit/wheels" "nvidia-nccl-cu13==2.*"
+    "$py" -m zipfile -e "$(ls "$toolkit"/wheels/nvidia_nccl_cu13-*.whl | tail -1)" "$toolkit"
+    ln -sf ../../nccl/lib/libnccl.so.2 "$home/lib/libnccl.so"
 fi
 export CUDA_HOME=$home CUDA_PATH=$home CUDA_ROOT=$home
 export PATH=$home/bin:$PATH

@@ -139,7 +139,7 @@ impl Nccl {
 
 /// Host tensors go through MPI; GPU tensors of f32/f64 through NCCL.
 macro_rules! on_gpu {
-    ($self:ident, $op:literal, $t:expr, $method:ident, $host:expr $(, $arg:expr)*) => {
+    ($self:ident, $op:literal, $t:expr, $method:ident, $host:expr $(, $arg:expr)*) => {{
         if !$t.device().is_cuda() {
             return $host;
         }
@@ -148,7 +148,7 @@ macro_rules! on_gpu {
             DType::F64 => $self.$method::<f64>($t $(, $arg)*),
             d => Err(unsupported($op, d)),
         }
-    };
+    }};
 }
 
 impl Collective for Nccl {
