@@ -137,9 +137,16 @@ impl RowReduction {
             return; // nothing but −∞ (or NaN) so far: no term of the sum yet
         }
         if block_max - self.max >= -NEAR {
-            for (j, &x) in row.iter().enumerate() {
-                if x - self.max >= -NEAR && self.near.last().is_none_or(|&(_, best)| x > best) {
-                    self.near.push(((c0 + j) as u32, x));
+            // Only 16-column chunks whose own max passes the test can hold a near logit
+            // (`x − max` is monotonic in x), so the scalar scan runs on those alone.
+            for (k, chunk) in row.chunks(LANES).enumerate() {
+                if vector::lane_max(chunk, |x| x) - self.max < -NEAR {
+                    continue;
+                }
+                for (j, &x) in chunk.iter().enumerate() {
+                    if x - self.max >= -NEAR && self.near.last().is_none_or(|&(_, best)| x > best) {
+                        self.near.push(((c0 + k * LANES + j) as u32, x));
+                    }
                 }
             }
         }
