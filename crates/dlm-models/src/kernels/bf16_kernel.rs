@@ -29,7 +29,8 @@ impl Bf16Kernel {
     ///
     /// # Safety
     /// The kernel must be one the process's CPU allows ([`Bf16Kernel::for_level`] of a
-    /// level at most [`Level::detected`]); `a`/`b` must address `m` x `k` and `n` x `k`.
+    /// level at most [`Level::detected`]); `a`/`b` must address `m` x `k` and `n` x `k`,
+    /// all three at least 1 (the `Bf16Matmul` op answers empty products itself).
     #[cfg(target_arch = "x86_64")]
     pub(super) unsafe fn gemm(
         self,
