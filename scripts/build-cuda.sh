@@ -12,7 +12,8 @@
 # On the GPU machine: LD_LIBRARY_PATH must name libcublas.so.13, libcublasLt.so.13,
 # libcurand.so.10, libnvrtc.so.13 (e.g. the nvidia/*/lib folders of a CUDA torch install).
 #
-# Usage: bash scripts/build-cuda.sh [--toolkit-only | cargo build arguments, default: -p dlm-cli]
+# Usage: bash scripts/build-cuda.sh [--toolkit-only | --exec COMMAND... | cargo build arguments,
+#        default: -p dlm-cli]   (--exec runs COMMAND in the CUDA build environment instead)
 # (multi-GPU training: bash scripts/build-cuda.sh -p dlm-cli --features nccl; needs MPI too)
 # Env: PYTHON (a python with pip, default python3), CUDA_TOOLKIT_DIR (default
 # .cache/cuda-toolkit), CUDA_COMPUTE_CAP (default 90), CARGO_TARGET_DIR (default target/cuda).
@@ -61,6 +62,10 @@ export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/cuda}
 nvcc --version | tail -2
 [ "${1:-}" != --toolkit-only ] || exit 0
+if [ "${1:-}" = --exec ]; then
+    shift
+    exec "$@"
+fi
 args=("$@")
 [ ${#args[@]} -gt 0 ] || args=(-p dlm-cli)
 cargo build --release --features cuda "${args[@]}"

@@ -7,10 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 dir=${BENCH_DIR:-/tmp/dlm-bench-bert-base}
 repeats=${REPEATS:-5}
-bash scripts/bench/build.sh # before measuring
+[ -n "${BIN:-}" ] || bash scripts/bench/build.sh # before measuring (BIN: prebuilt examples)
 bash scripts/bench/machine.sh
 py=$(${PYTHON:-python3} scripts/bench/forward_torch.py "$dir" "$repeats" | tail -1)
-rs=$(target/release/examples/forward_bench "$dir" "$repeats")
+rs=$(${BIN:-target/release/examples}/forward_bench "$dir" "$repeats")
 bash scripts/bench/machine.sh | tail -1
 echo "$py"; echo "$rs"
 python3 - "$py" "$rs" <<'PY'

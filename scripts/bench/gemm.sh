@@ -7,11 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repeats=${REPEATS:-5}
-bash scripts/bench/build.sh # before measuring
+[ -n "${BIN:-}" ] || bash scripts/bench/build.sh # before measuring (BIN: prebuilt examples)
 bash scripts/bench/machine.sh
 ${PYTHON:-python3} - "$repeats" <<'PY'
-import json, sys, time, torch
-torch.set_num_threads(2)
+import json, os, sys, time, torch
+torch.set_num_threads(int(os.environ.get("THREADS", "2")))
 repeats = int(sys.argv[1])
 for (m, k, n) in [(1024, 768, 768), (1024, 768, 3072), (1024, 3072, 768), (1024, 768, 30522)]:
     x, w = torch.randn(m, k), torch.randn(n, k) * 0.05
@@ -23,5 +23,5 @@ for (m, k, n) in [(1024, 768, 768), (1024, 768, 3072), (1024, 3072, 768), (1024,
             t = time.perf_counter(); a @ b.t(); best = min(best, time.perf_counter() - t)
         print(json.dumps({"m": m, "k": k, "n": n, "dtype": name, "pytorch_gflops": round(2 * m * k * n / best / 1e9, 1)}))
 PY
-target/release/examples/gemm_bench "$repeats"
+${BIN:-target/release/examples}/gemm_bench "$repeats"
 bash scripts/bench/machine.sh | tail -1

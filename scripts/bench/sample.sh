@@ -29,11 +29,11 @@ done
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 profile=${PROFILE:-release}
-PROFILE=$profile bash scripts/bench/build.sh # before measuring
+[ -n "${BIN:-}" ] || PROFILE=$profile bash scripts/bench/build.sh # before measuring
 bash scripts/bench/machine.sh
 ${PYTHON:-python3} scripts/bench/sample_torch.py "$dir" "$data" "$tokenizer" "${args[@]}" | tail -1 > "$out/pytorch.json"
 bindir=$profile; [ "$profile" != dev ] || bindir=debug
-target/$bindir/examples/sample_bench "$dir" "$data" "${args[@]}" > "$out/dlm.json"
+${BIN:-target/$bindir/examples}/sample_bench "$dir" "$data" "${args[@]}" > "$out/dlm.json"
 bash scripts/bench/machine.sh | tail -1
 python3 - "$out/pytorch.json" "$out/dlm.json" <<'PY'
 import json, sys

@@ -12,7 +12,7 @@ REPEATS times in f32 and in bf16 autocast; prints one JSON line with the median 
 run, the number of generated tokens, the canvases and the outputs (generated ids per prompt).
 
 Usage: python sample_torch.py DIR DATA.jsonl TOKENIZER.json [PROMPTS] [BATCH] [STEPS] [REPEATS]
-Env: THREADS (torch threads, default 2); LAYERS, HIDDEN, HEADS, FFN (the shape of a newly
+Env: DEVICE (cpu, the default, or cuda); THREADS (torch threads, default 2); LAYERS, HIDDEN, HEADS, FFN (the shape of a newly
 created model, default 12, 768, 12, 3072: XLM-R base) for small functional runs.
 Pinned: torch==2.15.0, transformers==4.57.1, tokenizers, safetensors.
 """
@@ -51,7 +51,8 @@ def create(path):
 
 if not os.path.exists(os.path.join(out, "config.json")):
     create(out)
-model = XLMRobertaForMaskedLM.from_pretrained(out).eval()
+device = torch.device(os.environ.get("DEVICE", "cpu"))
+model = XLMRobertaForMaskedLM.from_pretrained(out).eval().to(device)
 tok = Tokenizer.from_file(os.path.join(out, "tokenizer.json"))
 BOS, PAD, EOS, MASK = (tok.token_to_id(t) for t in ("<s>", "<pad>", "</s>", "<mask>"))
 MAX_LEN = model.config.max_position_embeddings - 2  # RoBERTa positions start at pad + 1
@@ -77,7 +78,7 @@ for i in range(0, len(canvases), batch):
     chunk = canvases[i:i + batch]
     canv = pad_rows([c for c, _ in chunk], PAD)
     gen = torch.tensor([g + [False] * (canv.shape[1] - len(g)) for _, g in chunk])
-    batches.append((canv, gen))
+    batches.append((canv.to(device), gen.to(device)))
 
 
 def logits_of(tokens):
@@ -104,9 +105,9 @@ def bench(ctx):
 
 
 f32_s, f32_out = bench(contextlib.nullcontext)
-bf16_s, bf16_out = bench(lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+bf16_s, bf16_out = bench(lambda: torch.autocast(device.type, dtype=torch.bfloat16))
 print(json.dumps({
-    "impl": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
+    "impl": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device),
     "attention": model.config._attn_implementation, "prompts": prompts, "batch": batch, "steps": steps,
     "tokens": sum(sum(g) for _, g in canvases), "f32_s": f32_s, "bf16_s": bf16_s,
     "canvases": [c for c, _ in canvases], "f32_outputs": f32_out, "bf16_outputs": bf16_out,

@@ -10,13 +10,13 @@ cd "$(dirname "$0")/../.."
 dir=${BENCH_DIR:-/tmp/dlm-bench-bert-base}
 repeats=${REPEATS:-5}
 shape=${SHAPE:-8 64 64}
-bash scripts/bench/build.sh # before measuring
+[ -n "${BIN:-}" ] || bash scripts/bench/build.sh # before measuring (BIN: prebuilt examples)
 [ -f "$dir/config.json" ] || ${PYTHON:-python3} scripts/bench/forward_torch.py "$dir" 1 > /dev/null
 bash scripts/bench/machine.sh
 # shellcheck disable=SC2086
 py=$(${PYTHON:-python3} scripts/bench/train_torch.py $shape "$repeats" | tail -1)
 # shellcheck disable=SC2086
-rs=$(target/release/examples/train_bench "$dir" $shape "$repeats")
+rs=$(${BIN:-target/release/examples}/train_bench "$dir" $shape "$repeats")
 bash scripts/bench/machine.sh | tail -1
 echo "$py"; echo "$rs"
 python3 - "$py" "$rs" <<'PY'

@@ -4,14 +4,16 @@ positions weighted by T-(t-1), per-row normalisation, /2B) on a BERT-base-shaped
 BertForMaskedLM (random weights, dropout on), batch B x (prompt P + response R) tokens,
 AdamW(betas 0.9/0.98, wd 0.01). The vocabulary projection runs only at masked positions,
 as dlm does. Prints one JSON line: median seconds per step and tokens/s, fp32 and bf16
-autocast. Usage: python train_torch.py [B P R REPEATS]"""
-import contextlib, json, statistics, sys, time
+autocast, on DEVICE (env: cpu, the default, or cuda). Usage: python train_torch.py [B P R REPEATS]"""
+import contextlib, json, os, statistics, sys, time
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
 B, P, R, repeats = (int(x) for x in (sys.argv[1:5] if len(sys.argv) > 4 else (8, 64, 64, 5)))
 T, MASK = 50, 103
 torch.manual_seed(0)
+device = torch.device(os.environ.get("DEVICE", "cpu"))
+torch.set_default_device(device)
 model = BertForMaskedLM(BertConfig()).train()
 opt = torch.optim.AdamW(model.parameters(), lr=5e-5, betas=(0.9, 0.98), weight_decay=0.01)
 x = torch.randint(1000, 30000, (B, P + R))
@@ -48,14 +50,15 @@ def bench(ctx):
         loss.backward()
         opt.step()
         opt.zero_grad()
+        loss.item()  # waits for the device
         if i:  # first step warms up
             times.append(time.perf_counter() - t)
     return statistics.median(times)
 
 
 f32 = bench(contextlib.nullcontext)
-bf16 = bench(lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+bf16 = bench(lambda: torch.autocast(device.type, dtype=torch.bfloat16))
 tokens = B * (P + R)
 print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
-                  "batch": [B, P, R], "f32_s": f32, "bf16_s": bf16,
+                  "device": str(device), "batch": [B, P, R], "f32_s": f32, "bf16_s": bf16,
                   "f32_tokens_per_s": tokens / f32, "bf16_tokens_per_s": tokens / bf16}))

@@ -5,6 +5,7 @@
 //! time in file order. After one warm-up batch, the whole set is run REPEATS times per
 //! dtype; prints one JSON line with the median seconds per run in f32 and bf16, the number
 //! of generated tokens, and the canvases and f32/bf16 outputs (generated ids per prompt).
+//! The model runs on the device `DEVICE` names (env: cpu, the default, or cuda[:N]).
 //! Usage: cargo run --release -p dlm-diffusion --example sample_bench -- \
 //!        MODEL_DIR DATA.jsonl [PROMPTS] [BATCH] [STEPS] [REPEATS]
 
@@ -127,11 +128,13 @@ fn main() -> AnyResult<()> {
     let canvases = canvases(&tokenizer, data, n, config.max_sequence_length())?;
     let mut timings = Vec::new();
     let mut outputs = Vec::new();
+    let device = dlm_models::device_from_env("DEVICE")?;
     for dtype in [DType::F32, DType::BF16] {
         let model = Backbone::load(
             dir,
             &LoadOptions {
                 dtype,
+                device: device.clone(),
                 ..LoadOptions::default()
             },
         )?;

@@ -1,7 +1,8 @@
 //! Golden tests against the plain PyTorch transcription of the released implementation
 //! (scripts/reference/diffusion_fixtures.py) on the tiny random XLM-R checkpoint: the
 //! schedule's unmask counts, the SPEC §3 loss for fixed masks and timesteps, sampler
-//! trajectories step by step, and the length predictor with a length beam.
+//! trajectories step by step, and the length predictor with a length beam. The model runs
+//! on the device `DLM_TEST_DEVICE` names (default cpu; `cuda` on a GPU build).
 
 use dlm_diffusion::{
     Canvas, Corruption, LengthPredictor, LossForm, ObjectiveConfig, RdmWeighting, SamplerConfig, Schedule, SpecialIds,
@@ -21,7 +22,8 @@ fn golden() -> Value {
 }
 
 fn backbone() -> Backbone {
-    Backbone::load(&root().join("../dlm-models/tests/fixtures/tiny-xlmr"), &LoadOptions::default()).expect("tiny-xlmr")
+    let opts = LoadOptions { device: model_device(), ..LoadOptions::default() };
+    Backbone::load(&root().join("../dlm-models/tests/fixtures/tiny-xlmr"), &opts).expect("tiny-xlmr")
 }
 
 fn special(g: &Value) -> SpecialIds {
@@ -178,7 +180,7 @@ fn length_predictor_and_beam_match_reference() {
     let sp = special(&g);
     let l = &g["length"];
     let model = backbone();
-    let predictor = LengthPredictor::load(&root().join("tests/fixtures").join(l["dir"].as_str().expect("dir")), model_device())
+    let predictor = LengthPredictor::load(&root().join("tests/fixtures").join(l["dir"].as_str().expect("dir")), &model_device())
         .expect("length predictor");
     let prefixes: Vec<Vec<u32>> = serde_json::from_value(l["prefixes"].clone()).expect("prefixes");
     let logits = predictor.logits(&model, &prefixes, sp.pad).expect("logits").to_vec2::<f32>().expect("vec");
@@ -201,7 +203,7 @@ fn length_predictor_and_beam_match_reference() {
     }
 }
 
-fn model_device() -> &'static candle_core::Device {
-    static CPU: candle_core::Device = candle_core::Device::Cpu;
-    &CPU
+/// The device `DLM_TEST_DEVICE` names (default cpu; `cuda` on a GPU build).
+fn model_device() -> candle_core::Device {
+    dlm_models::device_from_env("DLM_TEST_DEVICE").expect("DLM_TEST_DEVICE")
 }

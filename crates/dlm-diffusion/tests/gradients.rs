@@ -35,7 +35,8 @@ fn loss_gradients_match_pytorch() {
         pad_id: pad,
     };
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dlm-models/tests/fixtures/tiny-xlmr");
-    let model = Backbone::load(&dir, &LoadOptions { trainable: true, ..LoadOptions::default() }).unwrap();
+    let device = dlm_models::device_from_env("DLM_TEST_DEVICE").unwrap(); // default cpu
+    let model = Backbone::load(&dir, &LoadOptions { trainable: true, device, ..LoadOptions::default() }).unwrap();
     let out = objective_with(&model, &batch, &corruption, &cfg).unwrap();
     assert!((out.metrics.loss - want["loss"].as_f64().unwrap()).abs() < 1e-4);
     let grads = out.loss.backward().unwrap();

@@ -1,9 +1,10 @@
 //! Rust side of the forward benchmark (see scripts/bench/forward.sh): loads the model the
 //! PyTorch side saved, runs batch 8 x 128 through encoder + MLM head, prints one JSON line
-//! with median seconds per forward in f32 and bf16 (or only the dtype named, for profiling).
+//! with median seconds per forward in f32 and bf16 (or only the dtype named, for profiling),
+//! on the device `DEVICE` names (env: cpu, the default, or cuda[:N]).
 //! Usage: cargo run --release -p dlm-models --example forward_bench -- DIR [REPEATS] [f32|bf16]
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use dlm_models::{Backbone, LoadOptions, MaskedLm};
 use std::time::Instant;
 
@@ -13,9 +14,10 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 fn bench(dir: &std::path::Path, dtype: DType, repeats: usize) -> dlm_models::Result<f64> {
-    let model = Backbone::load(dir, &LoadOptions { dtype, ..LoadOptions::default() })?;
+    let device = dlm_models::device_from_env("DEVICE")?;
+    let model = Backbone::load(dir, &LoadOptions { dtype, device: device.clone(), ..LoadOptions::default() })?;
     let ids: Vec<u32> = (0..8 * 128).map(|i| 1000 + (i * 7919 % 29000) as u32).collect();
-    let ids = Tensor::from_vec(ids, (8, 128), &Device::Cpu)?;
+    let ids = Tensor::from_vec(ids, (8, 128), &device)?;
     let mask = ids.ones_like()?;
     model.logits(&ids, &mask)?; // warm-up
     let mut times = Vec::new();

@@ -28,6 +28,18 @@ pub fn parse_device(spec: &str) -> Result<Device> {
         .map_err(|e| invalid(format!("cannot open CUDA device {ordinal}: {e}")))
 }
 
+/// The device the environment variable `var` names (`cpu` when it is unset): how the
+/// benchmarks (`DEVICE`) and the golden tests (`DLM_TEST_DEVICE`) are pointed at a GPU.
+pub fn device_from_env(var: &str) -> Result<Device> {
+    match std::env::var(var) {
+        Ok(spec) => parse_device(&spec).map_err(|e| ModelError::Device {
+            spec: spec.clone(),
+            message: format!("from the environment variable {var}: {e}"),
+        }),
+        Err(_) => Ok(Device::Cpu),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,7 @@ mod weights;
 
 pub use backbone::{Backbone, LoadOptions, ParamCounts};
 pub use config::{Activation, Config, Family};
-pub use device::parse_device;
+pub use device::{device_from_env, parse_device};
 pub use fill_mask::{Prediction, fill_mask};
 pub use error::{ModelError, Result};
 pub use kernels::{AdamWStep, adamw_step, cross_entropy};

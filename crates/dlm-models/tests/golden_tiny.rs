@@ -5,6 +5,7 @@
 //! with a left-padded row; both with sequences long enough for the sliding window) equal
 //! those of `transformers` on padded batches.
 //! Fixtures: scripts/reference/make_tiny_models.py, scripts/reference/make_tiny_modernbert.py.
+//! The models run on the device `DLM_TEST_DEVICE` names (default cpu; `cuda` on a GPU build).
 
 use candle_core::{DType, Device, Tensor};
 use dlm_models::{Backbone, LoadOptions, MaskedLm};
@@ -19,6 +20,10 @@ const MODELS: [&str; 7] = [
     "tiny-modernbert",
     "tiny-modernbert-biased",
 ];
+
+fn device() -> Device {
+    dlm_models::device_from_env("DLM_TEST_DEVICE").unwrap()
+}
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
@@ -36,7 +41,7 @@ fn golden(name: &str) -> Golden {
     let g: serde_json::Value = serde_json::from_str(&text).unwrap();
     let ints = |k: &str| -> Tensor {
         let rows: Vec<Vec<u32>> = serde_json::from_value(g[k].clone()).unwrap();
-        Tensor::new(rows, &Device::Cpu).unwrap()
+        Tensor::new(rows, &device()).unwrap()
     };
     let floats = |k: &str| -> Tensor {
         let x: Vec<Vec<Vec<f32>>> = serde_json::from_value(g[k].clone()).unwrap();
@@ -47,6 +52,7 @@ fn golden(name: &str) -> Golden {
 
 /// max |a - b| over the positions where `mask` is 1 (padding outputs are unspecified).
 fn max_diff(a: &Tensor, b: &Tensor, mask: &Tensor) -> f32 {
+    let (a, mask) = (a.to_device(&Device::Cpu).unwrap(), mask.to_device(&Device::Cpu).unwrap());
     let m = mask.to_dtype(DType::F32).unwrap().unsqueeze(2).unwrap();
     let d = (a.to_dtype(DType::F32).unwrap() - b).unwrap().abs().unwrap().broadcast_mul(&m).unwrap();
     d.flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
@@ -56,7 +62,7 @@ fn max_diff(a: &Tensor, b: &Tensor, mask: &Tensor) -> f32 {
 fn f32_logits_match_transformers() {
     for name in MODELS {
         let g = golden(name);
-        let model = Backbone::load(&fixture(name), &LoadOptions::default()).unwrap();
+        let model = Backbone::load(&fixture(name), &LoadOptions { device: device(), ..LoadOptions::default() }).unwrap();
         let hidden = model.encode(&g.ids, &g.mask).unwrap();
         let logits = model.project(&hidden).unwrap();
         assert_eq!(logits.dims(), g.logits.dims(), "{name}");
@@ -69,7 +75,7 @@ fn f32_logits_match_transformers() {
 fn bf16_logits_track_f32() {
     for name in MODELS {
         let g = golden(name);
-        let opts = LoadOptions { dtype: DType::BF16, ..LoadOptions::default() };
+        let opts = LoadOptions { dtype: DType::BF16, device: device(), ..LoadOptions::default() };
         let model = Backbone::load(&fixture(name), &opts).unwrap();
         let logits = model.logits(&g.ids, &g.mask).unwrap();
         assert_eq!(logits.dtype(), DType::BF16);

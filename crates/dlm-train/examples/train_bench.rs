@@ -4,7 +4,8 @@
 //! CE weighted by T-(t-1), per-row normalisation, /2B), backward and dlm-train's AdamW (betas 0.9/0.98, wd 0.01, f32 moments and masters), on the
 //! BERT-base-shaped model the PyTorch forward benchmark saved, dropout on. Mirrors
 //! scripts/bench/train_torch.py. Prints one JSON line: median seconds per step (the first
-//! step is a warm-up), f32 and bf16 (or only the dtype named, for profiling).
+//! step is a warm-up), f32 and bf16 (or only the dtype named, for profiling), on the device
+//! `DEVICE` names (env: cpu, the default, or cuda[:N]).
 //! Usage: cargo run --release -p dlm-train --example train_bench -- DIR [B P R REPEATS [f32|bf16]]
 
 use candle_core::DType;
@@ -24,7 +25,8 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 fn bench(dir: &std::path::Path, dtype: DType, (b, p, r, repeats): (usize, usize, usize, usize)) -> anyhow::Result<f64> {
-    let model = Backbone::load(dir, &LoadOptions { dtype, trainable: true, ..LoadOptions::default() })?;
+    let device = dlm_models::device_from_env("DEVICE")?;
+    let model = Backbone::load(dir, &LoadOptions { dtype, device: device.clone(), trainable: true, ..LoadOptions::default() })?;
     let vars: Vec<_> = model.params().vars().to_vec();
     let mut opt = AdamW::new(vars.clone(), AdamWConfig { betas: [0.9, 0.98], eps: 1e-8, weight_decay: 0.01 })?;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -41,6 +43,7 @@ fn bench(dir: &std::path::Path, dtype: DType, (b, p, r, repeats): (usize, usize,
         let store = out.loss.backward()?;
         let grads: Vec<_> = vars.iter().map(|(_, v)| store.get(v).cloned()).collect();
         opt.step(&grads, 5e-5)?;
+        device.synchronize()?; // a GPU runs the step asynchronously
         if i > 0 {
             times.push(t.elapsed().as_secs_f64());
         }
