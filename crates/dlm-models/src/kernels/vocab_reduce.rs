@@ -11,7 +11,8 @@
 //! chunked exactly as the plain path chunks them.) Each block's logits + decoder bias
 //! (rounded to bf16 first when the model runs in bf16, as the plain path's bf16 add does)
 //! are reduced at once, in f32 and in parallel over rows, into a running max and a sum
-//! of `exp(x − max)` rescaled when the max grows (the online log-sum-exp). Memory is `PROJECT_ROWS × BLOCK` f32 (4 MiB).
+//! of `exp(x − max)` rescaled when the max grows (the online log-sum-exp). Memory is the
+//! block's logits, `PROJECT_ROWS × BLOCK` f32 (4 MiB), and one row of scratch per task.
 //!
 //! Ties follow the plain path exactly: it picks the first index whose *log-probability*
 //! `fl(fl(x − m) − L)` equals the maximum `−L` (`m` the max logit, `L = ln Σ exp(x − m)`),
@@ -65,28 +66,31 @@ pub(crate) fn project_argmax(x: &Tensor, weight: &Tensor, bias: &Tensor, exclude
 /// [`project_argmax`] for logits of element type `E`; `bias` `[vocab]` in f32.
 fn reduce<E: Elem>(x: &Tensor, weight: &Tensor, bias: &[f32], excluded: u32) -> Result<Vec<(u32, f32)>> {
     let (n, v) = (x.dim(0)?, bias.len());
-    let mut out = Vec::with_capacity(n);
-    let mut buf = vec![0f32; PROJECT_ROWS.min(n) * BLOCK.min(v)];
-    for r0 in (0..n).step_by(PROJECT_ROWS) {
-        let rows = PROJECT_ROWS.min(n - r0);
-        let xr = x.narrow(0, r0, rows)?; // [rows, h]
-        let mut states = vec![RowReduction::new(); rows];
-        for (c0, cols) in blocks(v) {
-            let logits = kernels::matmul(&xr, &weight.narrow(0, c0, cols)?.t()?)?; // [rows, cols]
-            let block_bias = &bias[c0..c0 + cols];
-            let skip = (excluded as usize).checked_sub(c0).filter(|&e| e < cols);
+    let mut states = vec![RowReduction::new(); n];
+    // Vocabulary blocks outside, row chunks inside: a block's weights (2 MiB at hidden 128,
+    // 12 MiB at 768) are packed by every chunk's product while they are still in cache.
+    for (c0, cols) in blocks(v) {
+        let w = weight.narrow(0, c0, cols)?.t()?; // [h, cols]
+        let block_bias = &bias[c0..c0 + cols];
+        let skip = (excluded as usize).checked_sub(c0).filter(|&e| e < cols);
+        for (r0, chunk) in (0..n).step_by(PROJECT_ROWS).zip(states.chunks_mut(PROJECT_ROWS)) {
+            let rows = chunk.len();
+            let logits = kernels::matmul(&x.narrow(0, r0, rows)?, &w)?; // [rows, cols]
             vector::with_elems::<E, _>(&logits, "vocab-reduce", |logits| {
                 let per_task = vector::rows_per_task(rows, cols);
-                let tasks = states.par_iter_mut().zip(buf.par_chunks_mut(cols)).enumerate().with_min_len(per_task);
-                tasks.for_each(|(i, (state, row))| {
-                    vectorised(#[inline(always)] || state.push(&logits[i * cols..(i + 1) * cols], block_bias, skip, row, c0))
-                });
+                let tasks = chunk.par_iter_mut().enumerate().with_min_len(per_task);
+                // One row of scratch per task, reused row after row (it stays in L1).
+                tasks.for_each_init(
+                    || vec![0f32; cols],
+                    |row, (i, state)| {
+                        vectorised(#[inline(always)] || state.push(&logits[i * cols..(i + 1) * cols], block_bias, skip, row, c0))
+                    },
+                );
                 Ok(())
             })?;
         }
-        out.extend(states.iter().map(RowReduction::finish));
     }
-    Ok(out)
+    Ok(states.iter().map(RowReduction::finish).collect())
 }
 
 /// `(first column, columns)` of the vocabulary blocks: `⌈v / BLOCK⌉` blocks of equal size
@@ -230,12 +234,12 @@ mod tests {
         }
     }
 
-    /// A vocabulary of 50,000 (blocks do not divide it), 37 rows, the excluded id in the
-    /// first, a middle and the last block, and on the argmax itself: tokens identical,
-    /// log p within 1e-5, in f32 and in bf16.
+    /// A vocabulary of 50,000 (blocks do not divide it), two row chunks (the second of 5
+    /// rows), the excluded id in the first, a middle and the last block, and on the argmax
+    /// itself: tokens identical, log p within 1e-5, in f32 and in bf16.
     #[test]
     fn equals_the_plain_path_on_a_real_sized_vocabulary() {
-        let (n, h, v) = (37, 64, 50_000);
+        let (n, h, v) = (PROJECT_ROWS + 5, 64, 50_000);
         for dtype in [DType::F32, DType::BF16] {
             let x = random((n, h), 1.0, 4, dtype);
             let w = random((v, h), 0.5, 5, dtype);
