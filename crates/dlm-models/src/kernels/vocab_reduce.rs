@@ -4,7 +4,8 @@
 //!
 //! The decoder GEMM runs in blocks of about [`BLOCK`] vocabulary columns through the same
 //! product as the plain path ([`kernels::matmul`] on a narrowed `[block, hidden]` view of
-//! the weight), on the same row chunks ([`PROJECT_ROWS`]), so each logit is the same dot
+//! the weight), on the same row chunks ([`PROJECT_ROWS`]; blocks outside, chunks inside,
+//! so a block's weights are packed by each chunk while still in cache), so each logit is the same dot
 //! product in the same K order: bitwise the plain logit. (The f32 GEMM picks other K
 //! blockings for products under 65 columns or 257 elements and a GEMV for one row, so
 //! the blocks are made equal in size, never narrower than `BLOCK / 2`, and the rows are
