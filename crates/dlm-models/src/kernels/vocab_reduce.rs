@@ -64,29 +64,97 @@ pub(crate) fn project_argmax(x: &Tensor, weight: &Tensor, bias: &Tensor, exclude
         )
     }
     let bias: Vec<f32> = bias.to_dtype(DType::F32)?.to_vec1()?;
+    let n = x.dim(0)?;
     match x.dtype() {
-        DType::F32 => reduce::<f32>(x, weight, &bias, excluded),
-        DType::BF16 => reduce::<bf16>(x, weight, &bias, excluded),
+        DType::F32 if weight.is_contiguous() => vector::with_elems::<f32, _>(x, "vocab-reduce", |xs| {
+            vector::with_elems::<f32, _>(weight, "vocab-reduce", |ws| {
+                let mut buf = Vec::new();
+                reduce::<f32>(n, &bias, excluded, |(r0, rows), (c0, cols), fold| {
+                    fold(f32_logits(&xs[r0 * h..(r0 + rows) * h], &ws[c0 * h..(c0 + cols) * h], h, &mut buf))
+                })
+            })
+        }),
+        DType::F32 => reduce::<f32>(n, &bias, excluded, |r, c, fold| matmul_logits(x, weight, r, c, fold)),
+        DType::BF16 => reduce::<bf16>(n, &bias, excluded, |r, c, fold| matmul_logits(x, weight, r, c, fold)),
         dtype => candle_core::bail!("vocab-reduce: dtype {dtype:?}, expected f32 or bf16"),
     }
 }
 
-/// [`project_argmax`] for logits of element type `E`; `bias` `[vocab]` in f32.
-fn reduce<E: Elem>(x: &Tensor, weight: &Tensor, bias: &[f32], excluded: u32) -> Result<Vec<(u32, f32)>> {
-    let (n, v) = (x.dim(0)?, bias.len());
+/// The logits of rows `r0..r0 + rows` of `x` and vocabulary columns `c0..c0 + cols`
+/// through [`kernels::matmul`] on narrowed views, handed to `fold`.
+fn matmul_logits<E: Elem>(
+    x: &Tensor,
+    weight: &Tensor,
+    (r0, rows): (usize, usize),
+    (c0, cols): (usize, usize),
+    fold: &mut dyn FnMut(&[E]) -> Result<()>,
+) -> Result<()> {
+    let logits = kernels::matmul(&x.narrow(0, r0, rows)?, &weight.narrow(0, c0, cols)?.t()?)?; // [rows, cols]
+    vector::with_elems::<E, _>(&logits, "vocab-reduce", |logits| fold(logits))
+}
+
+/// `x · wᵀ` `[rows, cols]` for `x` `[rows, h]` and `w` `[cols, h]` (row-major), into
+/// `buf`: the very `gemm` call candle's f32 matmul makes for these operands (so bitwise
+/// its result), without the zeroed fresh output candle allocates for every product (5% of
+/// a batched serving step).
+fn f32_logits<'b>(x: &[f32], w: &[f32], h: usize, buf: &'b mut Vec<f32>) -> &'b [f32] {
+    let (rows, cols) = (x.len() / h, w.len() / h);
+    buf.clear();
+    buf.reserve(rows * cols);
+    let threads = candle_core::utils::get_num_threads();
+    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    // SAFETY: dst has room for rows × cols (reserved above) and gemm writes every element
+    // without reading it (read_dst false); x is [rows, h] and w [cols, h], both row-major,
+    // so every index gemm forms from these strides is in bounds.
+    unsafe {
+        gemm::gemm(
+            rows,
+            cols,
+            h,
+            buf.as_mut_ptr(),
+            1,
+            cols as isize,
+            false,
+            x.as_ptr(),
+            1,
+            h as isize,
+            w.as_ptr(),
+            h as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+        buf.set_len(rows * cols);
+    }
+    buf
+}
+
+/// [`project_argmax`] over logits of element type `E`, `n` rows; `bias` `[vocab]` in f32.
+/// `product((r0, rows), (c0, cols), fold)` computes the logits of rows `r0..r0 + rows` and
+/// columns `c0..c0 + cols` and hands them to `fold`.
+fn reduce<E: Elem>(
+    n: usize,
+    bias: &[f32],
+    excluded: u32,
+    mut product: impl FnMut((usize, usize), (usize, usize), &mut dyn FnMut(&[E]) -> Result<()>) -> Result<()>,
+) -> Result<Vec<(u32, f32)>> {
+    let v = bias.len();
     let chunks = row_chunks(n);
     let mut states = vec![RowReduction::new(); n];
     // Vocabulary blocks outside, row chunks inside: a block's weights are packed by every
     // chunk's product while they are still in cache.
     for (c0, cols) in blocks(v) {
-        let w = weight.narrow(0, c0, cols)?.t()?; // [h, cols]
         let block_bias = &bias[c0..c0 + cols];
         let skip = (excluded as usize).checked_sub(c0).filter(|&e| e < cols);
         for &(r0, rows) in &chunks {
-            let logits = kernels::matmul(&x.narrow(0, r0, rows)?, &w)?; // [rows, cols]
-            vector::with_elems::<E, _>(&logits, "vocab-reduce", |logits| {
+            let states = &mut states[r0..r0 + rows];
+            product((r0, rows), (c0, cols), &mut |logits: &[E]| {
                 let per_task = vector::rows_per_task(rows, cols);
-                let tasks = states[r0..r0 + rows].par_iter_mut().enumerate().with_min_len(per_task);
+                let tasks = states.par_iter_mut().enumerate().with_min_len(per_task);
                 // One row of scratch per task, reused row after row (it stays in L1).
                 tasks.for_each_init(
                     || vec![0f32; cols],
@@ -255,6 +323,22 @@ mod tests {
                     assert!(same, "{dtype:?}, {rows} rows: block {c0}+{cols} differs from the full product");
                 }
             }
+        }
+    }
+
+    /// The head's own f32 product is bitwise candle's matmul of the same views, for one
+    /// row (GEMV), a few rows and a tall chunk.
+    #[test]
+    fn f32_logits_are_bitwise_candles_product() {
+        for rows in [1, 7, PROJECT_ROWS + 3] {
+            let (x, w) = (random((rows, 96), 1.0, 13, DType::F32), random((3000, 96), 1.0, 14, DType::F32));
+            let (c0, cols) = (700, 2100);
+            let candle = kernels::matmul(&x, &w.narrow(0, c0, cols).unwrap().t().unwrap()).unwrap();
+            let candle: Vec<u32> = candle.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect();
+            let (xs, ws) = (x.flatten_all().unwrap().to_vec1::<f32>().unwrap(), w.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            let mut buf = Vec::new();
+            let ours: Vec<u32> = f32_logits(&xs, &ws[c0 * 96..(c0 + cols) * 96], 96, &mut buf).iter().map(|v| v.to_bits()).collect();
+            assert!(ours == candle, "{rows} rows: the head's product differs from candle's");
         }
     }
 
