@@ -60,7 +60,7 @@ export LIBRARY_PATH=$home/lib${LIBRARY_PATH:+:$LIBRARY_PATH}
 export LD_LIBRARY_PATH=$home/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/cuda}
-nvcc --version | tail -2
+nvcc --version | tail -2 >&2 # stderr: --exec commands may write machine-readable stdout
 [ "${1:-}" != --toolkit-only ] || exit 0
 if [ "${1:-}" = --exec ]; then
     shift

@@ -35,10 +35,8 @@ bundle)
     done
     # test binaries under their target names (dlm_models for the library's unit tests)
     python3 - .gpu/tests.json <<'PY'
-import json, shutil, subprocess, sys
+import json, subprocess, sys
 for line in open(sys.argv[1]):
-    if not line.startswith("{"):
-        continue  # build-cuda.sh's nvcc version
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         subprocess.run(["strip", "-o", f".gpu/bin/test-{m['target']['name']}", m["executable"]], check=True)

@@ -53,7 +53,7 @@ stop() { # SIGTERM, and the exit status must be 0
 
 health() { curl -s -o /dev/null -w '%{http_code}' "http://$addr/health"; }
 
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) CPUs)"
+bash scripts/bench/machine.sh # CPU model, AMX/AVX-512 flags, load before
 echo "model: $model; request: $BODY"
 echo
 echo "| batching | clients | requests | ok/s | p50 s | p99 s | statuses |"
@@ -89,3 +89,4 @@ PY
 echo "health after the flood: $(health)"
 echo "server peak memory: $(sed -n 's/^VmHWM: *//p' "/proc/$pid/status")"
 stop
+bash scripts/bench/machine.sh | tail -1 # load after

@@ -4,6 +4,8 @@
 
 use crate::error::{ModelError, Result};
 use candle_core::Device;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
 
 /// Opens the device `spec` names: `cpu`, `cuda` (= `cuda:0`) or `cuda:N`.
 pub fn parse_device(spec: &str) -> Result<Device> {
@@ -30,14 +32,22 @@ pub fn parse_device(spec: &str) -> Result<Device> {
 
 /// The device the environment variable `var` names (`cpu` when it is unset): how the
 /// benchmarks (`DEVICE`) and the golden tests (`DLM_TEST_DEVICE`) are pointed at a GPU.
+/// Each spec is opened once per process and handed out again after that: every
+/// `Device::new_cuda` is a device of its own to candle, and tensors on two of them cannot
+/// meet in one op.
 pub fn device_from_env(var: &str) -> Result<Device> {
-    match std::env::var(var) {
-        Ok(spec) => parse_device(&spec).map_err(|e| ModelError::Device {
-            spec: spec.clone(),
-            message: format!("from the environment variable {var}: {e}"),
-        }),
-        Err(_) => Ok(Device::Cpu),
+    static OPENED: Mutex<BTreeMap<String, Device>> = Mutex::new(BTreeMap::new());
+    let Ok(spec) = std::env::var(var) else { return Ok(Device::Cpu) };
+    let mut opened = OPENED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(device) = opened.get(&spec) {
+        return Ok(device.clone());
     }
+    let device = parse_device(&spec).map_err(|e| ModelError::Device {
+        spec: spec.clone(),
+        message: format!("from the environment variable {var}: {e}"),
+    })?;
+    opened.insert(spec, device.clone());
+    Ok(device)
 }
 
 #[cfg(test)]
@@ -47,6 +57,15 @@ mod tests {
     #[test]
     fn cpu_is_the_cpu() {
         assert!(parse_device("cpu").unwrap().is_cpu());
+    }
+
+    #[test]
+    fn environment_devices_default_to_the_cpu_and_name_the_variable() {
+        assert!(device_from_env("DLM_TEST_UNSET_DEVICE_VARIABLE").unwrap().is_cpu());
+        // SAFETY: this variable is read by this test alone.
+        unsafe { std::env::set_var("DLM_TEST_BAD_DEVICE_VARIABLE", "gpu") };
+        let err = device_from_env("DLM_TEST_BAD_DEVICE_VARIABLE").unwrap_err().to_string();
+        assert!(err.contains("DLM_TEST_BAD_DEVICE_VARIABLE") && err.contains("expected cpu, cuda or cuda:N"), "{err}");
     }
 
     #[test]

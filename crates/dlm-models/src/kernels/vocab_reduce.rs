@@ -12,7 +12,7 @@
 //! [`GEMM_ROWS`] rows tall, 4 of the plain path's [`PROJECT_ROWS`] chunks, and a row the
 //! plain path projects alone is projected alone.) Blocks are the outer loop and row
 //! chunks the inner one, so a block's weights are packed for each product while they are
-//! still in cache; taller products pack them less often (11% more batched serving
+//! still in cache; taller products pack them less often (9% more batched serving
 //! throughput than 256-row products). Each block's logits + decoder bias
 //! (rounded to bf16 first when the model runs in bf16, as the plain path's bf16 add does)
 //! are reduced at once, in f32 and in parallel over rows, into a running max and a sum
@@ -370,12 +370,13 @@ mod tests {
         }
     }
 
-    /// A vocabulary of 50,000 (blocks do not divide it), two row chunks (the second of 5
-    /// rows), the excluded id in the first, a middle and the last block, and on the argmax
-    /// itself: tokens identical, log p within 1e-5, in f32 and in bf16.
+    /// A vocabulary of 50,000 (blocks do not divide it), two row chunks (the second a lone
+    /// row, projected by the GEMV path), the excluded id in the first, a middle and the
+    /// last block, and on the argmax itself: tokens identical, log p within 1e-5, in f32
+    /// and in bf16.
     #[test]
     fn equals_the_plain_path_on_a_real_sized_vocabulary() {
-        let (n, h, v) = (PROJECT_ROWS + 5, 64, 50_000);
+        let (n, h, v) = (PROJECT_ROWS + 1, 64, 50_000);
         for dtype in [DType::F32, DType::BF16] {
             let x = random((n, h), 1.0, 4, dtype);
             let w = random((v, h), 0.5, 5, dtype);
