@@ -1,8 +1,8 @@
 //! Self-attention in one op per (sequence, head), straight from the fused Q/K/V product,
-//! with its backward pass. `[batch, heads, L, L]` scores are never materialised: the
-//! forward walks the keys in blocks of KB with an online softmax (running max and sum,
-//! FlashAttention's recurrence); the backward recomputes one query row of probabilities
-//! at a time.
+//! with its backward pass. `[batch, heads, L, L]` is never materialised: a task holds the
+//! scores of one block of at most [`QB`] query rows against every key, `[QB, s]` f32, and
+//! computes them, and everything multiplied by them, as f32 GEMMs on slices
+//! ([`f32_gemm`]); only the softmax and the dropout are row loops.
 //!
 //! ```text
 //! qkv: [b, s, 3h] = q | k | v, head n in columns n·d..(n+1)·d of each; bias: [b, 1, 1 or s, s]
@@ -12,16 +12,18 @@
 //! ```
 //! The dropout mask is drawn at the index the `[b, heads, s, s]` probabilities would have,
 //! so it equals the composed path's (`MaskedSoftmax` then two products). All sums are in
-//! f32 whatever the storage dtype.
+//! f32 whatever the storage dtype. A row whose keys are all masked with −∞ gives NaN, as
+//! the composed softmax does.
 
 use super::dropout::DropMask;
+use super::f32_gemm::{Threads, View, product};
 use super::vector::{self, BackendStorage, Elem, exp};
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use half::bf16;
 use rayon::prelude::*;
 
-/// Keys per block of the online softmax.
-const KB: usize = 128;
+/// Query rows per block: a block's scores are `[QB, s]` f32.
+const QB: usize = 128;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Attention {
@@ -71,38 +73,21 @@ impl Geometry {
     }
 }
 
-/// Head `head` of part `part` of sequence `n` as f32: `[s][d]`, and transposed `[d][s]`
-/// when `transposed`.
+/// Head `head` of sequence `n` as f32 `[s][d]`: of part `part` of `qkv` (row stride
+/// `3h`), or of a `[b, s, h]` tensor when `part` is `None`.
 #[inline(always)]
-fn gather<E: Elem>(qkv: &[E], g: Geometry, (n, head, part): (usize, usize, usize), transposed: bool) -> Vec<f32> {
-    let (s, d) = (g.s, g.d);
-    let mut out = vec![0f32; s * d];
-    let rows = qkv[g.at(n, part, head, 0)..].chunks(3 * g.h).take(s).map(|row| &row[..d]);
-    if transposed {
-        for (i, row) in rows.enumerate() {
-            for (o, x) in out[i..].iter_mut().step_by(s).zip(row) {
-                *o = x.get();
-            }
-        }
-    } else {
-        for (o, row) in out.chunks_exact_mut(d).zip(rows) {
-            for (o, x) in o.iter_mut().zip(row) {
-                *o = x.get();
-            }
+fn gather<E: Elem>(x: &[E], g: Geometry, (n, head, part): (usize, usize, Option<usize>)) -> Vec<f32> {
+    let (start, stride) = match part {
+        Some(part) => (g.at(n, part, head, 0), 3 * g.h),
+        None => ((n * g.s) * g.h + head * g.d, g.h),
+    };
+    let mut out = vec![0f32; g.s * g.d];
+    for (o, row) in out.chunks_exact_mut(g.d).zip(x[start..].chunks(stride)) {
+        for (o, x) in o.iter_mut().zip(&row[..g.d]) {
+            *o = x.get();
         }
     }
     out
-}
-
-/// `out[j] = Σt x[t]·yt[t][j0 + j]` for `yt`: `[d][s]` (one row against a block of keys).
-#[inline(always)]
-fn row_times(x: &[f32], yt: &[f32], s: usize, j0: usize, out: &mut [f32]) {
-    out.fill(0.0);
-    for (t, &xt) in x.iter().enumerate() {
-        for (o, &y) in out.iter_mut().zip(&yt[t * s + j0..]) {
-            *o += xt * y;
-        }
-    }
 }
 
 impl Attention {
@@ -111,54 +96,54 @@ impl Attention {
         qkv.contiguous()?.apply_op2(&bias.contiguous()?, *self)
     }
 
+    /// The dropout factors of the `f.len()` probabilities from index `base` on (all 1
+    /// without dropout).
     #[inline(always)]
-    fn factor(&self, i: usize) -> f32 {
-        self.drop.map_or(1.0, |d| d.factor(i))
+    fn factors(&self, base: usize, f: &mut [f32]) {
+        match self.drop {
+            Some(drop) => f.iter_mut().enumerate().for_each(|(j, x)| *x = drop.factor(base + j)),
+            None => f.fill(1.0),
+        }
+    }
+
+    /// Row `i` of sequence `n`'s scores `q·kᵀ` → `exp(scale·x + bias − max)` in place;
+    /// returns the row's `Σ exp`.
+    #[inline(always)]
+    fn exp_row<E: Elem>(&self, row: &mut [f32], brow: &[E]) -> f32 {
+        for (x, b) in row.iter_mut().zip(brow) {
+            *x = self.scale * *x + b.get();
+        }
+        let max = vector::lane_max(row, |x| x);
+        for x in row.iter_mut() {
+            *x = exp(*x - max);
+        }
+        vector::lane_sum(row, |x| x)
     }
 
     /// One (sequence, head): its `[s][d]` outputs.
     #[inline(always)]
     fn fwd_head<E: Elem>(&self, qkv: &[E], bias: &[E], g: Geometry, (n, head): (usize, usize)) -> Vec<f32> {
         let (s, d) = (g.s, g.d);
-        let kt = gather(qkv, g, (n, head, 1), true); // [d][s]
-        let v = gather(qkv, g, (n, head, 2), false); // [s][d]
+        let (q, k, v) = (gather(qkv, g, (n, head, Some(0))), gather(qkv, g, (n, head, Some(1))), gather(qkv, g, (n, head, Some(2))));
         let mut out = vec![0f32; s * d];
-        let (mut q, mut sc) = (vec![0f32; d], vec![0f32; KB.min(s)]);
-        for (i, acc) in out.chunks_mut(d).enumerate() {
-            for (x, y) in q.iter_mut().zip(&qkv[g.at(n, 0, head, i)..][..d]) {
-                *x = y.get();
+        let (mut scores, mut f, mut inv) = (vec![0f32; QB.min(s) * s], vec![0f32; s], vec![0f32; QB.min(s)]);
+        for i0 in (0..s).step_by(QB) {
+            let qb = QB.min(s - i0);
+            let p = &mut scores[..qb * s]; // [qb, s]
+            product(p, s, View::rows(&q[i0 * d..(i0 + qb) * d], qb, d), View::rows(&k, s, d).t(), false, Threads::One);
+            for (r, row) in p.chunks_exact_mut(s).enumerate() {
+                inv[r] = 1.0 / self.exp_row(row, g.bias_row(bias, n, i0 + r));
+                self.factors(g.prob_index(n, head, i0 + r), &mut f);
+                for (x, f) in row.iter_mut().zip(&f) {
+                    *x *= f;
+                }
             }
-            let (brow, base) = (g.bias_row(bias, n, i), g.prob_index(n, head, i));
-            let (mut m, mut l) = (f32::NEG_INFINITY, 0f32);
-            for j0 in (0..s).step_by(KB) {
-                let sc = &mut sc[..KB.min(s - j0)];
-                row_times(&q, &kt, s, j0, sc);
-                for (x, b) in sc.iter_mut().zip(&brow[j0..]) {
-                    *x = self.scale * *x + b.get();
+            let o = &mut out[i0 * d..(i0 + qb) * d]; // [qb, d] = p̃·v, then / Σ exp
+            product(o, d, View::rows(p, qb, s), View::rows(&v, s, d), false, Threads::One);
+            for (row, inv) in o.chunks_exact_mut(d).zip(&inv) {
+                for x in row.iter_mut() {
+                    *x *= inv;
                 }
-                let m_new = m.max(vector::lane_max(sc, |x| x));
-                if m_new == f32::NEG_INFINITY {
-                    continue; // every key so far masked with −∞: no weight yet
-                }
-                let alpha = if m == f32::NEG_INFINITY { 0.0 } else { exp(m - m_new) };
-                for x in sc.iter_mut() {
-                    *x = exp(*x - m_new);
-                }
-                l = l * alpha + vector::lane_sum(sc, |x| x);
-                for a in acc.iter_mut() {
-                    *a *= alpha;
-                }
-                for (j, &e) in sc.iter().enumerate() {
-                    let p = e * self.factor(base + j0 + j);
-                    for (a, &vt) in acc.iter_mut().zip(&v[(j0 + j) * d..(j0 + j + 1) * d]) {
-                        *a += p * vt;
-                    }
-                }
-                m = m_new;
-            }
-            let inv = 1.0 / l;
-            for a in acc.iter_mut() {
-                *a *= inv;
             }
         }
         out
@@ -168,46 +153,36 @@ impl Attention {
     #[inline(always)]
     fn bwd_head<E: Elem>(&self, qkv: &[E], bias: &[E], dout: &[E], g: Geometry, (n, head): (usize, usize)) -> Vec<f32> {
         let (s, d) = (g.s, g.d);
-        let (kt, k) = (gather(qkv, g, (n, head, 1), true), gather(qkv, g, (n, head, 1), false));
-        let vt = gather(qkv, g, (n, head, 2), true);
+        let (q, k, v) = (gather(qkv, g, (n, head, Some(0))), gather(qkv, g, (n, head, Some(1))), gather(qkv, g, (n, head, Some(2))));
+        let go = gather(dout, g, (n, head, None));
         let mut grads = vec![0f32; 3 * s * d]; // dq | dk | dv, each [s][d]
         let (dq, dkv) = grads.split_at_mut(s * d);
         let (dk, dv) = dkv.split_at_mut(s * d);
-        let (mut q, mut go) = (vec![0f32; d], vec![0f32; d]);
-        let (mut p, mut dp, mut f) = (vec![0f32; s], vec![0f32; s], vec![0f32; s]);
-        for (i, dqi) in dq.chunks_mut(d).enumerate() {
-            for t in 0..d {
-                q[t] = qkv[g.at(n, 0, head, i) + t].get();
-                go[t] = dout[(n * s + i) * g.h + head * d + t].get();
-            }
-            let (brow, base) = (g.bias_row(bias, n, i), g.prob_index(n, head, i));
-            row_times(&q, &kt, s, 0, &mut p);
-            for (x, b) in p.iter_mut().zip(brow) {
-                *x = self.scale * *x + b.get();
-            }
-            let max = vector::lane_max(&p, |x| x);
-            for x in p.iter_mut() {
-                *x = exp(*x - max);
-            }
-            let inv = 1.0 / vector::lane_sum(&p, |x| x);
-            for x in p.iter_mut() {
-                *x *= inv;
-            }
-            row_times(&go, &vt, s, 0, &mut dp); // dp̃
-            for j in 0..s {
-                f[j] = self.factor(base + j);
-                dp[j] *= f[j]; // mask·dp̃
-            }
-            let big_d = vector::lane_sum2(&p, &dp, |a, b| a * b);
-            for j in 0..s {
-                let (ds, pt) = (self.scale * p[j] * (dp[j] - big_d), p[j] * f[j]);
-                let (kj, dkj, dvj) = (&k[j * d..(j + 1) * d], &mut dk[j * d..(j + 1) * d], &mut dv[j * d..(j + 1) * d]);
-                for t in 0..d {
-                    dqi[t] += ds * kj[t];
-                    dkj[t] += ds * q[t];
-                    dvj[t] += pt * go[t];
+        let (mut scores, mut dscores, mut f) = (vec![0f32; QB.min(s) * s], vec![0f32; QB.min(s) * s], vec![0f32; s]);
+        for i0 in (0..s).step_by(QB) {
+            let qb = QB.min(s - i0);
+            let (p, dp) = (&mut scores[..qb * s], &mut dscores[..qb * s]); // [qb, s] each
+            let (qi, goi) = (View::rows(&q[i0 * d..(i0 + qb) * d], qb, d), View::rows(&go[i0 * d..(i0 + qb) * d], qb, d));
+            product(p, s, qi, View::rows(&k, s, d).t(), false, Threads::One);
+            product(dp, s, goi, View::rows(&v, s, d).t(), false, Threads::One); // dp̃
+            for (r, (row, drow)) in p.chunks_exact_mut(s).zip(dp.chunks_exact_mut(s)).enumerate() {
+                let inv = 1.0 / self.exp_row(row, g.bias_row(bias, n, i0 + r));
+                for x in row.iter_mut() {
+                    *x *= inv;
+                }
+                self.factors(g.prob_index(n, head, i0 + r), &mut f);
+                for (x, f) in drow.iter_mut().zip(&f) {
+                    *x *= f; // mask·dp̃
+                }
+                let big_d = vector::lane_sum2(row, drow, |a, b| a * b);
+                for ((x, dx), f) in row.iter_mut().zip(drow.iter_mut()).zip(&f) {
+                    *dx = self.scale * *x * (*dx - big_d); // ds
+                    *x *= f; // p̃
                 }
             }
+            product(dv, d, View::rows(p, qb, s).t(), goi, true, Threads::One); // += p̃ᵀ·dout
+            product(&mut dq[i0 * d..(i0 + qb) * d], d, View::rows(dp, qb, s), View::rows(&k, s, d), false, Threads::One);
+            product(dk, d, View::rows(dp, qb, s).t(), qi, true, Threads::One); // += dsᵀ·q
         }
         grads
     }

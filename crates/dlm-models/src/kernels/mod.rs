@@ -34,6 +34,7 @@ mod cpu;
 mod cross_entropy;
 mod dispatch;
 mod dropout;
+mod f32_gemm;
 mod gelu;
 mod softmax;
 mod threads;

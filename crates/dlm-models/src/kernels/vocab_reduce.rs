@@ -31,6 +31,7 @@
 //! in the copy of the row loop that [`vectorised`] compiled for the CPU's widest ISA;
 //! every copy computes the same lanes in the same order, so results do not depend on it.
 
+use super::f32_gemm::{self, Threads, View};
 use super::vector::{self, Elem, exp, vectorised};
 use crate::kernels;
 use crate::masked_lm::PROJECT_ROWS;
@@ -99,38 +100,12 @@ fn matmul_logits<E: Elem>(
 /// a batched serving step).
 fn f32_logits<'b>(x: &[f32], w: &[f32], h: usize, buf: &'b mut Vec<f32>) -> &'b [f32] {
     let (rows, cols) = (x.len() / h, w.len() / h);
-    buf.clear();
-    buf.reserve(rows * cols);
-    let threads = candle_core::utils::get_num_threads();
-    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    // SAFETY: dst has room for rows × cols (reserved above) and gemm writes every element
-    // without reading it (read_dst false); x is [rows, h] and w [cols, h], both row-major,
-    // so every index gemm forms from these strides is in bounds.
-    unsafe {
-        gemm::gemm(
-            rows,
-            cols,
-            h,
-            buf.as_mut_ptr(),
-            1,
-            cols as isize,
-            false,
-            x.as_ptr(),
-            1,
-            h as isize,
-            w.as_ptr(),
-            h as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-        buf.set_len(rows * cols);
+    if buf.len() < rows * cols {
+        buf.resize(rows * cols, 0.0); // grows to the largest block once; never zeroed again
     }
-    buf
+    let out = &mut buf[..rows * cols];
+    f32_gemm::product(out, cols, View::rows(x, rows, h), View::rows(w, cols, h).t(), false, Threads::All);
+    out
 }
 
 /// [`project_argmax`] over logits of element type `E`, `n` rows; `bias` `[vocab]` in f32.
