@@ -7,7 +7,8 @@
 //!   trims the heap, so freed buffers up to 32 MiB are reused without page faults;
 //! - [`KeepLarge`], the global allocator of dlm's binaries, keeps freed blocks of 32 MiB
 //!   and more (vocabulary logits and their gradients: `[rows, V]`) for the next request
-//!   of the same 2 MiB size class, up to [`KEPT_BYTES`] in all, once `keep_freed_pages`
+//!   of the same size class (8 per octave), up to [`KEPT_BYTES`] and 64 blocks, the
+//!   oldest released first, once `keep_freed_pages`
 //!   has switched it on.
 
 /// Tells glibc's malloc to keep freed pages (a no-op on other C libraries, and when
@@ -24,7 +25,7 @@ pub fn keep_freed_pages() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
     if let Ok(mut free) = FREE.lock() {
-        free.0.reserve(64); // the list never allocates while the allocator runs
+        free.0.reserve(KEPT_BLOCKS); // the list never allocates while the allocator runs
     }
     KEEP.store(true, Ordering::Relaxed);
 }
@@ -35,14 +36,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Smallest block [`KeepLarge`] keeps (glibc's largest mmap threshold).
 const LARGE: usize = 32 << 20;
-/// Size classes of kept blocks.
-const CLASS: usize = 2 << 20;
+/// Size classes per octave: a large block is rounded up to the next of 8 steps per power
+/// of two (≤ 12.5% more), so the `[rows, V]` buffers of steps whose row counts differ a
+/// little (the masked positions of a training batch) share blocks.
+const CLASSES_PER_OCTAVE: usize = 8;
+/// Most blocks [`KeepLarge`] keeps unused (the list never grows while the allocator runs).
+const KEPT_BLOCKS: usize = 64;
 /// Most bytes [`KeepLarge`] keeps unused.
 pub const KEPT_BYTES: usize = 4 << 30;
 
 static KEEP: AtomicBool = AtomicBool::new(false);
-/// Free blocks (size class, address) and their total size.
-static FREE: Mutex<(Vec<(usize, usize)>, usize)> = Mutex::new((Vec::new(), 0));
+/// Free blocks (class layout, address), oldest first, and their total size.
+static FREE: Mutex<(Vec<(Layout, usize)>, usize)> = Mutex::new((Vec::new(), 0));
 
 /// The system allocator, except that freed blocks of 32 MiB and more are kept for reuse
 /// (see the module docs). Install it with `#[global_allocator]` in a binary.
@@ -52,15 +57,17 @@ impl KeepLarge {
     /// The block layout of a large request: its size rounded up to the size class (large
     /// blocks always have it, kept or not, so any large block may serve its class).
     fn class(layout: Layout) -> Option<Layout> {
-        (layout.size() >= LARGE && layout.align() <= 4096)
-            .then(|| Layout::from_size_align(layout.size().div_ceil(CLASS) * CLASS, layout.align()).ok())
-            .flatten()
+        let size = layout.size();
+        let step = size.next_power_of_two() / (2 * CLASSES_PER_OCTAVE);
+        (size >= LARGE && layout.align() <= 4096).then(|| Layout::from_size_align(size.div_ceil(step) * step, layout.align()).ok()).flatten()
     }
 
-    /// A kept block of `size` bytes, if there is one.
-    fn take(size: usize) -> Option<*mut u8> {
+    /// A kept block of `class`'s size whose address meets `class`'s alignment (blocks
+    /// are kept whatever alignment they were allocated with).
+    fn take(class: Layout) -> Option<*mut u8> {
+        let (size, align) = (class.size(), class.align());
         let mut free = FREE.lock().ok()?;
-        let i = free.0.iter().position(|&(s, _)| s == size)?;
+        let i = free.0.iter().position(|&(kept, addr)| kept.size() == size && addr % align == 0)?;
         let (_, addr) = free.0.swap_remove(i);
         free.1 -= size;
         Some(addr as *mut u8)
@@ -73,7 +80,7 @@ unsafe impl GlobalAlloc for KeepLarge {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match Self::class(layout) {
             // SAFETY: a class layout has a non-zero size.
-            Some(class) => Self::take(class.size()).unwrap_or_else(|| unsafe { System.alloc(class) }),
+            Some(class) => Self::take(class).unwrap_or_else(|| unsafe { System.alloc(class) }),
             // SAFETY: forwarded as given.
             None => unsafe { System.alloc(layout) },
         }
@@ -81,7 +88,7 @@ unsafe impl GlobalAlloc for KeepLarge {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         match Self::class(layout) {
-            Some(class) => match Self::take(class.size()) {
+            Some(class) => match Self::take(class) {
                 Some(p) => {
                     // SAFETY: the kept block holds at least layout.size() bytes.
                     unsafe { p.write_bytes(0, layout.size()) };
@@ -101,8 +108,15 @@ unsafe impl GlobalAlloc for KeepLarge {
             return unsafe { System.dealloc(ptr, layout) };
         };
         if let Some(mut free) = KEEP.load(Ordering::Relaxed).then(|| FREE.lock().ok()).flatten() {
-            if free.1 + class.size() <= KEPT_BYTES && free.0.len() < free.0.capacity() {
-                free.0.push((class.size(), ptr as usize));
+            if class.size() <= KEPT_BYTES {
+                // Make room by releasing the oldest kept blocks: recent sizes recur.
+                while free.0.len() >= KEPT_BLOCKS || free.1 + class.size() > KEPT_BYTES {
+                    let (old, addr) = free.0.remove(0);
+                    free.1 -= old.size();
+                    // SAFETY: a kept block, allocated by System with this class layout.
+                    unsafe { System.dealloc(addr as *mut u8, old) };
+                }
+                free.0.push((class, ptr as usize));
                 free.1 += class.size();
                 return;
             }
@@ -126,16 +140,32 @@ mod tests {
             let p = KeepLarge.alloc(a);
             p.write_bytes(7, a.size());
             KeepLarge.dealloc(p, a);
-            // Same 2 MiB class: the kept block comes back, zeroed when asked.
+            // Same size class (36 MiB): the kept block comes back, zeroed when asked.
             let q = KeepLarge.alloc_zeroed(b);
             assert_eq!(p, q);
             assert!(std::slice::from_raw_parts(q, b.size()).iter().all(|&x| x == 0));
             KeepLarge.dealloc(q, b);
             // Another class: a fresh block.
-            let c = Layout::from_size_align(LARGE + CLASS + 1, 64).unwrap();
+            let c = Layout::from_size_align(LARGE + (4 << 20) + 1, 64).unwrap();
             let r = KeepLarge.alloc(c);
             assert_ne!(r, p);
             KeepLarge.dealloc(r, c);
+            // A kept block is only reused where its address meets the request's alignment.
+            let (plain, aligned) = (Layout::from_size_align(LARGE, 4).unwrap(), Layout::from_size_align(LARGE, 4096).unwrap());
+            let u = KeepLarge.alloc(plain);
+            KeepLarge.dealloc(u, plain);
+            let v = KeepLarge.alloc(aligned);
+            assert_eq!(v as usize % 4096, 0, "a block for a 4096-aligned request is 4096-aligned");
+            assert!(u as usize % 4096 == 0 || v != u);
+            KeepLarge.dealloc(v, aligned);
+            // A full list releases its oldest blocks first (never touched: no memory used).
+            let blocks: Vec<*mut u8> = (0..66).map(|_| KeepLarge.alloc(plain)).collect();
+            for &p in &blocks {
+                KeepLarge.dealloc(p, plain);
+            }
+            let kept: Vec<usize> = FREE.lock().unwrap().0.iter().map(|&(_, addr)| addr).collect();
+            assert_eq!(kept.len(), KEPT_BLOCKS);
+            assert!(kept.contains(&(blocks[65] as usize)) && !kept.contains(&(blocks[0] as usize)));
             // Small blocks are the system's.
             let s = Layout::from_size_align(64, 8).unwrap();
             let t = KeepLarge.alloc(s);

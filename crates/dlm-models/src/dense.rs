@@ -5,7 +5,7 @@
 //! concatenated on every call, so the optimizer's in-place updates are always seen.
 
 use crate::kernels;
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 
 pub(crate) struct Dense {
     weight: Tensor, // [out, in]
@@ -44,13 +44,24 @@ impl Dense {
     }
 }
 
+/// Whether the fused f32 [`kernels::Linear`] op computes `x · Wᵀ (+ b)`.
+fn fused_f32(x: &Tensor, weight: &Tensor) -> bool {
+    x.dtype() == DType::F32 && weight.dtype() == DType::F32 && crate::elementwise::fused(x)
+}
+
 /// `x [..., in] · weight [out, in]ᵀ + bias [out]`
 fn affine(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if fused_f32(x, weight) {
+        return kernels::Linear::forward(x, weight, Some(bias));
+    }
     crate::elementwise::bias_add(&product(x, weight)?, bias)
 }
 
 /// `x [..., in] · weight [out, in]ᵀ`, as one 2-D product over all leading dims.
 fn product(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    if fused_f32(x, weight) {
+        return kernels::Linear::forward(x, weight, None);
+    }
     let dims = x.dims();
     let (inp, rows) = (dims[dims.len() - 1], x.elem_count() / dims[dims.len() - 1].max(1));
     let y = kernels::matmul(&x.reshape((rows, inp))?, &weight.t()?)?; // [rows, out]

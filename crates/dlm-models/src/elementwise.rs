@@ -13,7 +13,7 @@ use crate::kernels::{self, AddNorm, Attention, BiasAdd, BiasGelu, DropMask, Mask
 use candle_core::{D, DType, Result, Tensor};
 
 /// Whether the fused CPU kernels apply to `t`.
-fn fused(t: &Tensor) -> bool {
+pub(crate) fn fused(t: &Tensor) -> bool {
     t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::BF16) && kernels::fused_enabled()
 }
 

@@ -36,7 +36,7 @@ fn fwd<E: Elem>(x: &[E], bias: &[E]) -> Vec<E> {
 }
 
 /// Σrows dy, in f32.
-fn bias_grad<E: Elem>(dy: &[E], n: usize) -> Vec<E> {
+pub(super) fn bias_grad<E: Elem>(dy: &[E], n: usize) -> Vec<E> {
     let rows = vector::rows_per_task(dy.len() / n, n);
     let partials: Vec<Vec<f32>> = dy
         .par_chunks(rows * n)

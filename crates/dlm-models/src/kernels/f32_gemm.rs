@@ -42,22 +42,44 @@ pub(crate) enum Threads {
 /// with row stride `ld`. Panics when the operands do not fit each other or their slices
 /// (a bug in the calling kernel, never a property of user input).
 pub(crate) fn product(dst: &mut [f32], ld: usize, a: View, b: View, accumulate: bool, threads: Threads) {
+    let (m, n) = (a.rows, b.cols);
+    assert!(m == 0 || n == 0 || (m - 1) * ld + n <= dst.len(), "f32 product: output [{m}, {n}] (ld {ld}) exceeds {}", dst.len());
+    // SAFETY: dst holds every (i, j) the product writes (asserted above), initialised (a
+    // `&mut [f32]`), so it may be read when accumulating.
+    unsafe { raw_product(dst.as_mut_ptr(), ld, a, b, accumulate, threads) }
+}
+
+/// `a · b` as a new row-major `[a.rows, b.cols]` vector, written once (never zeroed).
+pub(crate) fn new_product(a: View, b: View, threads: Threads) -> Vec<f32> {
+    let len = a.rows * b.cols;
+    let mut out = Vec::with_capacity(len);
+    // SAFETY: the product writes all `len` elements of the reserved buffer without reading
+    // them (not accumulating), so they are initialised before `set_len`.
+    unsafe {
+        raw_product(out.as_mut_ptr(), b.cols, a, b, false, threads);
+        out.set_len(len);
+    }
+    out
+}
+
+/// # Safety
+/// `dst` must be valid for writes of row-major `[a.rows, b.cols]` with row stride `ld`,
+/// and initialised there when `accumulate`.
+unsafe fn raw_product(dst: *mut f32, ld: usize, a: View, b: View, accumulate: bool, threads: Threads) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(b.rows == k && a.in_bounds() && b.in_bounds(), "f32 product: operands [{m}, {k}] · [{}, {n}] out of bounds", b.rows);
-    assert!(m == 0 || n == 0 || (m - 1) * ld + n <= dst.len(), "f32 product: output [{m}, {n}] (ld {ld}) exceeds {}", dst.len());
     let parallelism = match (threads, candle_core::utils::get_num_threads()) {
         (Threads::All, t) if t > 1 => gemm::Parallelism::Rayon(t),
         _ => gemm::Parallelism::None,
     };
-    // SAFETY: every index gemm forms, (i, j) of dst and (i, l), (l, j) of a and b for
-    // i < m, j < n, l < k, is in bounds of its slice (asserted above); gemm reads dst only
-    // when `accumulate`, and then it is initialised (a `&mut [f32]`).
+    // SAFETY: every index gemm forms in a and b, (i, l) and (l, j) for i < m, j < n,
+    // l < k, is in bounds of its slice (asserted above); dst is the caller's promise.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             ld as isize,
             accumulate,
@@ -119,6 +141,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_new_product_equals_the_product_in_place() {
+        let xs: Vec<f32> = (0..400).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+        let (a, b) = (View::rows(&xs[..120], 10, 12), View::rows(&xs[100..], 20, 12).t()); // [10, 12] · [12, 20]
+        let mut dst = vec![0f32; 200];
+        product(&mut dst, 20, a, b, false, Threads::All);
+        assert_eq!(new_product(a, b, Threads::All), dst);
     }
 
     #[test]

@@ -36,6 +36,7 @@ mod dispatch;
 mod dropout;
 mod f32_gemm;
 mod gelu;
+mod linear;
 mod softmax;
 mod threads;
 mod vector;
@@ -48,6 +49,7 @@ pub(crate) use bias_add::BiasAdd;
 pub use cross_entropy::cross_entropy;
 pub(crate) use dropout::DropMask;
 pub(crate) use gelu::BiasGelu;
+pub(crate) use linear::Linear;
 pub(crate) use softmax::MaskedSoftmax;
 
 /// Whether the fused elementwise kernels are on (`DLM_FUSED` unset or not `0`).
