@@ -9,13 +9,23 @@ dir=${BENCH_DIR:-/tmp/dlm-bench-bert-base}
 repeats=${REPEATS:-5}
 [ -n "${BIN:-}" ] || bash scripts/bench/build.sh # before measuring (BIN: prebuilt examples)
 bash scripts/bench/machine.sh
-py=$(${PYTHON:-python3} scripts/bench/forward_torch.py "$dir" "$repeats" | tail -1)
-rs=$(${BIN:-target/release/examples}/forward_bench "$dir" "$repeats")
+# ROUNDS > 1 alternates the two sides (PyTorch, dlm, PyTorch, ...) and keeps each side's
+# best round: this VM's speed drifts by ±15% over minutes, and alternating spreads the
+# drift over both sides instead of charging it to whichever ran second.
+py=(); rs=()
+for _ in $(seq "${ROUNDS:-1}"); do
+    py+=("$(${PYTHON:-python3} scripts/bench/forward_torch.py "$dir" "$repeats" | tail -1)")
+    rs+=("$(${BIN:-target/release/examples}/forward_bench "$dir" "$repeats")")
+done
 bash scripts/bench/machine.sh | tail -1
-echo "$py"; echo "$rs"
-python3 - "$py" "$rs" <<'PY'
+printf '%s\n' "${py[@]}" "${rs[@]}"
+python3 - "${#py[@]}" "${py[@]}" "${rs[@]}" <<'PY'
 import json, sys
-p, r = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+n = int(sys.argv[1])
+runs = [json.loads(a) for a in sys.argv[2:]]
+p, r = ({k: min(j[k] for j in side) for k in ("f32_s", "bf16_s")} for side in (runs[:n], runs[n:]))
+if n > 1:
+    print(f"best of {n} alternating rounds per side")
 for k in ("f32_s", "bf16_s"):
     print(f"{k[:-2]}: pytorch {p[k]:.3f} s, dlm {r[k]:.3f} s, dlm/pytorch time ratio {r[k]/p[k]:.2f}")
 print(f"dlm best / pytorch best (time): {min(r['f32_s'], r['bf16_s'])/min(p['f32_s'], p['bf16_s']):.2f}")

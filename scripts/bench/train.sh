@@ -13,17 +13,26 @@ shape=${SHAPE:-8 64 64}
 [ -n "${BIN:-}" ] || bash scripts/bench/build.sh # before measuring (BIN: prebuilt examples)
 [ -f "$dir/config.json" ] || ${PYTHON:-python3} scripts/bench/forward_torch.py "$dir" 1 > /dev/null
 bash scripts/bench/machine.sh
-# shellcheck disable=SC2086
-py=$(${PYTHON:-python3} scripts/bench/train_torch.py $shape "$repeats" | tail -1)
-# shellcheck disable=SC2086
-rs=$(${BIN:-target/release/examples}/train_bench "$dir" $shape "$repeats")
+# ROUNDS > 1 alternates the two sides (PyTorch, dlm, PyTorch, ...) and keeps each side's
+# best round: this VM's speed drifts by ±15% over minutes, and alternating spreads the
+# drift over both sides instead of charging it to whichever ran second.
+py=(); rs=()
+for _ in $(seq "${ROUNDS:-1}"); do
+    # shellcheck disable=SC2086
+    py+=("$(${PYTHON:-python3} scripts/bench/train_torch.py $shape "$repeats" | tail -1)")
+    # shellcheck disable=SC2086
+    rs+=("$(${BIN:-target/release/examples}/train_bench "$dir" $shape "$repeats")")
+done
 bash scripts/bench/machine.sh | tail -1
-echo "$py"; echo "$rs"
-python3 - "$py" "$rs" <<'PY'
+printf '%s\n' "${py[@]}" "${rs[@]}"
+python3 - "${#py[@]}" "${py[@]}" "${rs[@]}" <<'PY'
 import json, sys
-p, r = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+n = int(sys.argv[1])
+runs = [json.loads(a) for a in sys.argv[2:]]
+p, r = ({k: min(j[k] for j in side) for k in ("f32_s", "bf16_s")} for side in (runs[:n], runs[n:]))
+if n > 1:
+    print(f"best of {n} alternating rounds per side")
 for k in ("f32_s", "bf16_s"):
     print(f"{k[:-2]}: pytorch {p[k]:.3f} s/step, dlm {r[k]:.3f} s/step, dlm/pytorch time ratio {r[k]/p[k]:.2f}")
-best = min(r['f32_s'], r['bf16_s']) / min(p['f32_s'], p['bf16_s'])
-print(f"dlm best / pytorch best (time): {best:.2f}")
+print(f"dlm best / pytorch best (time): {min(r['f32_s'], r['bf16_s'])/min(p['f32_s'], p['bf16_s']):.2f}")
 PY
