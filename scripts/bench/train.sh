@@ -25,14 +25,4 @@ for _ in $(seq "${ROUNDS:-1}"); do
 done
 bash scripts/bench/machine.sh | tail -1
 printf '%s\n' "${py[@]}" "${rs[@]}"
-python3 - "${#py[@]}" "${py[@]}" "${rs[@]}" <<'PY'
-import json, sys
-n = int(sys.argv[1])
-runs = [json.loads(a) for a in sys.argv[2:]]
-p, r = ({k: min(j[k] for j in side) for k in ("f32_s", "bf16_s")} for side in (runs[:n], runs[n:]))
-if n > 1:
-    print(f"best of {n} alternating rounds per side")
-for k in ("f32_s", "bf16_s"):
-    print(f"{k[:-2]}: pytorch {p[k]:.3f} s/step, dlm {r[k]:.3f} s/step, dlm/pytorch time ratio {r[k]/p[k]:.2f}")
-print(f"dlm best / pytorch best (time): {min(r['f32_s'], r['bf16_s'])/min(p['f32_s'], p['bf16_s']):.2f}")
-PY
+python3 scripts/bench/ratios.py s/step "${#py[@]}" "${py[@]}" "${rs[@]}"

@@ -106,8 +106,8 @@ impl Attention {
         }
     }
 
-    /// Row `i` of sequence `n`'s scores `q·kᵀ` → `exp(scale·x + bias − max)` in place;
-    /// returns the row's `Σ exp`.
+    /// One row of scores `q·kᵀ` → `exp(scale·x + b − max)` in place, `b` from `brow`
+    /// (the row's additive mask); returns the row's `Σ exp`.
     #[inline(always)]
     fn exp_row<E: Elem>(&self, row: &mut [f32], brow: &[E]) -> f32 {
         for (x, b) in row.iter_mut().zip(brow) {
