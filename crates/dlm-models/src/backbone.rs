@@ -9,7 +9,7 @@ use crate::config::{Config, Family};
 use crate::dropout::Dropout;
 use crate::error::{ModelError, Result};
 use crate::head::MlmHead;
-use crate::masked_lm::{Argmax, MaskedLm, composed_project_argmax};
+use crate::masked_lm::{Argmax, MaskedLm, composed_project_argmax, padded_encode_rows};
 use crate::names::{self, HeadPart};
 use crate::network::{Arch, Body, Head, Pass};
 use crate::params::{Init, ParamBuilder, Params};
@@ -280,6 +280,31 @@ impl MaskedLm for Backbone {
         self.check_input(ids, attention_mask)?;
         let pass = Pass { mask: attention_mask, dtype: self.opts.dtype, causal: self.opts.causal, drop: &self.dropout };
         self.body.forward(ids, &pass) // [b, s, h]
+    }
+
+    /// On the CPU (BERT family, bidirectional), packed: no product runs on padding rows.
+    fn encode_rows(&self, rows: &[&[u32]], pad: u32) -> Result<Tensor> {
+        let max = self.config.max_sequence_length();
+        for row in rows {
+            if row.len() > max {
+                return Err(ModelError::TooLong { found: row.len(), max });
+            }
+            if let Some(&id) = row.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+                return Err(ModelError::Invalid {
+                    path: self.dir.clone(),
+                    message: format!("token id {id} is outside the vocabulary of {} ids", self.config.vocab_size),
+                });
+            }
+        }
+        let packed = if self.opts.device.is_cpu() && !self.opts.causal && !rows.is_empty() {
+            self.body.forward_rows(rows, pad, self.opts.dtype, &self.dropout, &self.opts.device)?
+        } else {
+            None
+        };
+        match packed {
+            Some(hidden) => Ok(hidden),
+            None => padded_encode_rows(self, rows, pad),
+        }
     }
 
     fn project(&self, hidden: &Tensor) -> Result<Tensor> {

@@ -11,6 +11,7 @@
 use crate::config::Activation;
 use crate::kernels::{self, AddNorm, Attention, BiasAdd, BiasGelu, DropMask, MaskedSoftmax};
 use candle_core::{D, DType, Result, Tensor};
+use std::sync::Arc;
 
 /// Whether the fused CPU kernels apply to `t`.
 pub(crate) fn fused(t: &Tensor) -> bool {
@@ -112,17 +113,46 @@ fn plain_attention_probs(scores: &Tensor, mask: &Tensor, scale: f64, drop: Optio
     }
 }
 
-/// Multi-head self-attention from the fused Q/K/V product: `qkv` [b, s, 3h] (q | k | v,
-/// `heads` heads of h / heads columns each), `mask` additive [b, 1, 1 or s, s], scale
-/// 1/√d, attention dropout `drop` → [b, s, h].
-pub(crate) fn attention(qkv: &Tensor, mask: &Tensor, heads: usize, drop: Option<DropMask>) -> Result<Tensor> {
-    let d = qkv.dim(2)? / 3 / heads.max(1);
+/// The keys each query of a self-attention call may see.
+pub(crate) enum Keys {
+    /// A rectangular batch, `qkv` [b, s, 3h]: the additive mask [b, 1, 1 or s, s].
+    Padded(Tensor),
+    /// Sequences packed end to end, `qkv` [Σ len, 3h]: sequence n is the `lengths[n]` rows
+    /// after those before it and sees only its own keys; `bias` [Σ len] is the additive
+    /// mask of each key (padding ids inside a sequence).
+    Packed { bias: Tensor, lengths: Arc<[usize]> },
+}
+
+/// Multi-head self-attention from the fused Q/K/V product: `qkv` [b, s, 3h] or packed
+/// [Σ len, 3h] (q | k | v, `heads` heads of h / heads columns each, see [`Keys`]), scale
+/// 1/√d, attention dropout `drop` → [b, s, h] or [Σ len, h].
+pub(crate) fn attention(qkv: &Tensor, keys: &Keys, heads: usize, drop: Option<DropMask>) -> Result<Tensor> {
+    let d = qkv.dim(D::Minus1)? / 3 / heads.max(1);
     let scale = 1.0 / (d as f64).sqrt();
-    if fused(qkv) {
-        Attention { heads, scale: scale as f32, drop }.forward(qkv, mask)
-    } else {
-        plain_attention(qkv, mask, heads, scale, drop)
+    match keys {
+        Keys::Padded(mask) if fused(qkv) => Attention { heads, scale: scale as f32, drop, packed: None }.forward(qkv, mask),
+        Keys::Padded(mask) => plain_attention(qkv, mask, heads, scale, drop),
+        Keys::Packed { bias, lengths } if fused(qkv) => {
+            Attention { heads, scale: scale as f32, drop, packed: Some(lengths.clone()) }.forward(qkv, bias)
+        }
+        Keys::Packed { .. } if drop.is_some() => {
+            candle_core::bail!("attention: packed sequences take no dropout off the fused CPU kernel")
+        }
+        Keys::Packed { bias, lengths } => plain_packed_attention(qkv, bias, lengths, heads, scale),
     }
+}
+
+/// [`Keys::Packed`] composed: each sequence alone through [`plain_attention`].
+fn plain_packed_attention(qkv: &Tensor, bias: &Tensor, lengths: &[usize], heads: usize, scale: f64) -> Result<Tensor> {
+    let mut parts = Vec::with_capacity(lengths.len());
+    let mut start = 0;
+    for &len in lengths {
+        let mask = bias.narrow(0, start, len)?.reshape((1, 1, 1, len))?;
+        let out = plain_attention(&qkv.narrow(0, start, len)?.unsqueeze(0)?, &mask, heads, scale, None)?; // [1, len, h]
+        parts.push(out.squeeze(0)?);
+        start += len;
+    }
+    Tensor::cat(&parts, 0) // [Σ len, h]
 }
 
 fn plain_attention(qkv: &Tensor, mask: &Tensor, heads: usize, scale: f64, drop: Option<DropMask>) -> Result<Tensor> {

@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::names;
 use crate::params::ParamBuilder;
 use candle_core::{DType, Module, Tensor};
-use crate::elementwise::{Norm, attention, bias_act};
+use crate::elementwise::{Keys, Norm, attention, bias_act};
 use candle_nn::Embedding;
 
 fn linear(pb: &ParamBuilder, family: Family, prefix: &str, out: usize, inp: usize) -> Result<Dense> {
@@ -72,9 +72,35 @@ impl Embeddings {
             }
             None => Tensor::arange(0u32, s as u32, ids.device())?.unsqueeze(0)?.repeat((b, 1))?,
         };
+        self.embed(ids, &positions, drop)
+    }
+
+    /// Sequences packed end to end (see [`crate::MaskedLm::encode_rows`]): `ids` [Σ len]
+    /// u32 on the device, `rows` the same ids per sequence on the host → [Σ len, hidden].
+    /// Position ids as [`Embeddings::forward`] gives each sequence alone.
+    pub fn forward_rows(&self, ids: &Tensor, rows: &[&[u32]], drop: &Dropout) -> Result<Tensor> {
+        let mut positions = Vec::with_capacity(ids.elem_count());
+        for row in rows {
+            match self.offset_from {
+                Some(pad) => {
+                    let mut count = 0;
+                    positions.extend(row.iter().map(|&id| {
+                        count += u32::from(id != pad);
+                        if id == pad { pad } else { count + pad }
+                    }));
+                }
+                None => positions.extend(0..row.len() as u32),
+            }
+        }
+        let positions = Tensor::from_vec(positions, ids.elem_count(), ids.device())?; // [Σ len]
+        self.embed(ids, &positions, drop)
+    }
+
+    /// word + position + token type 0, LayerNorm, dropout: ids and position ids [...] → [..., hidden]
+    fn embed(&self, ids: &Tensor, positions: &Tensor, drop: &Dropout) -> Result<Tensor> {
         let hidden = self.word.dims()[1];
         let word = Embedding::new(self.word.clone(), hidden).forward(ids)?;
-        let position = Embedding::new(self.position.clone(), hidden).forward(&positions)?;
+        let position = Embedding::new(self.position.clone(), hidden).forward(positions)?;
         let x = self.norm.forward_add(&word, Some(&self.token_type), Some(&position), None)?;
         Ok(drop.apply(&x, self.dropout)?)
     }
@@ -115,10 +141,10 @@ impl Layer {
         })
     }
 
-    /// `x`: [batch, seq, hidden]; `bias`: [batch, 1, 1 or seq, seq] additive mask.
-    pub fn forward(&self, x: &Tensor, bias: &Tensor, drop: &Dropout) -> Result<Tensor> {
+    /// `x`: [batch, seq, hidden], or [Σ len, hidden] for packed `keys`.
+    pub fn forward(&self, x: &Tensor, keys: &Keys, drop: &Dropout) -> Result<Tensor> {
         let qkv = Dense::forward_cat(&[&self.query, &self.key, &self.value], x)?; // [b, s, 3h]
-        let context = attention(&qkv, bias, self.heads, drop.mask(self.attention_dropout))?; // [b, s, h]
+        let context = attention(&qkv, keys, self.heads, drop.mask(self.attention_dropout))?; // [b, s, h]
         let out = self.attention_out.product(&context)?;
         let x = self.attention_norm.forward_add(&out, Some(self.attention_out.bias()), Some(x), drop.mask(self.hidden_dropout))?;
         let inner = bias_act(self.act, &self.intermediate.product(&x)?, self.intermediate.bias())?; // [b, s, ffn]

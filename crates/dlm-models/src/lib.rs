@@ -28,6 +28,6 @@ pub use device::{device_from_env, parse_device};
 pub use fill_mask::{Prediction, fill_mask};
 pub use error::{ModelError, Result};
 pub use kernels::{AdamWStep, adamw_step, cross_entropy};
-pub use masked_lm::{Argmax, MaskedLm, composed_project_argmax};
+pub use masked_lm::{Argmax, MaskedLm, composed_project_argmax, padded_encode_rows};
 pub use params::Params;
 pub use weights::read_torch_state_dict;

@@ -31,6 +31,16 @@ pub trait MaskedLm {
     /// u32/u8 with 1 for real tokens and 0 for padding. Returns `[batch, seq, hidden]`.
     fn encode(&self, ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor>;
 
+    /// Final hidden states of sequences of their own lengths, packed end to end:
+    /// `rows[i]` u32 ids → `[Σ len, hidden]`, row i's states at rows `Σ_{j<i} len_j` on.
+    /// Ids equal to `pad` inside a row are masked as keys, as [`MaskedLm::encode`] masks
+    /// them. Equals `encode` of the rows padded on the right with `pad`, at the real
+    /// positions (the default computes exactly that); a backbone may override it to run
+    /// no product on padding rows.
+    fn encode_rows(&self, rows: &[&[u32]], pad: u32) -> Result<Tensor> {
+        padded_encode_rows(self, rows, pad)
+    }
+
     /// The MLM head applied to hidden states `[..., hidden]`, giving `[..., vocab]`.
     /// Callers select rows first so the vocabulary projection runs only where needed
     /// (masked positions in training, generation positions in sampling).
@@ -65,6 +75,27 @@ pub trait MaskedLm {
     fn device(&self) -> &Device;
     /// The dtype activations are computed in (f32 or bf16).
     fn dtype(&self) -> DType;
+}
+
+/// [`MaskedLm::encode_rows`] through [`MaskedLm::encode`]: the rows padded on the right
+/// with `pad` into one `[b, max len]` batch, then the real positions selected.
+pub fn padded_encode_rows<M: MaskedLm + ?Sized>(model: &M, rows: &[&[u32]], pad: u32) -> Result<Tensor> {
+    let (b, seq) = (rows.len(), rows.iter().map(|r| r.len()).max().unwrap_or(0));
+    let mut ids = Vec::with_capacity(b * seq);
+    let mut real = Vec::new(); // flat indices of the real positions
+    for (i, row) in rows.iter().enumerate() {
+        ids.extend_from_slice(row);
+        ids.extend(std::iter::repeat_n(pad, seq - row.len()));
+        real.extend((0..row.len() as u32).map(|j| (i * seq) as u32 + j));
+    }
+    let device = model.device();
+    let attention: Vec<u32> = ids.iter().map(|&id| u32::from(id != pad)).collect();
+    let ids = Tensor::from_vec(ids, (b, seq), device)?;
+    let attention = Tensor::from_vec(attention, (b, seq), device)?;
+    let hidden = model.encode(&ids, &attention)?; // [b, seq, h]
+    let h = hidden.dim(D::Minus1)?;
+    let index = Tensor::from_vec(real, rows.iter().map(|r| r.len()).sum::<usize>(), device)?;
+    Ok(hidden.reshape((b * seq, h))?.index_select(&index, 0)?) // [Σ len, h]
 }
 
 /// [`MaskedLm::project_argmax`] composed from [`MaskedLm::project_log_probs`],

@@ -5,12 +5,13 @@
 
 use crate::config::{Config, Family};
 use crate::dropout::Dropout;
+use crate::elementwise::Keys;
 use crate::encoder::{Embeddings, Layer, attention_bias};
 use crate::error::Result;
 use crate::head::MlmHead;
 use crate::modernbert::{self, ModernBertConfig};
 use crate::params::ParamBuilder;
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use std::path::Path;
 
 /// A family with the fields of its own that its network reads.
@@ -73,15 +74,25 @@ impl Body {
     pub fn forward(&self, ids: &Tensor, pass: &Pass) -> Result<Tensor> {
         match self {
             Body::Bert { embeddings, layers } => {
-                let bias = attention_bias(pass.mask, pass.dtype, pass.causal, None)?; // [b, 1, 1|s, s]
-                let mut x = embeddings.forward(ids, pass.drop)?; // [b, s, h]
-                for layer in layers {
-                    x = layer.forward(&x, &bias, pass.drop)?;
-                }
-                Ok(x)
+                let keys = Keys::Padded(attention_bias(pass.mask, pass.dtype, pass.causal, None)?); // [b, 1, 1|s, s]
+                let x = embeddings.forward(ids, pass.drop)?; // [b, s, h]
+                layers.iter().try_fold(x, |x, layer| layer.forward(&x, &keys, pass.drop))
             }
             Body::ModernBert(e) => e.forward(ids, pass),
         }
+    }
+
+    /// Sequences packed end to end without padding (see [`crate::MaskedLm::encode_rows`]):
+    /// `rows` → [Σ len, hidden]; `None` for a body without a packed path (ModernBERT).
+    pub fn forward_rows(&self, rows: &[&[u32]], pad: u32, dtype: DType, drop: &Dropout, device: &Device) -> Result<Option<Tensor>> {
+        let Body::Bert { embeddings, layers } = self else { return Ok(None) };
+        let flat: Vec<u32> = rows.concat();
+        let total = flat.len();
+        let real: Vec<u32> = flat.iter().map(|&id| u32::from(id != pad)).collect();
+        let bias = attention_bias(&Tensor::from_vec(real, (1, total), device)?, dtype, false, None)?.reshape(total)?; // [Σ len]
+        let keys = Keys::Packed { bias, lengths: rows.iter().map(|r| r.len()).collect() };
+        let x = embeddings.forward_rows(&Tensor::from_vec(flat, total, device)?, rows, drop)?; // [Σ len, h]
+        Ok(Some(layers.iter().try_fold(x, |x, layer| layer.forward(&x, &keys, drop))?))
     }
 }
 

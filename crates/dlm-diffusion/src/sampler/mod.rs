@@ -128,9 +128,14 @@ fn plan_step(row: &Row, cfg: &SamplerConfig, step: usize) -> Result<Option<Work>
     let all = || (0..n).collect::<Vec<_>>();
     let masked_in = |range: std::ops::Range<usize>| range.filter(|&j| row.masked[j]).collect::<Vec<_>>();
     Ok(match cfg.strategy {
-        Strategy::Reparam { schedule, .. } => {
+        Strategy::Reparam { schedule, topk, .. } => {
             let k = schedule.masked_after(n, step, cfg.steps);
-            (row.masked_count() > 0 || k > 0).then(|| Work { slots: all(), param: k })
+            // With nothing to re-mask (k = 0, typically the last step) only the masked
+            // slots can change; when no generator is drawn from either, predicting just
+            // them leaves every output as it was.
+            let draws = matches!(topk, TopK::Stochastic { .. }) || matches!(cfg.decoding, Decoding::Sample { .. });
+            let slots = if k == 0 && !draws { masked_in(0..n) } else { all() };
+            (row.masked_count() > 0 || k > 0).then_some(Work { slots, param: k })
         }
         Strategy::Cmlm => Some(Work { slots: all(), param: 0 }),
         Strategy::Ar => (row.masked_count() > 0).then(|| Work { slots: all(), param: 0 }),
@@ -205,6 +210,12 @@ pub(crate) fn run(
 fn update_row(row: &mut Row, preds: &[Prediction], w: &Work, cfg: &SamplerConfig, step: usize, rng: &mut ChaCha8Rng, mask: u32) {
     match cfg.strategy {
         Strategy::Reparam { update, schedule, topk } => {
+            // Slots left out of the plan keep what they hold (only when k = 0, see plan_step).
+            let mut all: Vec<Prediction> = (0..row.n()).map(|j| Prediction { token: row.token(j), logp: row.scores[j] }).collect();
+            for (&j, &p) in w.slots.iter().zip(preds) {
+                all[j] = p;
+            }
+            let preds = &all;
             let mut rank: Vec<f32> = preds.iter().map(|p| p.logp).collect();
             if let TopK::Stochastic { scale } = topk {
                 let temp = (scale * schedule.rate(step, cfg.steps)) as f32;

@@ -1,4 +1,5 @@
-//! One denoiser call (SPEC §4.1): run the model on the canvases, project only at the
+//! One denoiser call (SPEC §4.1): run the model on the canvases (packed end to end,
+//! [`MaskedLm::encode_rows`]: no product runs on padding), project only at the
 //! requested generation positions, forbid `<mask>` (its logit set to −∞), take
 //! `log_softmax`, and read off `(token, log p)` per position by argmax or by sampling.
 //! How each row decodes and which generator it draws from are given per row ([`Draws`]):
@@ -9,9 +10,8 @@
 //! data that cross to the host per step are the chosen tokens and their log-probabilities.
 
 use super::config::Decoding;
-use crate::batch::ids_and_attention;
 use crate::error::{DiffusionError, Result};
-use candle_core::{D, Tensor};
+use candle_core::Tensor;
 use dlm_models::MaskedLm;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -74,27 +74,19 @@ impl<'a> ModelPredictor<'a> {
 impl Predictor for ModelPredictor<'_> {
     fn predict(&mut self, rows: &[&[u32]], positions: &[Vec<usize>], draws: &mut dyn Draws) -> Result<Vec<Vec<Prediction>>> {
         let b = rows.len();
-        let seq = rows.iter().map(|r| r.len()).max().unwrap_or(0);
         let total: usize = positions.iter().map(Vec::len).sum();
         if total == 0 {
             return Ok(vec![Vec::new(); b]);
         }
-        let mut ids = Vec::with_capacity(b * seq);
-        for row in rows {
-            ids.extend_from_slice(row);
-            ids.extend(std::iter::repeat_n(self.pad, seq - row.len()));
-        }
         let device = self.model.device();
-        let (ids, attention) = ids_and_attention(&ids, b, seq, self.pad, device)?;
-        let hidden = self.model.encode(&ids, &attention)?; // [b, seq, h]
-        let h = hidden.dim(D::Minus1)?;
-        let flat: Vec<u32> = positions
-            .iter()
-            .enumerate()
-            .flat_map(|(i, ps)| ps.iter().map(move |&p| (i * seq + p) as u32))
-            .collect();
-        let index = Tensor::from_vec(flat, total, device)?;
-        let selected = hidden.reshape((b * seq, h))?.index_select(&index, 0)?; // [n, h]
+        let hidden = self.model.encode_rows(rows, self.pad)?; // [Σ len, h], no padding rows
+        let mut flat = Vec::with_capacity(total);
+        let mut offset = 0;
+        for (row, ps) in rows.iter().zip(positions) {
+            flat.extend(ps.iter().map(|&p| (offset + p) as u32));
+            offset += row.len();
+        }
+        let selected = hidden.index_select(&Tensor::from_vec(flat, total, device)?, 0)?; // [n, h]
         // The row each selected position belongs to, and which positions sample.
         let owner: Vec<usize> = positions.iter().enumerate().flat_map(|(i, ps)| std::iter::repeat_n(i, ps.len())).collect();
         let sampled: Vec<bool> = owner.iter().map(|&r| matches!(draws.decoding(r), Decoding::Sample { .. })).collect();

@@ -7,6 +7,7 @@
 
 use super::*;
 use candle_core::{DType, Device, Var};
+use std::sync::Arc;
 
 /// A variable with values in [-2, 2) from a fixed pattern, exact in bf16 (multiples of
 /// 1/64), so f32 and bf16 runs see the same numbers.
@@ -138,7 +139,7 @@ fn attention_equals_composed() {
                     let scale = 1.0 / (d as f64).sqrt();
                     value_and_grads(&[&qkv], || {
                         if fused {
-                            Attention { heads, scale: scale as f32, drop }.forward(&qkv, &mask)
+                            Attention { heads, scale: scale as f32, drop, packed: None }.forward(&qkv, &mask)
                         } else {
                             plain_attention(&qkv, &mask, heads, scale, drop)
                         }
@@ -147,6 +148,56 @@ fn attention_equals_composed() {
                 });
             }
         }
+    }
+}
+
+/// Packed sequences (one of 150 rows: two query blocks; one of a single row; a padding id
+/// inside one) equal each sequence alone through the composed path, values and gradients;
+/// and equal the padded fused kernel at the real rows of the rectangular batch.
+#[test]
+fn packed_attention_equals_padded() {
+    let dev = Device::Cpu;
+    let (heads, d) = (2, 5);
+    let h = heads * d;
+    let lengths: Arc<[usize]> = Arc::from(vec![19, 150, 1, 7]);
+    let total: usize = lengths.iter().sum();
+    // Key 3 of the first sequence is a padding id inside it.
+    let bias: Vec<f32> = (0..total).map(|i| if i == 3 { f32::MIN } else { 0.0 }).collect();
+    let bias = Tensor::from_vec(bias, total, &dev).unwrap();
+    let scale = 1.0 / (d as f64).sqrt();
+    check("packed attention", |dtype, fused| {
+        let qkv = var(&[total, 3 * h], 8, dtype);
+        let bias = bias.to_dtype(dtype).unwrap();
+        value_and_grads(&[&qkv], || {
+            if fused {
+                Attention { heads, scale: scale as f32, drop: None, packed: Some(lengths.clone()) }.forward(&qkv, &bias)
+            } else {
+                plain_packed_attention(&qkv, &bias, &lengths, heads, scale)
+            }
+            .unwrap()
+        })
+    });
+    // The same rows padded to [4, 150, 3h] (padding keys masked) through the padded kernel.
+    let qkv = var(&[total, 3 * h], 8, DType::F32).as_tensor().clone();
+    let packed = Attention { heads, scale: scale as f32, drop: None, packed: Some(lengths.clone()) }.forward(&qkv, &bias).unwrap();
+    let s = 150;
+    let (mut rows, mut mask, mut start) = (Vec::new(), Vec::new(), 0);
+    for &len in lengths.iter() {
+        let pad = Tensor::zeros((s - len, 3 * h), DType::F32, &dev).unwrap();
+        rows.push(Tensor::cat(&[&qkv.narrow(0, start, len).unwrap(), &pad], 0).unwrap());
+        let b = bias.narrow(0, start, len).unwrap().to_vec1::<f32>().unwrap();
+        mask.extend(b.into_iter().chain(std::iter::repeat_n(f32::MIN, s - len)));
+        start += len;
+    }
+    let padded_qkv = Tensor::stack(&rows, 0).unwrap(); // [4, s, 3h]
+    let mask = Tensor::from_vec(mask, (4, 1, 1, s), &dev).unwrap();
+    let padded = Attention { heads, scale: scale as f32, drop: None, packed: None }.forward(&padded_qkv, &mask).unwrap();
+    let mut start = 0;
+    for (n, &len) in lengths.iter().enumerate() {
+        let want = padded.get(n).unwrap().narrow(0, 0, len).unwrap();
+        let got = packed.narrow(0, start, len).unwrap();
+        assert!(rel(&got, &want) < 1e-6, "sequence {n}: {}", rel(&got, &want));
+        start += len;
     }
 }
 

@@ -10,6 +10,10 @@
 //! backward: dp̃ = dout·vᵀ;  D = Σk p̃·dp̃ (= dout·out);  ds = p·(mask·dp̃ − D)
 //!           dq = scale·ds·k;  dk = scale·dsᵀ·q;  dv = p̃ᵀ·dout
 //! ```
+//! Sequences may also come **packed** end to end without padding (`qkv` [Σ len, 3h], one
+//! additive bias entry per key, each sequence attending only to itself: `Geometry::new`),
+//! so the products around attention never run on padding rows.
+//!
 //! The dropout mask is drawn at the index the `[b, heads, s, s]` probabilities would have,
 //! so it equals the composed path's (`MaskedSoftmax` then two products). All sums are in
 //! f32 whatever the storage dtype. A row whose keys are all masked with −∞ gives NaN, as
@@ -21,67 +25,116 @@ use super::vector::{self, BackendStorage, Elem, exp};
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use half::bf16;
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// Query rows per block: a block's scores are `[QB, s]` f32.
 const QB: usize = 128;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Attention {
     pub heads: usize,
     pub scale: f32,
     pub drop: Option<DropMask>,
+    /// `Some(lengths)`: sequences packed end to end (see [`Geometry::new`]).
+    pub packed: Option<Arc<[usize]>>,
+}
+
+/// Where one sequence lives: its rows `start..start + len` of `qkv` (and of the output),
+/// its first bias row at `bias`, and its first dropout counter at `prob`.
+#[derive(Clone, Copy)]
+struct Span {
+    start: usize,
+    len: usize,
+    bias: usize,
+    prob: usize,
 }
 
 /// Sizes, and where a (sequence, head, row) lives in `qkv` and `bias`.
-#[derive(Clone, Copy)]
 struct Geometry {
-    batch: usize,
-    s: usize,
     h: usize,
     heads: usize,
     d: usize,
-    bias_q: usize,
+    /// The bias has a row per query (causal or windowed masks), not one per sequence.
+    bias_per_query: bool,
+    spans: Vec<Span>,
+    /// The output's shape: `[b, s, h]` padded, `[Σ len, h]` packed.
+    out: Shape,
 }
 
 impl Geometry {
-    fn new(qkv: &Shape, bias: &Shape, heads: usize) -> Result<Geometry> {
+    /// Padded (`packed` = `None`): `qkv` [b, s, 3h], `bias` [b, 1, 1 or s, s]; sequence n is
+    /// rows `n·s..(n+1)·s` and its dropout counters are the indices of the `[b, heads, s,
+    /// s]` probabilities. Packed: `qkv` [Σ len, 3h], `bias` [Σ len] (one additive entry
+    /// per key); sequence n is the `lengths[n]` rows after those of the sequences before
+    /// it and attends only to them; its counters follow those of the sequences before it.
+    fn new(qkv: &Shape, bias: &Shape, heads: usize, packed: Option<&[usize]>) -> Result<Geometry> {
         let (x, m) = (qkv.dims(), bias.dims());
-        let ok = x.len() == 3 && heads > 0 && x[2] % (3 * heads) == 0 && m.len() == 4 && m[0] == x[0] && m[1] == 1;
-        if !ok || !(m[2] == 1 || m[2] == x[1]) || m[3] != x[1] {
-            candle_core::bail!("attention: qkv {x:?} ({heads} heads) and bias {m:?} (expected [b, s, 3h] and [b, 1, 1 or s, s])")
+        let width = |w: usize| heads > 0 && w % (3 * heads) == 0;
+        match packed {
+            None => {
+                let ok = x.len() == 3 && width(x[2]) && m.len() == 4 && m[0] == x[0] && m[1] == 1;
+                if !ok || !(m[2] == 1 || m[2] == x[1]) || m[3] != x[1] {
+                    candle_core::bail!("attention: qkv {x:?} ({heads} heads) and bias {m:?} (expected [b, s, 3h] and [b, 1, 1 or s, s])")
+                }
+                let (b, s, h) = (x[0], x[1], x[2] / 3);
+                let spans = (0..b).map(|n| Span { start: n * s, len: s, bias: n * m[2] * s, prob: n * heads * s * s }).collect();
+                Ok(Geometry { h, heads, d: h / heads, bias_per_query: m[2] != 1, spans, out: Shape::from((b, s, h)) })
+            }
+            Some(lengths) => {
+                let total: usize = lengths.iter().sum();
+                if x.len() != 2 || !width(x[1]) || x[0] != total || m != [total] {
+                    candle_core::bail!(
+                        "attention: qkv {x:?} ({heads} heads) and bias {m:?} for {} packed sequences of {total} rows (expected [{total}, 3h] and [{total}])",
+                        lengths.len()
+                    )
+                }
+                let (mut start, mut prob) = (0, 0);
+                let spans = lengths
+                    .iter()
+                    .map(|&len| {
+                        let span = Span { start, len, bias: start, prob };
+                        (start, prob) = (start + len, prob + heads * len * len);
+                        span
+                    })
+                    .collect();
+                let h = x[1] / 3;
+                Ok(Geometry { h, heads, d: h / heads, bias_per_query: false, spans, out: Shape::from((total, h)) })
+            }
         }
-        let h = x[2] / 3;
-        Ok(Geometry { batch: x[0], s: x[1], h, heads, d: h / heads, bias_q: m[2] })
     }
 
     /// Offset in `qkv` of row `i` of sequence `n`, head `head`, part 0 (q), 1 (k) or 2 (v).
     #[inline(always)]
     fn at(&self, n: usize, part: usize, head: usize, i: usize) -> usize {
-        (n * self.s + i) * 3 * self.h + part * self.h + head * self.d
+        (self.spans[n].start + i) * 3 * self.h + part * self.h + head * self.d
     }
 
+    /// The additive bias of query row `i` of sequence `n` over its keys.
     #[inline(always)]
     fn bias_row<'a, E>(&self, bias: &'a [E], n: usize, i: usize) -> &'a [E] {
-        let row = n * self.bias_q + if self.bias_q == 1 { 0 } else { i };
-        &bias[row * self.s..(row + 1) * self.s]
+        let sp = self.spans[n];
+        let row = sp.bias + if self.bias_per_query { i * sp.len } else { 0 };
+        &bias[row..row + sp.len]
     }
 
-    /// Index of probability `(n, head, i, 0)` in `[b, heads, s, s]` (the dropout counter).
+    /// The dropout counter of probability `(n, head, i, 0)`.
     #[inline(always)]
     fn prob_index(&self, n: usize, head: usize, i: usize) -> usize {
-        ((n * self.heads + head) * self.s + i) * self.s
+        let sp = self.spans[n];
+        sp.prob + (head * sp.len + i) * sp.len
     }
 }
 
-/// Head `head` of sequence `n` as f32 `[s][d]`: of part `part` of `qkv` (row stride
-/// `3h`), or of a `[b, s, h]` tensor when `part` is `None`.
+/// Head `head` of sequence `n` as f32 `[len][d]`: of part `part` of `qkv` (row stride
+/// `3h`), or of the `[rows, h]` output layout when `part` is `None`.
 #[inline(always)]
-fn gather<E: Elem>(x: &[E], g: Geometry, (n, head, part): (usize, usize, Option<usize>)) -> Vec<f32> {
+fn gather<E: Elem>(x: &[E], g: &Geometry, (n, head, part): (usize, usize, Option<usize>)) -> Vec<f32> {
+    let sp = g.spans[n];
     let (start, stride) = match part {
         Some(part) => (g.at(n, part, head, 0), 3 * g.h),
-        None => ((n * g.s) * g.h + head * g.d, g.h),
+        None => (sp.start * g.h + head * g.d, g.h),
     };
-    let mut out = vec![0f32; g.s * g.d];
+    let mut out = vec![0f32; sp.len * g.d];
     for (o, row) in out.chunks_exact_mut(g.d).zip(x[start..].chunks(stride)) {
         for (o, x) in o.iter_mut().zip(&row[..g.d]) {
             *o = x.get();
@@ -91,9 +144,10 @@ fn gather<E: Elem>(x: &[E], g: Geometry, (n, head, part): (usize, usize, Option<
 }
 
 impl Attention {
-    /// `qkv`: [b, s, 3h]; `bias`: [b, 1, 1 or s, s] → [b, s, h].
+    /// Padded: `qkv` [b, s, 3h], `bias` [b, 1, 1 or s, s] → [b, s, h]; packed: `qkv`
+    /// [Σ len, 3h], `bias` [Σ len] → [Σ len, h] (see [`Geometry::new`]).
     pub fn forward(&self, qkv: &Tensor, bias: &Tensor) -> Result<Tensor> {
-        qkv.contiguous()?.apply_op2(&bias.contiguous()?, *self)
+        qkv.contiguous()?.apply_op2(&bias.contiguous()?, self.clone())
     }
 
     /// The dropout factors of the `f.len()` probabilities from index `base` on (all 1
@@ -122,8 +176,8 @@ impl Attention {
 
     /// One (sequence, head): its `[s][d]` outputs.
     #[inline(always)]
-    fn fwd_head<E: Elem>(&self, qkv: &[E], bias: &[E], g: Geometry, (n, head): (usize, usize)) -> Vec<f32> {
-        let (s, d) = (g.s, g.d);
+    fn fwd_head<E: Elem>(&self, qkv: &[E], bias: &[E], g: &Geometry, (n, head): (usize, usize)) -> Vec<f32> {
+        let (s, d) = (g.spans[n].len, g.d);
         let (q, k, v) = (gather(qkv, g, (n, head, Some(0))), gather(qkv, g, (n, head, Some(1))), gather(qkv, g, (n, head, Some(2))));
         let mut out = vec![0f32; s * d];
         let (mut scores, mut f, mut inv) = (vec![0f32; QB.min(s) * s], vec![0f32; s], vec![0f32; QB.min(s)]);
@@ -151,8 +205,8 @@ impl Attention {
 
     /// One (sequence, head): its `[s][d]` gradients for q, k and v, side by side.
     #[inline(always)]
-    fn bwd_head<E: Elem>(&self, qkv: &[E], bias: &[E], dout: &[E], g: Geometry, (n, head): (usize, usize)) -> Vec<f32> {
-        let (s, d) = (g.s, g.d);
+    fn bwd_head<E: Elem>(&self, qkv: &[E], bias: &[E], dout: &[E], g: &Geometry, (n, head): (usize, usize)) -> Vec<f32> {
+        let (s, d) = (g.spans[n].len, g.d);
         let (q, k, v) = (gather(qkv, g, (n, head, Some(0))), gather(qkv, g, (n, head, Some(1))), gather(qkv, g, (n, head, Some(2))));
         let go = gather(dout, g, (n, head, None));
         let mut grads = vec![0f32; 3 * s * d]; // dq | dk | dv, each [s][d]
@@ -187,16 +241,16 @@ impl Attention {
         grads
     }
 
-    fn fwd<E: Elem>(&self, qkv: &[E], bias: &[E], g: Geometry) -> Vec<E> {
-        let heads: Vec<Vec<f32>> = (0..g.batch * g.heads)
+    fn fwd<E: Elem>(&self, qkv: &[E], bias: &[E], g: &Geometry) -> Vec<E> {
+        let heads: Vec<Vec<f32>> = (0..g.spans.len() * g.heads)
             .into_par_iter()
             .map(|t| vector::vectorised(#[inline(always)] || self.fwd_head(qkv, bias, g, (t / g.heads, t % g.heads))))
             .collect();
-        let mut out = vec![E::ZERO; g.batch * g.s * g.h];
+        let mut out = vec![E::ZERO; g.out.elem_count()];
         for (t, head) in heads.iter().enumerate() {
             let (n, hd) = (t / g.heads, t % g.heads);
             for (i, row) in head.chunks(g.d).enumerate() {
-                let o = &mut out[(n * g.s + i) * g.h + hd * g.d..][..g.d];
+                let o = &mut out[(g.spans[n].start + i) * g.h + hd * g.d..][..g.d];
                 for (o, &x) in o.iter_mut().zip(row) {
                     *o = E::put(x);
                 }
@@ -205,15 +259,15 @@ impl Attention {
         out
     }
 
-    fn bwd<E: Elem>(&self, qkv: &[E], bias: &[E], dout: &[E], g: Geometry) -> Vec<E> {
-        let heads: Vec<Vec<f32>> = (0..g.batch * g.heads)
+    fn bwd<E: Elem>(&self, qkv: &[E], bias: &[E], dout: &[E], g: &Geometry) -> Vec<E> {
+        let heads: Vec<Vec<f32>> = (0..g.spans.len() * g.heads)
             .into_par_iter()
             .map(|t| vector::vectorised(#[inline(always)] || self.bwd_head(qkv, bias, dout, g, (t / g.heads, t % g.heads))))
             .collect();
         let mut dqkv = vec![E::ZERO; qkv.len()];
         for (t, grads) in heads.iter().enumerate() {
             let (n, hd) = (t / g.heads, t % g.heads);
-            for (part, grad) in grads.chunks(g.s * g.d).enumerate() {
+            for (part, grad) in grads.chunks(g.spans[n].len * g.d).enumerate() {
                 for (i, row) in grad.chunks(g.d).enumerate() {
                     let o = &mut dqkv[g.at(n, part, hd, i)..][..g.d];
                     for (o, &x) in o.iter_mut().zip(row) {
@@ -232,19 +286,19 @@ impl CustomOp2 for Attention {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let g = Geometry::new(l1.shape(), l2.shape(), self.heads)?;
+        let g = Geometry::new(l1.shape(), l2.shape(), self.heads, self.packed.as_deref())?;
         let op = "attention";
         let out = match s1 {
-            CpuStorage::F32(_) => f32::wrap(self.fwd(vector::contiguous::<f32>(s1, l1, op)?, vector::contiguous::<f32>(s2, l2, op)?, g)),
-            CpuStorage::BF16(_) => bf16::wrap(self.fwd(vector::contiguous::<bf16>(s1, l1, op)?, vector::contiguous::<bf16>(s2, l2, op)?, g)),
+            CpuStorage::F32(_) => f32::wrap(self.fwd(vector::contiguous::<f32>(s1, l1, op)?, vector::contiguous::<f32>(s2, l2, op)?, &g)),
+            CpuStorage::BF16(_) => bf16::wrap(self.fwd(vector::contiguous::<bf16>(s1, l1, op)?, vector::contiguous::<bf16>(s2, l2, op)?, &g)),
             s => candle_core::bail!("{op}: unsupported dtype {:?}", s.dtype()),
         };
-        Ok((out, Shape::from((g.batch, g.s, g.h))))
+        Ok((out, g.out))
     }
 
     fn bwd(&self, qkv: &Tensor, bias: &Tensor, _out: &Tensor, dout: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = Geometry::new(qkv.shape(), bias.shape(), self.heads)?;
-        fn grads<E: Elem>(op: &Attention, qkv: &Tensor, bias: &Tensor, dout: &Tensor, g: Geometry) -> Result<Tensor> {
+        let g = Geometry::new(qkv.shape(), bias.shape(), self.heads, self.packed.as_deref())?;
+        fn grads<E: Elem>(op: &Attention, qkv: &Tensor, bias: &Tensor, dout: &Tensor, g: &Geometry) -> Result<Tensor> {
             let name = "attention";
             let d = vector::with_elems::<E, _>(qkv, name, |x| {
                 vector::with_elems::<E, _>(bias, name, |b| vector::with_elems::<E, _>(dout, name, |o| Ok(op.bwd(x, b, o, g))))
@@ -252,8 +306,8 @@ impl CustomOp2 for Attention {
             vector::tensor(d, qkv.dims())
         }
         let dqkv = match qkv.dtype() {
-            DType::F32 => grads::<f32>(self, qkv, bias, dout, g)?,
-            DType::BF16 => grads::<bf16>(self, qkv, bias, dout, g)?,
+            DType::F32 => grads::<f32>(self, qkv, bias, dout, &g)?,
+            DType::BF16 => grads::<bf16>(self, qkv, bias, dout, &g)?,
             d => candle_core::bail!("attention: unsupported dtype {d:?}"),
         };
         // The mask is a constant: no gradient.
