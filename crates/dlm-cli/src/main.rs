@@ -51,7 +51,8 @@ enum Command {
 static ALLOC: dlm_models::allocator::KeepLarge = dlm_models::allocator::KeepLarge;
 
 fn main() {
-    dlm_models::allocator::keep_freed_pages();
+    // SAFETY: first thing in main: no thread has started, none reads the environment.
+    let started = unsafe { dlm_models::kernels::start() };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -59,11 +60,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    // SAFETY: nothing above starts a thread, so no other thread reads the environment.
-    let result = unsafe { dlm_models::kernels::configure_threads() }
-        .and_then(|_| dlm_models::kernels::init())
-        .map_err(anyhow::Error::from)
-        .and_then(|_| run(cli.command));
+    let result = started.map_err(anyhow::Error::from).and_then(|_| run(cli.command));
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -98,7 +98,8 @@ fn bench(
 static ALLOC: dlm_models::allocator::KeepLarge = dlm_models::allocator::KeepLarge;
 
 fn main() -> AnyResult<()> {
-    dlm_models::allocator::keep_freed_pages();
+    // As `dlm` starts (SAFETY: first thing in main, no other thread yet).
+    unsafe { dlm_models::kernels::start() }?;
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
         return Err(

@@ -32,8 +32,9 @@ fn bench(dir: &std::path::Path, dtype: DType, repeats: usize) -> dlm_models::Res
 #[global_allocator]
 static ALLOC: dlm_models::allocator::KeepLarge = dlm_models::allocator::KeepLarge;
 
-fn main() -> dlm_models::Result<()> {
-    dlm_models::allocator::keep_freed_pages();
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As `dlm` starts (SAFETY: first thing in main, no other thread yet).
+    unsafe { dlm_models::kernels::start() }?;
     let args: Vec<String> = std::env::args().collect();
     let dir = std::path::PathBuf::from(args.get(1).map(String::as_str).unwrap_or("/tmp/dlm-bench-bert-base"));
     let repeats = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(5);

@@ -22,8 +22,9 @@ fn gflops(repeats: usize, (m, k, n): (usize, usize, usize), f: impl Fn() -> cand
 #[global_allocator]
 static ALLOC: dlm_models::allocator::KeepLarge = dlm_models::allocator::KeepLarge;
 
-fn main() -> candle_core::Result<()> {
-    dlm_models::allocator::keep_freed_pages();
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As `dlm` starts (SAFETY: first thing in main, no other thread yet).
+    unsafe { dlm_models::kernels::start() }?;
     let repeats = std::env::args().nth(1).and_then(|r| r.parse().ok()).unwrap_or(5);
     for (m, k, n) in SHAPES {
         let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;

@@ -33,6 +33,8 @@ fn time<T>(repeats: usize, mut f: impl FnMut() -> dlm_models::Result<T>) -> dlm_
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As `dlm` starts (SAFETY: first thing in main, no other thread yet).
+    unsafe { dlm_models::kernels::start() }?;
     let args: Vec<String> = std::env::args().collect();
     let rows: usize = args.get(1).and_then(|r| r.parse().ok()).unwrap_or(64);
     let repeats: usize = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(2);

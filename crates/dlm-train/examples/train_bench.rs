@@ -55,7 +55,8 @@ fn bench(dir: &std::path::Path, dtype: DType, (b, p, r, repeats): (usize, usize,
 static ALLOC: dlm_models::allocator::KeepLarge = dlm_models::allocator::KeepLarge;
 
 fn main() -> anyhow::Result<()> {
-    dlm_models::allocator::keep_freed_pages();
+    // As `dlm` starts (SAFETY: first thing in main, no other thread yet).
+    unsafe { dlm_models::kernels::start() }?;
     let args: Vec<String> = std::env::args().collect();
     let dir = std::path::PathBuf::from(args.get(1).map(String::as_str).unwrap_or("/tmp/dlm-bench-bert-base"));
     let num = |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);

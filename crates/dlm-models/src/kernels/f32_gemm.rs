@@ -68,7 +68,8 @@ pub(crate) fn new_product(a: View, b: View, threads: Threads) -> Vec<f32> {
 unsafe fn raw_product(dst: *mut f32, ld: usize, a: View, b: View, accumulate: bool, threads: Threads) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(b.rows == k && a.in_bounds() && b.in_bounds(), "f32 product: operands [{m}, {k}] · [{}, {n}] out of bounds", b.rows);
-    let parallelism = match (threads, candle_core::utils::get_num_threads()) {
+    // The products run on the current rayon pool (`threads::configure_threads` sizes it).
+    let parallelism = match (threads, rayon::current_num_threads()) {
         (Threads::All, t) if t > 1 => gemm::Parallelism::Rayon(t),
         _ => gemm::Parallelism::None,
     };

@@ -27,22 +27,35 @@ pub const THREADS_VAR: &str = "DLM_NUM_THREADS";
 /// meanwhile: call it first thing in `main`, before any thread starts.
 pub unsafe fn configure_threads() -> Result<usize, KernelError> {
     let wanted = match std::env::var(THREADS_VAR) {
-        Ok(v) => {
-            let n = parse_threads(&v)?;
-            // SAFETY: the caller guarantees that no other thread touches the environment.
-            unsafe {
-                std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-                std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
-            }
-            n
-        }
+        Ok(v) => parse_threads(&v)?,
         Err(_) => candle_core::utils::get_num_threads(),
     };
+    // Set even when the count is candle's default: unset, candle counts the physical
+    // cores by reading /proc/cpuinfo again on every matrix product (2% of a training step).
+    // SAFETY: the caller guarantees that no other thread touches the environment.
+    unsafe {
+        std::env::set_var("RAYON_NUM_THREADS", wanted.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", wanted.to_string());
+    }
     rayon::ThreadPoolBuilder::new()
         .num_threads(wanted)
         .build_global()
         .map_err(|e| KernelError::ThreadPool(e.to_string()))?;
     Ok(wanted)
+}
+
+/// What a program computing with dlm's kernels does first in `main` (`dlm` itself and the
+/// benchmark examples, so both run alike): the allocator keeps its freed pages
+/// ([`crate::allocator::keep_freed_pages`]), every pool gets one thread count
+/// ([`configure_threads`]), and the kernel level is decided ([`super::init`]).
+///
+/// # Safety
+/// As [`configure_threads`]: first thing in `main`, before any thread starts.
+pub unsafe fn start() -> Result<super::Level, KernelError> {
+    crate::allocator::keep_freed_pages();
+    // SAFETY: the caller's promise.
+    unsafe { configure_threads() }?;
+    super::init()
 }
 
 fn parse_threads(value: &str) -> Result<usize, KernelError> {
