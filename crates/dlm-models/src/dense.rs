@@ -38,7 +38,14 @@ impl Dense {
 
     /// `x`: [..., in] → [..., Σ out] = the outputs of `layers` side by side.
     pub fn forward_cat(layers: &[&Dense], x: &Tensor) -> Result<Tensor> {
-        let weight = Tensor::cat(&layers.iter().map(|l| &l.weight).collect::<Vec<_>>(), 0)?; // [Σ out, in]
+        let column_major = layers.iter().all(|l| !l.weight.is_contiguous());
+        let weight = if column_major {
+            // Column-major weights (`ParamBuilder::load_linear`) stay column-major.
+            let ts = layers.iter().map(|l| l.weight.t()).collect::<Result<Vec<_>>>()?; // [in, out] each
+            Tensor::cat(&ts, 1)?.t()? // [Σ out, in], column-major
+        } else {
+            Tensor::cat(&layers.iter().map(|l| &l.weight).collect::<Vec<_>>(), 0)? // [Σ out, in]
+        };
         let bias = Tensor::cat(&layers.iter().map(|l| &l.bias).collect::<Vec<_>>(), 0)?; // [Σ out]
         affine(x, &weight, &bias)
     }

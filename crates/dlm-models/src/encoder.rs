@@ -21,7 +21,7 @@ use candle_nn::Embedding;
 fn linear(pb: &ParamBuilder, family: Family, prefix: &str, out: usize, inp: usize) -> Result<Dense> {
     let w = names::encoder(family, &format!("{prefix}.weight"));
     let b = names::encoder(family, &format!("{prefix}.bias"));
-    let weight = pb.load(&w.canonical, &w.candidates, &[out, inp])?;
+    let weight = pb.load_linear(&w.canonical, &w.candidates, &[out, inp])?;
     let bias = pb.load(&b.canonical, &b.candidates, &[out])?;
     Ok(Dense::new(weight, bias))
 }

@@ -128,11 +128,25 @@ impl<'a> ParamBuilder<'a> {
 
     /// [`ParamBuilder::load`], initialising a fresh matrix with standard deviation `std`.
     pub fn load_with_std(&self, name: &str, candidates: &[String], shape: &[usize], std: f64) -> Result<Tensor> {
+        self.obtain(name, candidates, shape, std, false)
+    }
+
+    /// [`ParamBuilder::load`] for a linear layer's weight `[out, in]`. In an f32 inference
+    /// model on the CPU it is kept column-major (the same logical tensor over `[in, out]`
+    /// contiguous storage), the layout `kernels::Linear` multiplies fastest; trainable,
+    /// bf16 and non-CPU weights keep the stored layout.
+    pub fn load_linear(&self, name: &str, candidates: &[String], shape: &[usize]) -> Result<Tensor> {
+        let column_major = !self.trainable && self.dtype == DType::F32 && self.device.is_cpu();
+        self.obtain(name, candidates, shape, self.init.std, column_major)
+    }
+
+    fn obtain(&self, name: &str, candidates: &[String], shape: &[usize], std: f64, column_major: bool) -> Result<Tensor> {
         let t = match self.weights {
             Some(w) if !self.fresh.get() => w.load(candidates, shape, &self.device)?,
             _ => self.init.tensor(name, shape, std, &self.device)?,
         };
         let t = t.to_dtype(self.dtype)?;
+        let t = if column_major { t.t()?.contiguous()?.t()? } else { t };
         let t = if self.trainable {
             let var = Var::from_tensor(&t)?;
             let t = var.as_tensor().clone();
