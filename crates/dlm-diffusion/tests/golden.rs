@@ -46,6 +46,12 @@ fn canvases(prefixes: &Value, lengths: &Value, sp: SpecialIds) -> Vec<Canvas> {
 }
 
 /// Consecutive duplicates removed (rows that sat out a batched step).
+/// The sampler fixture's canvases.
+fn sampler_canvases(sp: SpecialIds) -> Vec<Canvas> {
+    let g = golden();
+    canvases(&g["sampler"]["prefixes"], &g["sampler"]["lengths"], sp)
+}
+
 fn changes(steps: &[Vec<u32>]) -> Vec<Vec<u32>> {
     let mut out: Vec<Vec<u32>> = Vec::new();
     for s in steps {
@@ -117,7 +123,7 @@ fn reparam_trajectories_match_reference() {
     let g = golden();
     let sp = special(&g);
     let s = &g["sampler"];
-    let cs = canvases(&s["prefixes"], &s["lengths"], sp);
+    let cs = sampler_canvases(sp);
     let steps = s["steps"].as_u64().expect("steps") as usize;
     let model = backbone();
     for run in s["runs"].as_array().expect("runs") {
@@ -149,10 +155,8 @@ fn reparam_trajectories_match_reference() {
 /// rows) give what each gives alone: same tokens at every step, scores within 1e-5.
 #[test]
 fn a_batch_denoises_each_canvas_as_alone() {
-    let g = golden();
-    let sp = special(&g);
-    let s = &g["sampler"];
-    let cs = canvases(&s["prefixes"], &s["lengths"], sp);
+    let sp = special(&golden());
+    let cs = sampler_canvases(sp);
     assert!(cs.windows(2).any(|w| w[0].ids().len() != w[1].ids().len()), "the fixture's canvases differ in length");
     let model = backbone();
     let cfg = SamplerConfig { steps: 6, record_trajectory: true, ..SamplerConfig::default() };
