@@ -245,20 +245,24 @@ impl Backbone {
                 message: format!("attention mask has shape {:?}, expected {:?}", mask.dims(), [b, s]),
             });
         }
+        let largest = if b * s > 0 { Some(ids.flatten_all()?.max(0)?.to_scalar::<u32>()?) } else { None };
+        self.check_sequence(s, largest)
+    }
+
+    /// A sequence of `len` ids whose largest is `largest` fits the position embeddings
+    /// and the vocabulary.
+    fn check_sequence(&self, len: usize, largest: Option<u32>) -> Result<()> {
         let max = self.config.max_sequence_length();
-        if s > max {
-            return Err(ModelError::TooLong { found: s, max });
+        if len > max {
+            return Err(ModelError::TooLong { found: len, max });
         }
-        if b * s > 0 {
-            let largest = ids.flatten_all()?.max(0)?.to_scalar::<u32>()?;
-            if largest as usize >= self.config.vocab_size {
-                return Err(ModelError::Invalid {
-                    path: self.dir.clone(),
-                    message: format!("token id {largest} is outside the vocabulary of {} ids", self.config.vocab_size),
-                });
-            }
+        match largest {
+            Some(id) if id as usize >= self.config.vocab_size => Err(ModelError::Invalid {
+                path: self.dir.clone(),
+                message: format!("token id {id} is outside the vocabulary of {} ids", self.config.vocab_size),
+            }),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -284,17 +288,8 @@ impl MaskedLm for Backbone {
 
     /// On the CPU (BERT family, bidirectional), packed: no product runs on padding rows.
     fn encode_rows(&self, rows: &[&[u32]], pad: u32) -> Result<Tensor> {
-        let max = self.config.max_sequence_length();
         for row in rows {
-            if row.len() > max {
-                return Err(ModelError::TooLong { found: row.len(), max });
-            }
-            if let Some(&id) = row.iter().find(|&&id| id as usize >= self.config.vocab_size) {
-                return Err(ModelError::Invalid {
-                    path: self.dir.clone(),
-                    message: format!("token id {id} is outside the vocabulary of {} ids", self.config.vocab_size),
-                });
-            }
+            self.check_sequence(row.len(), row.iter().copied().max())?;
         }
         let packed = if self.opts.device.is_cpu() && !self.opts.causal && !rows.is_empty() {
             self.body.forward_rows(rows, pad, self.opts.dtype, &self.dropout, &self.opts.device)?

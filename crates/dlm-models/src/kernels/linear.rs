@@ -31,7 +31,7 @@ impl Linear {
     pub fn forward(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         let x = x.contiguous()?;
         let transposed = !weight.is_contiguous() && weight.t()?.is_contiguous();
-        let (weight, op) = if transposed { (weight.t()?, Linear { transposed }) } else { (weight.contiguous()?, Linear { transposed }) };
+        let (weight, op) = (if transposed { weight.t()? } else { weight.contiguous()? }, Linear { transposed });
         match bias {
             Some(bias) => x.apply_op3(&weight, &bias.contiguous()?, op),
             None => x.apply_op2(&weight, op),
@@ -42,13 +42,13 @@ impl Linear {
     /// out]` when transposed), checked against `bias [out]`.
     fn geometry(&self, x: &Shape, weight: &Shape, bias: Option<&Shape>) -> Result<(usize, usize, usize)> {
         let (xd, wd) = (x.dims(), weight.dims());
-        let (o, wi) = match (wd, self.transposed) {
-            (&[a, b], false) => (a, b),
-            (&[a, b], true) => (b, a),
-            _ => (0, usize::MAX),
+        // (out, in) of the weight operand.
+        let w = match *wd {
+            [a, b] => Some(if self.transposed { (b, a) } else { (a, b) }),
+            _ => None,
         };
-        match xd.last() {
-            Some(&i) if i == wi && bias.is_none_or(|b| b.dims() == [o]) => Ok((x.elem_count() / i.max(1), i, o)),
+        match (xd.last(), w) {
+            (Some(&i), Some((o, wi))) if i == wi && bias.is_none_or(|b| b.dims() == [o]) => Ok((x.elem_count() / i.max(1), i, o)),
             _ => candle_core::bail!("linear: x {xd:?}, weight {wd:?} and bias {:?} do not fit (expected [.., in], [out, in], [out])", bias.map(|b| b.dims())),
         }
     }
