@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Linear products of a BERT-base forward (8 x 128 tokens: x [1024, k] · wᵀ, w [n, k]),
-# f32 and bf16, GFLOP/s: dlm's kernels (`kernels::matmul`, what the model runs), candle's
-# matmul, and PyTorch's matmul, in one run. Tells whether a gap to PyTorch is in the GEMMs
+# f32 and bf16, GFLOP/s: dlm's kernels (`kernels::matmul`), candle's matmul, in f32 the
+# same product with w column-major (what an f32 inference model runs, `load_linear`), and
+# PyTorch's matmul, in one run. Tells whether a gap to PyTorch is in the GEMMs
 # or around them. Run it on a quiet machine.
 # Needs a Python with torch: PYTHON=/path/to/python (default python3).
 set -euo pipefail

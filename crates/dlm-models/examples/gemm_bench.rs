@@ -1,6 +1,8 @@
 //! The Linear products of a BERT-base forward (8 x 128 tokens), `x [m, k] · wᵀ` with `w
-//! [n, k]` as stored, through dlm's kernels (`kernels::matmul`) and candle's matmul; one
-//! JSON line per shape and dtype with GFLOP/s. See scripts/bench/gemm.sh.
+//! [n, k]` as stored, through dlm's kernels (`kernels::matmul`) and candle's matmul; in
+//! f32 also with `w` column-major (`wᵀ` contiguous, the layout `ParamBuilder::load_linear`
+//! keeps for inference; the same gemm call with the operand strides `kernels::Linear`
+//! passes). One JSON line per shape and dtype with GFLOP/s. See scripts/bench/gemm.sh.
 //! Usage: cargo run --release -p dlm-models --example gemm_bench -- [REPEATS]
 
 use candle_core::{DType, Device, Tensor};
@@ -33,7 +35,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let (x, w) = (x.to_dtype(dtype)?, w.to_dtype(dtype)?);
             let dlm = gflops(repeats, (m, k, n), || dlm_models::kernels::matmul(&x, &w.t()?))?;
             let candle = gflops(repeats, (m, k, n), || x.matmul(&w.t()?))?;
-            println!("{{\"m\": {m}, \"k\": {k}, \"n\": {n}, \"dtype\": \"{dtype:?}\", \"dlm_gflops\": {dlm:.1}, \"candle_gflops\": {candle:.1}}}");
+            let column_major = match dtype {
+                DType::F32 => {
+                    let wt = w.t()?.contiguous()?; // [k, n]
+                    format!("{:.1}", gflops(repeats, (m, k, n), || x.matmul(&wt))?)
+                }
+                _ => "null".into(),
+            };
+            println!("{{\"m\": {m}, \"k\": {k}, \"n\": {n}, \"dtype\": \"{dtype:?}\", \"dlm_gflops\": {dlm:.1}, \"candle_gflops\": {candle:.1}, \"column_major_gflops\": {column_major}}}");
         }
     }
     Ok(())

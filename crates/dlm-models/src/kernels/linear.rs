@@ -11,8 +11,9 @@
 //!
 //! `W` may also be stored **column-major** (its transpose `[in, out]` contiguous, as
 //! `ParamBuilder::load_linear` lays out an f32 inference model's weights): the GEMM then
-//! reads `Wᵀ` with unit column stride, which the `gemm` crate multiplies 1–18% faster on
-//! BERT-base's shapes (`examples/gemm_bench.rs`). Both layouts give the same `y`.
+//! reads `Wᵀ` with unit column stride, which the `gemm` crate multiplies up to about 17%
+//! faster on BERT-base's shapes (`examples/gemm_bench.rs`, `column_major_gflops`). Both
+//! layouts give the same `y`.
 
 use super::bias_add::bias_grad;
 use super::f32_gemm::{Threads, View, new_product, product};
