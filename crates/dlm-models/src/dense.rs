@@ -1,11 +1,12 @@
 //! A fully connected layer `y = x · Wᵀ + b` (HF `nn.Linear`: weight `[out, in]`) over the
-//! last dim, computed as one 2-D matrix product over all leading dims through
-//! [`kernels::matmul`] (the bf16 GEMM kernel where it applies). `forward_cat` applies
+//! last dim: the fused [`kernels::Linear`] op where it applies (f32, and bf16 where the
+//! kernel level has a bf16 GEMM), else one 2-D matrix product over all leading dims
+//! through [`kernels::matmul`] and a bias add. `forward_cat` applies
 //! several layers that read the same input as one product (fused Q/K/V): the weights are
 //! concatenated on every call, so the optimizer's in-place updates are always seen.
 
 use crate::kernels;
-use candle_core::{DType, Result, Tensor};
+use candle_core::{Result, Tensor};
 
 pub(crate) struct Dense {
     weight: Tensor, // [out, in]
@@ -51,14 +52,9 @@ impl Dense {
     }
 }
 
-/// Whether the fused f32 [`kernels::Linear`] op computes `x · Wᵀ (+ b)`.
-fn fused_f32(x: &Tensor, weight: &Tensor) -> bool {
-    x.dtype() == DType::F32 && weight.dtype() == DType::F32 && crate::elementwise::fused(x)
-}
-
 /// `x [..., in] · weight [out, in]ᵀ + bias [out]`
 fn affine(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    if fused_f32(x, weight) {
+    if kernels::Linear::applies(x, weight) {
         return kernels::Linear::forward(x, weight, Some(bias));
     }
     crate::elementwise::bias_add(&product(x, weight)?, bias)
@@ -66,7 +62,7 @@ fn affine(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
 
 /// `x [..., in] · weight [out, in]ᵀ`, as one 2-D product over all leading dims.
 fn product(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    if fused_f32(x, weight) {
+    if kernels::Linear::applies(x, weight) {
         return kernels::Linear::forward(x, weight, None);
     }
     let dims = x.dims();

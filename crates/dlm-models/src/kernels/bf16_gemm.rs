@@ -93,13 +93,19 @@ unsafe fn transpose16(src: *const u32, src_stride: usize, dst: *mut u32, dst_str
 
 /// Packs `rows` x `k` of `v` into panels of `width` rows: `[panel][kp][width]` u32 holding
 /// the k-pairs, zero-padded past the last row and past the last k (`kp ≥ k/2` pairs).
+/// Vectorised when k-pairs are contiguous (`cs == 1`: 16 x 16 transposes) or rows are
+/// (`rs == 1`, a transposed operand: two k-rows widened and interleaved, 16 rows at a time).
 pub(super) fn pack(v: View, rows: usize, (k, kp): (usize, usize), width: usize, parallel: bool) -> Vec<u32> {
     let mut out = vec![0u32; rows.div_ceil(width) * kp * width];
-    let pack_panel = |(p, dst): (usize, &mut [u32])| {
-        let r0 = p * width;
-        let n = width.min(rows - r0);
+    let avx512 = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw");
+    let by_rows = avx512 && v.rs == 1 && v.cs != 1;
+    // Rows per task: a panel, or 16 one-row panels when rows are packed 16 at a time.
+    let group = if by_rows && width == 1 { 16 } else { width };
+    let pack_group = |(p, dst): (usize, &mut [u32])| {
+        let r0 = p * group;
+        let n = group.min(rows - r0);
         let mut q0 = 0;
-        if v.cs == 1 && v.rs % 2 == 0 && width % 16 == 0 && n == width && is_x86_feature_detected!("avx512f") {
+        if avx512 && v.cs == 1 && v.rs % 2 == 0 && width % 16 == 0 && n == width {
             // k-pairs are the u32s of each row: transpose 16 rows x 16 pairs at a time.
             while q0 + 16 <= k / 2 {
                 for j0 in (0..width).step_by(16) {
@@ -113,27 +119,86 @@ pub(super) fn pack(v: View, rows: usize, (k, kp): (usize, usize), width: usize, 
                 }
                 q0 += 16;
             }
+        } else if by_rows {
+            // SAFETY: rows r0..r0+n and pairs 0..k/2 are inside the matrix; `dst` holds
+            // them in its layout; the CPU has AVX-512 F/BW (checked above).
+            unsafe { pack_rows_contiguous(v, r0, n, k / 2, dst, width, kp) };
+            q0 = k / 2;
         }
         for q in q0..k.div_ceil(2) {
             for j in 0..n {
+                // Panels of width 1 hold one row each: row j's pairs at j * kp.
+                let at = if width == 1 { j * kp + q } else { q * width + j };
                 // SAFETY: row r0+j < rows and 2q < k.
-                dst[q * width + j] = unsafe { v.pair(r0 + j, 2 * q, k) };
+                dst[at] = unsafe { v.pair(r0 + j, 2 * q, k) };
             }
         }
     };
     if parallel {
-        out.par_chunks_mut(kp * width).enumerate().for_each(pack_panel);
+        out.par_chunks_mut(kp * group).enumerate().for_each(pack_group);
     } else {
-        out.chunks_mut(kp * width).enumerate().for_each(pack_panel);
+        out.chunks_mut(kp * group).enumerate().for_each(pack_group);
     }
     out
 }
 
+/// The whole pairs `0..pairs` of rows `r0..r0+n` of a matrix whose rows are contiguous
+/// (`rs == 1`) into one panel `[kp][width]`: pair `q` of 16 rows is `X[2q, ..]` widened to
+/// u32 or'ed with `X[2q+1, ..]` shifted up, one masked store. With `width` 1 (AMX's A,
+/// `[row][kp]`), `dst` holds the `n ≤ 16` rows one after another, and 16 x 16 blocks are
+/// transposed into them.
+///
+/// # Safety
+/// The CPU must have AVX-512 F/BW; rows `r0..r0+n` and k `0..2·pairs` must be inside `v`;
+/// `dst` must hold `kp ≥ pairs` pairs of `width ≥ n` rows (of `n` rows when `width` is 1).
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn pack_rows_contiguous(v: View, r0: usize, n: usize, pairs: usize, dst: &mut [u32], width: usize, kp: usize) {
+    // Pairs (2q, 2q+1) of rows j..j+len as 16 u32 lanes (zero past `len`).
+    let pairs_of = |q: usize, j: usize, len: usize| {
+        let mask: __mmask16 = if len >= 16 { 0xffff } else { ((1u32 << len) - 1) as u16 };
+        // SAFETY: rows r0+j..r0+j+len and k 2q, 2q+1 are inside the matrix (the caller's
+        // promise); masked lanes are not read.
+        unsafe {
+            let lo = _mm256_maskz_loadu_epi16(mask, v.ptr.add(r0 + j + 2 * q * v.cs) as *const _);
+            let hi = _mm256_maskz_loadu_epi16(mask, v.ptr.add(r0 + j + (2 * q + 1) * v.cs) as *const _);
+            (_mm512_or_si512(_mm512_cvtepu16_epi32(lo), _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(hi))), mask)
+        }
+    };
+    unsafe {
+        if width == 1 {
+            let mut block = [0u32; 256]; // [16 pairs][16 rows]
+            for j0 in (0..n).step_by(16) {
+                let len = 16.min(n - j0);
+                for q0 in (0..pairs).step_by(16) {
+                    let qn = 16.min(pairs - q0);
+                    for q in 0..16 {
+                        let lanes = if q < qn { pairs_of(q0 + q, j0, len).0 } else { _mm512_setzero_si512() };
+                        _mm512_storeu_si512(block.as_mut_ptr().add(16 * q) as *mut _, lanes);
+                    }
+                    let mut rows = [0u32; 256]; // [16 rows][16 pairs]
+                    transpose16(block.as_ptr(), 16, rows.as_mut_ptr(), 16);
+                    for (j, row) in rows.chunks(16).take(len).enumerate() {
+                        dst[(j0 + j) * kp + q0..][..qn].copy_from_slice(&row[..qn]);
+                    }
+                }
+            }
+        } else {
+            for q in 0..pairs {
+                for j in (0..n).step_by(16.min(width)) {
+                    let (lanes, mask) = pairs_of(q, j, 16.min(width).min(n - j));
+                    _mm512_mask_storeu_epi32(dst.as_mut_ptr().add(q * width + j) as *mut _, mask, lanes);
+                }
+            }
+        }
+    }
+}
+
 /// One micro-tile over `kp` k-pairs: `acc = (first ? 0 : scratch) + A-tile · B-panel`;
 /// then `scratch = acc`, or on the `last` K block the `rows` x `cols` corner of `acc`
-/// rounded to bf16 into `c` (row stride `ldc`). A's pair `(r, q)` is at `a[r * ars + q * aqs]`
-/// (rows past `rows` re-read the last row; their results are dropped); B's panel is
-/// `[kp][NR]` u32 at `b`; `scratch` holds MR x NR f32.
+/// plus the bias (`bias[j]` for column j, when not null) rounded to bf16 into `c` (row
+/// stride `ldc`). A's pair `(r, q)` is at `a[r * ars + q * aqs]` (rows past `rows` re-read
+/// the last row; their results are dropped); B's panel is `[kp][NR]` u32 at `b`; `scratch`
+/// holds MR x NR f32.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bf16,avx512bw,avx512vl")]
 unsafe fn kernel(
@@ -144,8 +209,7 @@ unsafe fn kernel(
     b: *const u32,
     scratch: *mut f32,
     (first, last): (bool, bool),
-    c: *mut bf16,
-    ldc: usize,
+    (c, ldc, bias): (*mut bf16, usize, *const bf16),
     (rows, cols): (usize, usize),
 ) {
     unsafe {
@@ -184,10 +248,56 @@ unsafe fn kernel(
         } else {
             ((1u32 << (cols - 16)) - 1) as u16
         };
+        let (b0, b1) = if bias.is_null() {
+            (_mm512_setzero_ps(), _mm512_setzero_ps())
+        } else {
+            (widen(_mm256_maskz_loadu_epi16(m0, bias as *const _)), widen(_mm256_maskz_loadu_epi16(m1, bias.add(16) as *const _)))
+        };
         for (r, acc) in acc.iter().enumerate().take(rows) {
             let row = c.add(r * ldc) as *mut i16;
-            _mm256_mask_storeu_epi16(row, m0, core::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(acc[0])));
-            _mm256_mask_storeu_epi16(row.add(16), m1, core::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(acc[1])));
+            let (y0, y1) = (_mm512_add_ps(acc[0], b0), _mm512_add_ps(acc[1], b1));
+            _mm256_mask_storeu_epi16(row, m0, core::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(y0)));
+            _mm256_mask_storeu_epi16(row.add(16), m1, core::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(y1)));
+        }
+    }
+}
+
+/// 16 bf16 (as i16 lanes) widened to f32, exactly.
+#[inline(always)]
+unsafe fn widen(x: __m256i) -> __m512 {
+    unsafe { _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(x))) }
+}
+
+/// `dst[j] = bf16(acc[j] + bias[j])` for `j < acc.len()` (no bias when null), rounded to
+/// nearest even: 16 lanes at a time with AVX512-BF16 where the CPU has it (`vcvtneps2bf16`,
+/// which reads denormal sums as zero), else one element at a time (the AMX driver on the
+/// tile model, on CPUs without it).
+///
+/// # Safety
+/// `dst` must be writable and `bias` (when not null) readable for `acc.len()` elements.
+pub(super) unsafe fn store_row(dst: *mut bf16, acc: &[f32], bias: *const bf16) {
+    #[target_feature(enable = "avx512f,avx512bf16,avx512bw,avx512vl")]
+    unsafe fn vector(dst: *mut bf16, acc: &[f32], bias: *const bf16) {
+        unsafe {
+            for j in (0..acc.len()).step_by(16) {
+                let len = 16.min(acc.len() - j);
+                let m: __mmask16 = if len == 16 { 0xffff } else { ((1u32 << len) - 1) as u16 };
+                let mut y = _mm512_maskz_loadu_ps(m, acc.as_ptr().add(j));
+                if !bias.is_null() {
+                    y = _mm512_add_ps(y, widen(_mm256_maskz_loadu_epi16(m, bias.add(j) as *const _)));
+                }
+                let y = core::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(y));
+                _mm256_mask_storeu_epi16(dst.add(j) as *mut _, m, y);
+            }
+        }
+    }
+    unsafe {
+        if is_x86_feature_detected!("avx512bf16") && is_x86_feature_detected!("avx512bw") {
+            return vector(dst, acc, bias);
+        }
+        for (j, &v) in acc.iter().enumerate() {
+            let b = if bias.is_null() { 0.0 } else { (*bias.add(j)).to_f32() };
+            dst.add(j).write(bf16::from_f32(v + b));
         }
     }
 }
@@ -197,25 +307,35 @@ pub(super) struct Out(pub(super) *mut bf16);
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
-/// `C[m, n] = Σ_k A(i, k) · B(j, k)` written row-major into `c` (length `m * n`); `a`
-/// indexes `(row, k)` and `b` `(column, k)`. With `parallel`, column panels are spread
-/// over rayon's threads.
+/// The bias's first element, or null.
+pub(super) struct Bias(pub(super) *const bf16);
+// SAFETY: only read, while the caller's slice is borrowed.
+unsafe impl Send for Bias {}
+unsafe impl Sync for Bias {}
+
+/// `C[m, n] = Σ_k A(i, k) · B(j, k) (+ bias[j])` written row-major into `c` (`m * n`
+/// elements, every one written once, never read); `a` indexes `(row, k)` and `b`
+/// `(column, k)`. With `parallel`, column panels are spread over rayon's threads.
 ///
 /// # Safety
-/// The CPU must have AVX-512 F/BW/VL and AVX512-BF16 (level `avx512bf16`), and `a`/`b` must address `m` x `k` and `n` x `k` elements.
-pub unsafe fn gemm(a: View, b: View, (m, n, k): (usize, usize, usize), c: &mut [bf16], parallel: bool) {
-    assert_eq!(c.len(), m * n);
+/// The CPU must have AVX-512 F/BW/VL and AVX512-BF16 (level `avx512bf16`); `a`/`b` must
+/// address `m` x `k` and `n` x `k` elements, `c` must be writable for `m * n`, and `bias`
+/// hold `n` when given.
+pub unsafe fn gemm(a: View, b: View, (m, n, k): (usize, usize, usize), c: *mut bf16, bias: Option<&[bf16]>, parallel: bool) {
     assert!(m * n * k > 0, "empty products are the caller's (Bf16Matmul)");
+    assert!(bias.is_none_or(|b| b.len() == n), "bias of {n} columns");
     let direct = a.cs == 1 && a.rs % 2 == 0 && k % 2 == 0;
     let kp = k.div_ceil(2);
     let pa = if direct { Vec::new() } else { pack(a, m, (k, kp), MR, parallel) };
     let pb = pack(b, n, (k, kp), NR, parallel);
     let (np, mp) = (n.div_ceil(NR), m.div_ceil(MR));
-    let out = Out(c.as_mut_ptr());
+    let out = Out(c);
+    let bias = Bias(bias.map_or(std::ptr::null(), <[bf16]>::as_ptr));
     let panel = |scratch: &mut Vec<f32>, j: usize| {
-        let out = &out;
+        let (out, bias) = (&out, &bias);
         scratch.resize(mp * MR * NR, 0.0);
         let cols = NR.min(n - j * NR);
+        let bj = if bias.0.is_null() { bias.0 } else { bias.0.wrapping_add(j * NR) };
         for q0 in (0..kp).step_by(QC) {
             let qn = QC.min(kp - q0);
             let bp = pb[(j * kp + q0) * NR..].as_ptr();
@@ -224,14 +344,15 @@ pub unsafe fn gemm(a: View, b: View, (m, n, k): (usize, usize, usize), c: &mut [
                 let flags = (q0 == 0, q0 + qn == kp);
                 let shape = (MR.min(m - i * MR), cols);
                 // SAFETY: the tile (i, j) is inside C and written by this task only; A rows
-                // are clamped to m; the packed panels hold kp pairs.
+                // are clamped to m; the packed panels hold kp pairs; the bias holds the
+                // panel's columns.
                 unsafe {
-                    let cp = out.0.add(i * MR * n + j * NR);
+                    let cp = (out.0.add(i * MR * n + j * NR), n, bj);
                     if direct {
                         let ap = (a.row(i * MR) as *const u32).add(q0);
-                        kernel(qn, ap, a.rs / 2, 1, bp, s, flags, cp, n, shape)
+                        kernel(qn, ap, a.rs / 2, 1, bp, s, flags, cp, shape)
                     } else {
-                        kernel(qn, pa[(i * kp + q0) * MR..].as_ptr(), 1, MR, bp, s, flags, cp, n, shape)
+                        kernel(qn, pa[(i * kp + q0) * MR..].as_ptr(), 1, MR, bp, s, flags, cp, shape)
                     }
                 }
             }

@@ -25,32 +25,79 @@ impl Bf16Kernel {
         }
     }
 
-    /// `C[m, n] = Σ_k A(i, k) · B(j, k)`, row-major into `c`.
+    /// `C[m, n] = Σ_k A(i, k) · B(j, k) (+ bias[j])`, row-major into `c`, every element
+    /// written once.
     ///
     /// # Safety
     /// The kernel must be one the process's CPU allows ([`Bf16Kernel::for_level`] of a
     /// level at most [`Level::detected`]); `a`/`b` must address `m` x `k` and `n` x `k`,
-    /// all three at least 1 (the `Bf16Matmul` op answers empty products itself).
+    /// all three at least 1 (callers answer empty products themselves); `c` must be
+    /// writable for `m * n` elements and `bias` hold `n`.
     #[cfg(target_arch = "x86_64")]
     pub(super) unsafe fn gemm(
         self,
         a: super::bf16_gemm::View,
         b: super::bf16_gemm::View,
         dims: (usize, usize, usize),
-        c: &mut [half::bf16],
+        c: *mut half::bf16,
+        bias: Option<&[half::bf16]>,
         parallel: bool,
     ) {
         // SAFETY: as the caller promised.
         unsafe {
             match self {
-                Bf16Kernel::Avx512Bf16 => super::bf16_gemm::gemm(a, b, dims, c, parallel),
-                Bf16Kernel::Amx => super::amx::gemm(a, b, dims, c, parallel),
+                Bf16Kernel::Avx512Bf16 => super::bf16_gemm::gemm(a, b, dims, c, bias, parallel),
+                Bf16Kernel::Amx => super::amx::gemm(a, b, dims, c, bias, parallel),
                 #[cfg(test)]
                 Bf16Kernel::AmxModel => {
                     use super::amx::tile_model::TileModel;
-                    super::amx::gemm_on(|| TileModel::new(&super::amx::CONFIG), a, b, dims, c, parallel)
+                    super::amx::gemm_on(|| TileModel::new(&super::amx::CONFIG), a, b, dims, c, bias, parallel)
                 }
             }
         }
+    }
+
+    /// `A · Bᵀ (+ bias)` as a new row-major `[m, n]` vector (see [`Bf16Kernel::gemm`]),
+    /// written once, never zeroed first; an empty contraction (`k` 0) gives the bias, or
+    /// zeros.
+    ///
+    /// # Safety
+    /// As [`Bf16Kernel::gemm`], but any of `m`, `n`, `k` may be 0.
+    #[cfg(target_arch = "x86_64")]
+    pub(super) unsafe fn new_product(
+        self,
+        a: super::bf16_gemm::View,
+        b: super::bf16_gemm::View,
+        (m, n, k): (usize, usize, usize),
+        bias: Option<&[half::bf16]>,
+        parallel: bool,
+    ) -> Vec<half::bf16> {
+        if m * n * k == 0 {
+            return match bias {
+                Some(bias) => bias.iter().copied().cycle().take(m * n).collect(),
+                None => vec![half::bf16::ZERO; m * n],
+            };
+        }
+        let mut c = Vec::with_capacity(m * n);
+        // SAFETY: as the caller promised; the kernel writes all `m * n` elements of the
+        // reserved buffer without reading them, so they are initialised before `set_len`.
+        unsafe {
+            self.gemm(a, b, (m, n, k), c.as_mut_ptr(), bias, parallel);
+            c.set_len(m * n);
+        }
+        c
+    }
+
+    /// The bf16 kernels this machine can run, for tests: the AMX driver on the scalar tile
+    /// model (any x86-64 CPU), then the kernel of every level up to the detected one. The
+    /// real AMX kernel runs only on a CPU with AMX; elsewhere this says it was skipped.
+    #[cfg(test)]
+    pub(super) fn here() -> Vec<Bf16Kernel> {
+        let mut kernels = if cfg!(target_arch = "x86_64") { vec![Bf16Kernel::AmxModel] } else { vec![] };
+        kernels.extend(Level::ALL.into_iter().filter(|&l| l <= Level::detected()).filter_map(Bf16Kernel::for_level));
+        if !kernels.contains(&Bf16Kernel::Amx) {
+            println!("skipped: the real AMX kernel (this CPU has no AMX-BF16, or the OS refused tile state)");
+        }
+        kernels
     }
 }

@@ -1,11 +1,18 @@
-//! `y = x · Wᵀ + b` (HF `nn.Linear`, weight `[out, in]`) on f32 CPU tensors as one candle
-//! op with its backward pass, computed on slices by the f32 GEMM ([`f32_gemm`]):
+//! `y = x · Wᵀ + b` (HF `nn.Linear`, weight `[out, in]`) on CPU tensors as one candle op
+//! with its backward pass, computed on slices by the f32 GEMM ([`f32_gemm`]), or in bf16
+//! by the level's bf16 GEMM kernel (AMX or AVX512-BF16, [`Bf16Kernel`]):
 //! - `x [.., in]` and `y [.., out]` are read and written in place, so the graph has no
 //!   reshape nodes around the product, and `W` is read transposed in place (no transpose
 //!   node): each node of candle's graph costs a zeroed gradient buffer and an add pass in
 //!   the backward, which made gradient accumulation 15% of a training step;
 //! - the bias is the product's initial value (PyTorch's `addmm` does the same), not a
-//!   separate pass; without a bias, the product is written once, never zeroed first.
+//!   separate pass; without a bias, the product is written once, never zeroed first. In
+//!   bf16 it is added to the f32 sums before their one rounding (as oneDNN's bf16 `addmm`
+//!   under PyTorch's autocast), where the composed form rounds the product, adds the bias
+//!   and rounds again;
+//! - in bf16 every product keeps f32 sums and rounds once (`dx`, `dW` too), and the
+//!   weight gradient comes out in the weight's own layout: no transposed gradient for
+//!   candle's backward to copy.
 //!
 //! Backward: `dx = dy · W`, `dW = dyᵀ · x`, `db = Σrows dy`.
 //!
@@ -15,24 +22,44 @@
 //! faster on BERT-base's shapes (`examples/gemm_bench.rs`, `column_major_gflops`). Both
 //! layouts give the same `y`.
 
+use super::bf16_kernel::Bf16Kernel;
 use super::bias_add::bias_grad;
 use super::f32_gemm::{Threads, View, new_product, product};
 use super::vector::{self, Elem};
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use half::bf16;
 
-/// `x · Wᵀ (+ b)` for f32 CPU tensors (see the module docs). `transposed`: the op's
-/// weight operand is `Wᵀ [in, out]` (contiguous), not `W [out, in]`.
+/// `x · Wᵀ (+ b)` for f32 or bf16 CPU tensors (see the module docs). `transposed`: the
+/// op's weight operand is `Wᵀ [in, out]` (contiguous), not `W [out, in]`. `bf16`: the
+/// kernel for bf16 operands.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Linear {
     transposed: bool,
+    bf16: Option<Bf16Kernel>,
 }
 
 impl Linear {
+    /// Whether the op computes `x · Wᵀ` for these operands at the process's kernel level:
+    /// f32, or bf16 where the level has a bf16 GEMM kernel; CPU tensors, fused kernels on.
+    pub fn applies(x: &Tensor, weight: &Tensor) -> bool {
+        let dtype_ok = match (x.dtype(), weight.dtype()) {
+            (DType::F32, DType::F32) => true,
+            (DType::BF16, DType::BF16) => Bf16Kernel::for_level(super::level()).is_some(),
+            _ => false,
+        };
+        dtype_ok && x.device().is_cpu() && super::fused_enabled()
+    }
+
     /// `x`: [.., in], `weight`: [out, in] (row- or column-major), `bias`: [out] → [.., out].
     pub fn forward(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        Linear::forward_with(Bf16Kernel::for_level(super::level()), x, weight, bias)
+    }
+
+    /// [`Linear::forward`] with a given bf16 kernel.
+    fn forward_with(bf16: Option<Bf16Kernel>, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         let x = x.contiguous()?;
         let transposed = !weight.is_contiguous() && weight.t()?.is_contiguous();
-        let (weight, op) = (if transposed { weight.t()? } else { weight.contiguous()? }, Linear { transposed });
+        let (weight, op) = (if transposed { weight.t()? } else { weight.contiguous()? }, Linear { transposed, bf16 });
         match bias {
             Some(bias) => x.apply_op3(&weight, &bias.contiguous()?, op),
             None => x.apply_op2(&weight, op),
@@ -57,6 +84,25 @@ impl Linear {
     /// `Wᵀ [in, out]` as a view of the weight operand `w`.
     fn w_t<'a>(&self, w: &'a [f32], (_, inp, out): (usize, usize, usize)) -> View<'a> {
         if self.transposed { View::rows(w, inp, out) } else { View::rows(w, out, inp).t() }
+    }
+
+    /// The bf16 kernel, or an error naming the op (bf16 operands without one).
+    fn kernel(&self) -> Result<Bf16Kernel> {
+        match self.bf16 {
+            Some(k) => Ok(k),
+            None => candle_core::bail!("linear: bf16 operands need a bf16 GEMM kernel (level avx512bf16 or amx), found level {}", super::level()),
+        }
+    }
+}
+
+/// bf16 operands as the kernels' `(row, k)` views: element `(i, k)` at `ptr[i·rs + k·cs]`.
+#[cfg(target_arch = "x86_64")]
+mod bf16_views {
+    pub(super) use super::super::bf16_gemm::View;
+    use half::bf16;
+
+    pub(super) fn view(v: &[bf16], rs: usize, cs: usize) -> View {
+        View { ptr: v.as_ptr(), rs, cs }
     }
 }
 
@@ -102,13 +148,81 @@ fn slices<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     vector::contiguous::<f32>(s, l, "linear")
 }
 
+/// [`fwd`] in bf16: `x [rows, in]` times the weight read in place, bias added to the f32
+/// sums.
+#[cfg(target_arch = "x86_64")]
+fn fwd_bf16(op: Linear, x: &[bf16], w: &[bf16], bias: Option<&[bf16]>, (rows, inp, out): (usize, usize, usize)) -> Result<Vec<bf16>> {
+    use bf16_views::view;
+    // B(o, i) = W[o, i]: `[out, in]`, or `Wᵀ [in, out]` when transposed.
+    let wv = if op.transposed { view(w, 1, out) } else { view(w, inp, 1) };
+    // SAFETY: the kernel is the level's (or a test's among those the CPU runs); the views
+    // address rows x in and out x in elements of their slices (geometry checked).
+    Ok(unsafe { op.kernel()?.new_product(view(x, inp, 1), wv, (rows, out, inp), bias, true) })
+}
+
+/// [`grads`] in bf16: `dx = dy · W` and `dW = dyᵀ · x` in the weight operand's layout.
+#[cfg(target_arch = "x86_64")]
+fn grads_bf16(op: Linear, x: &[bf16], w: &[bf16], dy: &[bf16], (rows, inp, out): (usize, usize, usize)) -> Result<(Vec<bf16>, Vec<bf16>)> {
+    use bf16_views::view;
+    let kernel = op.kernel()?;
+    // B(i, o) = W[o, i]; A(o, r) = dy[r, o]; (i, r) = x[r, i].
+    let w_io = if op.transposed { view(w, out, 1) } else { view(w, 1, inp) };
+    let (dy_ro, dy_or, x_ir) = (view(dy, out, 1), view(dy, 1, out), view(x, 1, inp));
+    // SAFETY: as in `fwd_bf16`; every view addresses its matrix inside its slice.
+    unsafe {
+        let dx = kernel.new_product(dy_ro, w_io, (rows, inp, out), None, true); // [rows, in]
+        let dw = if op.transposed {
+            kernel.new_product(x_ir, dy_or, (inp, out, rows), None, true) // [in, out]
+        } else {
+            kernel.new_product(dy_or, x_ir, (out, inp, rows), None, true) // [out, in]
+        };
+        Ok((dx, dw))
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn fwd_bf16(op: Linear, _: &[bf16], _: &[bf16], _: Option<&[bf16]>, _: (usize, usize, usize)) -> Result<Vec<bf16>> {
+    op.kernel().map(|_| unreachable!("bf16 kernels exist only on x86-64"))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn grads_bf16(op: Linear, _: &[bf16], _: &[bf16], _: &[bf16], _: (usize, usize, usize)) -> Result<(Vec<bf16>, Vec<bf16>)> {
+    op.kernel().map(|_| unreachable!("bf16 kernels exist only on x86-64"))
+}
+
+/// The forward on storages of either dtype.
+fn cpu_forward(op: Linear, (s1, l1): (&CpuStorage, &Layout), (s2, l2): (&CpuStorage, &Layout), bias: Option<(&CpuStorage, &Layout)>) -> Result<(CpuStorage, Shape)> {
+    let g = op.geometry(l1.shape(), l2.shape(), bias.map(|(_, l)| l.shape()))?;
+    let y = match s1 {
+        CpuStorage::BF16(_) => {
+            let b = bias.map(|(s, l)| vector::contiguous::<bf16>(s, l, "linear")).transpose()?;
+            bf16::wrap(fwd_bf16(op, vector::contiguous(s1, l1, "linear")?, vector::contiguous(s2, l2, "linear")?, b, g)?)
+        }
+        _ => {
+            let b = bias.map(|(s, l)| slices(s, l)).transpose()?;
+            f32::wrap(fwd(op, slices(s1, l1)?, slices(s2, l2)?, b, g))
+        }
+    };
+    Ok((y, out_shape(l1.shape(), g.2)))
+}
+
+
 /// `(dx, dW, db)` as tensors, `db` only when there is a bias.
 fn backward(op: Linear, x: &Tensor, w: &Tensor, dy: &Tensor, with_bias: bool) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+    match x.dtype() {
+        DType::BF16 => backward_as::<bf16>(op, (x, w, dy), with_bias, grads_bf16),
+        _ => backward_as::<f32>(op, (x, w, dy), with_bias, |op, x, w, dy, g| Ok(grads(op, x, w, dy, g))),
+    }
+}
+
+type Grads<E> = fn(Linear, &[E], &[E], &[E], (usize, usize, usize)) -> Result<(Vec<E>, Vec<E>)>;
+
+fn backward_as<E: Elem>(op: Linear, (x, w, dy): (&Tensor, &Tensor, &Tensor), with_bias: bool, grads: Grads<E>) -> Result<(Tensor, Tensor, Option<Tensor>)> {
     let g = op.geometry(x.shape(), w.shape(), None)?;
-    vector::with_elems::<f32, _>(x, "linear", |xs| {
-        vector::with_elems::<f32, _>(w, "linear", |ws| {
-            vector::with_elems::<f32, _>(dy, "linear", |dys| {
-                let (dx, dw) = grads(op, xs, ws, dys, g);
+    vector::with_elems::<E, _>(x, "linear", |xs| {
+        vector::with_elems::<E, _>(w, "linear", |ws| {
+            vector::with_elems::<E, _>(dy, "linear", |dys| {
+                let (dx, dw) = grads(op, xs, ws, dys, g)?;
                 let db = with_bias.then(|| vector::tensor(bias_grad(dys, g.2), &[g.2])).transpose()?;
                 Ok((vector::tensor(dx, x.dims())?, vector::tensor(dw, w.dims())?, db))
             })
@@ -122,9 +236,7 @@ impl CustomOp3 for Linear {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
-        let g = self.geometry(l1.shape(), l2.shape(), Some(l3.shape()))?;
-        let y = fwd(*self, slices(s1, l1)?, slices(s2, l2)?, Some(slices(s3, l3)?), g);
-        Ok((f32::wrap(y), out_shape(l1.shape(), g.2)))
+        cpu_forward(*self, (s1, l1), (s2, l2), Some((s3, l3)))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -139,8 +251,7 @@ impl CustomOp2 for Linear {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let g = self.geometry(l1.shape(), l2.shape(), None)?;
-        Ok((f32::wrap(fwd(*self, slices(s1, l1)?, slices(s2, l2)?, None, g)), out_shape(l1.shape(), g.2)))
+        cpu_forward(*self, (s1, l1), (s2, l2), None)
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -152,7 +263,7 @@ impl CustomOp2 for Linear {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use candle_core::{DType, Device, Var};
 
     fn var(shape: &[usize], seed: u64) -> Var {
         let n: usize = shape.iter().product();
@@ -192,6 +303,41 @@ mod tests {
             for (i, (f, p)) in run(true).iter().zip(&run(false)).enumerate() {
                 assert_eq!(f.dims(), p.dims(), "output {i}");
                 assert!(max_rel(f, p) < 2e-6, "bias {with_bias}, column-major {transposed}: output {i} (0 = value, then dx, dW, db) differs by {}", max_rel(f, p));
+            }
+        }
+    }
+
+    /// In bf16, on every bf16 kernel this machine runs (the AMX driver on the tile model
+    /// included): values and the gradients of x, W and b within one bf16 rounding of the f32
+    /// product of the same bf16 numbers, both weight layouts; the value never further from
+    /// it than candle's composed bf16 form (product rounded, bias added, rounded again).
+    #[test]
+    fn bf16_is_the_f32_product_rounded_once() {
+        let bf = |v: &Var| Var::from_tensor(&v.as_tensor().to_dtype(DType::BF16).unwrap()).unwrap();
+        let (x, w, b) = (bf(&var(&[3, 37, 70], 1)), bf(&var(&[45, 70], 2)), bf(&var(&[45], 3)));
+        let up = var(&[3, 37, 45], 4).as_tensor().to_dtype(DType::BF16).unwrap();
+        let f32_of = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+        // The f32 reference on the same (bf16-exact) numbers.
+        let (xf, wf, bf_) = (Var::from_tensor(&f32_of(x.as_tensor())).unwrap(), Var::from_tensor(&f32_of(w.as_tensor())).unwrap(), Var::from_tensor(&f32_of(b.as_tensor())).unwrap());
+        let y_ref = Linear::forward_with(None, xf.as_tensor(), wf.as_tensor(), Some(bf_.as_tensor())).unwrap();
+        let g = (&y_ref * f32_of(&up)).unwrap().sum_all().unwrap().backward().unwrap();
+        let reference = [y_ref.clone(), g.get(&xf).unwrap().clone(), g.get(&wf).unwrap().clone(), g.get(&bf_).unwrap().clone()];
+        let composed = x.as_tensor().reshape((111, 70)).unwrap().matmul(&w.as_tensor().t().unwrap()).unwrap().reshape((3, 37, 45)).unwrap().broadcast_add(b.as_tensor()).unwrap();
+        let composed_err = max_rel(&f32_of(&composed), &y_ref);
+        for kernel in Bf16Kernel::here() {
+            for transposed in [false, true] {
+                let wl = if transposed { w.as_tensor().t().unwrap().contiguous().unwrap().t().unwrap() } else { w.as_tensor().clone() };
+                let y = Linear::forward_with(Some(kernel), x.as_tensor(), &wl, Some(b.as_tensor())).unwrap();
+                assert_eq!(y.dtype(), DType::BF16);
+                let g = (&y * &up).unwrap().sum_all().unwrap().backward().unwrap();
+                let got = [y.clone(), g.get(&x).unwrap().clone(), g.get(&w).unwrap().clone(), g.get(&b).unwrap().clone()];
+                for (i, (f, r)) in got.iter().zip(&reference).enumerate() {
+                    assert_eq!(f.dims(), r.dims(), "{kernel:?} output {i}");
+                    let err = max_rel(&f32_of(f), r);
+                    assert!(err < 1e-2, "{kernel:?}, column-major {transposed}: output {i} (0 = value, then dx, dW, db) differs by {err}");
+                }
+                let err = max_rel(&f32_of(&y), &y_ref);
+                assert!(err <= composed_err, "{kernel:?}: value {err} further from f32 than the composed bf16 form ({composed_err})");
             }
         }
     }

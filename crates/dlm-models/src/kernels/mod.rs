@@ -128,23 +128,15 @@ impl CustomOp2 for Bf16Matmul {
             }
             o
         };
-        let mut c = vec![bf16::ZERO; batch * m * n];
-        let one = |(i, c): (usize, &mut [bf16])| {
-            if m * n * k == 0 {
-                return c.fill(bf16::ZERO);
-            }
+        let one = |i: usize| {
             let av = View { ptr: a[l1.start_offset() + offset(sa, i)..].as_ptr(), rs: sa[r - 2], cs: sa[r - 1] };
             let bv = View { ptr: b[l2.start_offset() + offset(sb, i)..].as_ptr(), rs: sb[r - 1], cs: sb[r - 2] };
             // SAFETY: the kernel comes from a level the CPU allows (`level` or a test's
             // choice among them); the views address m x k and n x k elements of their
             // storages, as their layouts say.
-            unsafe { self.0.gemm(av, bv, (m, n, k), c, batch == 1) }
+            unsafe { self.0.new_product(av, bv, (m, n, k), None, batch == 1) }
         };
-        if batch == 1 {
-            one((0, &mut c));
-        } else if m * n > 0 {
-            c.par_chunks_mut(m * n).enumerate().for_each(one);
-        }
+        let c: Vec<bf16> = if batch == 1 { one(0) } else { (0..batch).into_par_iter().flat_map_iter(one).collect() };
         let mut dims = ad.to_vec();
         dims[r - 1] = n;
         Ok((CpuStorage::BF16(c), Shape::from(dims)))
@@ -180,18 +172,6 @@ mod tests {
         (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() / scale
     }
 
-    /// The bf16 kernels this machine can run: the AMX driver on the scalar tile model
-    /// (any x86-64 CPU), then the kernel of every level up to the detected one. The real
-    /// AMX kernel runs only on a CPU with AMX; elsewhere this says it was skipped.
-    fn kernels_here() -> Vec<Bf16Kernel> {
-        let mut kernels = if cfg!(target_arch = "x86_64") { vec![Bf16Kernel::AmxModel] } else { vec![] };
-        kernels.extend(Level::ALL.into_iter().filter(|&l| l <= Level::detected()).filter_map(Bf16Kernel::for_level));
-        if !kernels.contains(&Bf16Kernel::Amx) {
-            println!("skipped: the real AMX kernel (this CPU has no AMX-BF16, or the OS refused tile state)");
-        }
-        kernels
-    }
-
     /// Kernel vs candle's bf16 matmul (f32 accumulation, one rounding): both round the
     /// same f32 sums to bf16, so they differ by at most one bf16 ulp (2^-8 relative) where
     /// the f32 sums differ in their last bits; 1e-2 of the largest entry bounds that.
@@ -203,7 +183,7 @@ mod tests {
             (1, 1, 1), (13, 7, 33), (12, 32, 32), (25, 300, 65), (37, 258, 100), (3, 2, 1),
             (32, 64, 32), (33, 66, 17), (64, 96, 31), (16, 31, 16), (65, 32, 48), (31, 33, 15),
         ];
-        for kernel in kernels_here() {
+        for kernel in Bf16Kernel::here() {
             for &(m, k, n) in &shapes {
                 let a = pattern(&[m, k], 1);
                 let w = pattern(&[n, k], 2); // Linear weight: b = wᵀ, strided
@@ -244,7 +224,7 @@ mod tests {
             (g.get(&a).unwrap().clone(), g.get(&w).unwrap().clone())
         };
         let (pa, pw) = grads(None);
-        for kernel in kernels_here() {
+        for kernel in Bf16Kernel::here() {
             let (fa, fw) = grads(Some(kernel));
             assert!(max_rel(&fa, &pa) < 1e-2, "{kernel:?} dA {}", max_rel(&fa, &pa));
             assert!(max_rel(&fw, &pw) < 1e-2, "{kernel:?} dW {}", max_rel(&fw, &pw));

@@ -76,6 +76,15 @@ pub(crate) fn project_argmax(x: &Tensor, weight: &Tensor, bias: &Tensor, exclude
             })
         }),
         DType::F32 => reduce::<f32>(n, &bias, excluded, |r, c, fold| matmul_logits(x, weight, r, c, fold)),
+        // The plain path's decoder (`Dense`) adds the bias inside the product, before its
+        // one rounding, where the fused Linear op runs; the blocks do the same.
+        DType::BF16 if kernels::Linear::applies(x, weight) => {
+            let (bias_t, zeros) = (Tensor::new(bias.as_slice(), x.device())?.to_dtype(DType::BF16)?, vec![0f32; v]);
+            reduce::<bf16>(n, &zeros, excluded, |(r0, rows), (c0, cols), fold| {
+                let logits = kernels::Linear::forward(&x.narrow(0, r0, rows)?, &weight.narrow(0, c0, cols)?, Some(&bias_t.narrow(0, c0, cols)?))?;
+                vector::with_elems::<bf16, _>(&logits, "vocab-reduce", |logits| fold(logits))
+            })
+        }
         DType::BF16 => reduce::<bf16>(n, &bias, excluded, |r, c, fold| matmul_logits(x, weight, r, c, fold)),
         dtype => candle_core::bail!("vocab-reduce: dtype {dtype:?}, expected f32 or bf16"),
     }
@@ -261,9 +270,10 @@ mod tests {
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
     }
 
-    /// The plain path: full logits in the model's dtype, then `log_softmax` → argmax, max.
+    /// The plain path: full logits in the model's dtype (the head's decoder, a `Dense`),
+    /// then `log_softmax` → argmax, max.
     fn plain(x: &Tensor, w: &Tensor, b: &Tensor, excluded: u32) -> Vec<(u32, f32)> {
-        let logits = kernels::matmul(x, &w.t().unwrap()).unwrap().broadcast_add(b).unwrap();
+        let logits = crate::dense::Dense::new(w.clone(), b.clone()).forward(x).unwrap();
         let logp = log_probs_excluding(&logits, excluded).unwrap();
         let tokens = logp.argmax(D::Minus1).unwrap().to_vec1::<u32>().unwrap();
         tokens.into_iter().zip(logp.max(D::Minus1).unwrap().to_vec1::<f32>().unwrap()).collect()

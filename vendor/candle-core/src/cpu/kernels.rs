@@ -203,6 +203,22 @@ impl VecOps for half::bf16 {
         super::vec_dot_bf16(lhs, rhs, &mut res_f32, len);
         *res = half::bf16::from_f32(res_f32);
     }
+
+    /// dlm patch (vendor/README.md): the sum kept in f32, 16 lanes, rounded once, as
+    /// PyTorch sums bf16; upstream adds into a bf16 total, one rounding per element.
+    #[inline(always)]
+    unsafe fn vec_reduce_sum(xs: *const Self, res: *mut Self, len: usize) {
+        let xs = std::slice::from_raw_parts(xs, len);
+        let mut acc = [0f32; 16];
+        let chunks = xs.chunks_exact(16);
+        let tail: f32 = chunks.remainder().iter().map(|x| x.to_f32()).sum();
+        for c in chunks {
+            for (a, x) in acc.iter_mut().zip(c) {
+                *a += x.to_f32();
+            }
+        }
+        *res = half::bf16::from_f32(acc.iter().sum::<f32>() + tail);
+    }
 }
 impl VecOps for u8 {
     #[inline(always)]

@@ -16,7 +16,7 @@
 pub(super) mod tile_model;
 mod tiles;
 
-use super::bf16_gemm::{Out, View, pack};
+use super::bf16_gemm::{Bias, Out, View, pack, store_row};
 use half::bf16;
 use rayon::prelude::*;
 #[cfg(test)]
@@ -30,30 +30,32 @@ const NB: usize = 2 * ROW_BYTES / 4;
 /// k-pairs per step: one tile row of A.
 const KS: usize = ROW_BYTES / 4;
 
-/// `C[m, n] = Σ_k A(i, k) · B(j, k)` on the AMX tiles, as [`super::bf16_gemm::gemm`].
+/// `C[m, n] = Σ_k A(i, k) · B(j, k) (+ bias[j])` on the AMX tiles, as
+/// [`super::bf16_gemm::gemm`].
 ///
 /// # Safety
-/// The kernel level must be `amx` (CPU support and the OS's tile permission), and `a`/`b`
-/// must address `m` x `k` and `n` x `k` elements.
-pub unsafe fn gemm(a: View, b: View, dims: (usize, usize, usize), c: &mut [bf16], parallel: bool) {
+/// The kernel level must be `amx` (CPU support and the OS's tile permission); `a`/`b`,
+/// `c` and `bias` as for [`super::bf16_gemm::gemm`].
+pub unsafe fn gemm(a: View, b: View, dims: (usize, usize, usize), c: *mut bf16, bias: Option<&[bf16]>, parallel: bool) {
     // SAFETY: as the caller promised; each task owns its thread's tiles while it runs.
-    unsafe { gemm_on(|| AmxTiles::new(), a, b, dims, c, parallel) }
+    unsafe { gemm_on(|| AmxTiles::new(), a, b, dims, c, bias, parallel) }
 }
 
 /// The driver over any tile backend; `tiles` configures a fresh set on the calling thread.
 ///
 /// # Safety
-/// `tiles()` must be safe to call on any rayon thread; `a`/`b` as in [`gemm`].
+/// `tiles()` must be safe to call on any rayon thread; the rest as in [`gemm`].
 pub(super) unsafe fn gemm_on<T: Tiles>(
     tiles: impl Fn() -> T + Sync,
     a: View,
     b: View,
     (m, n, k): (usize, usize, usize),
-    c: &mut [bf16],
+    c: *mut bf16,
+    bias: Option<&[bf16]>,
     parallel: bool,
 ) {
-    assert_eq!(c.len(), m * n);
     assert!(m * n * k > 0, "empty products are the caller's (Bf16Matmul)");
+    assert!(bias.is_none_or(|b| b.len() == n), "bias of {n} columns");
     let kp = k.div_ceil(2).next_multiple_of(KS); // padded k-pairs
     let direct = a.cs == 1 && k % (2 * KS) == 0;
     let mfull = if direct { m / MB * MB } else { 0 };
@@ -64,16 +66,18 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
     let mut pa = pack(rest, m - mfull, (k, kp), 1, parallel); // [row][kp]
     pa.resize((m - mfull).next_multiple_of(MB) * kp, 0);
     let pb = pack(b, n, (k, kp), NB, parallel); // [panel][kp][NB]
-    let out = Out(c.as_mut_ptr());
+    let out = Out(c);
+    let bias = Bias(bias.map_or(std::ptr::null(), <[bf16]>::as_ptr));
     // One column panel; `t` are the calling thread's tiles, configured once per run of
     // panels (a run never yields to another rayon job, which could release them).
     let panel = |t: &mut T, j: usize| {
-        let out = &out;
+        let (out, bias) = (&out, &bias);
         let mut acc = [0f32; MB * NB]; // [MB rows][NB columns]
         let accp = acc.as_mut_ptr() as *mut u8;
         let bp = pb[j * kp * NB..].as_ptr() as *const u8;
         let (bstride, cstride) = (NB * 4, NB * 4);
         let cols = NB.min(n - j * NB);
+        let bj = if bias.0.is_null() { bias.0 } else { bias.0.wrapping_add(j * NB) };
         for r0 in (0..m).step_by(MB) {
             let (ap, astride) = if r0 < mfull {
                 // SAFETY: r0 < mfull ≤ m is a row of A.
@@ -105,11 +109,9 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
                 t.store::<3>(accp.add(ROWS * cstride + ROW_BYTES), cstride);
             }
             for r in 0..MB.min(m - r0) {
-                // SAFETY: row r0+r, columns j*NB..j*NB+cols of C belong to this task only.
-                let row = unsafe { std::slice::from_raw_parts_mut(out.0.add((r0 + r) * n + j * NB), cols) };
-                for (dst, &v) in row.iter_mut().zip(&acc[r * NB..]) {
-                    *dst = bf16::from_f32(v);
-                }
+                // SAFETY: row r0+r, columns j*NB..j*NB+cols of C belong to this task only;
+                // the bias holds those columns.
+                unsafe { store_row(out.0.add((r0 + r) * n + j * NB), &acc[r * NB..][..cols], bj) };
             }
         }
     };

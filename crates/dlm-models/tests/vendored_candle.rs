@@ -1,0 +1,35 @@
+//! The two changes of the vendored candle-core (`vendor/README.md`), through candle's own
+//! API as every dlm crate reaches it.
+
+use candle_core::{DType, Device, Tensor, Var};
+
+/// A bf16 sum keeps its total in f32 and rounds once: 100,000 ones sum to 100,000 (to
+/// bf16's ulp of 512 there), where adding into a bf16 total stalls at 256 (256 + 1 rounds
+/// back to 256); a row-wise sum of mixed signs is within one bf16 ulp of the f32 sum
+/// (a bf16 total drifts by several).
+#[test]
+fn bf16_sums_accumulate_in_f32() {
+    let ones = Tensor::ones(100_000, DType::BF16, &Device::Cpu).unwrap();
+    let total = ones.sum_all().unwrap().to_dtype(DType::F32).unwrap().to_scalar::<f32>().unwrap();
+    assert!((total - 100_000.0).abs() <= 256.0, "sum of 100,000 bf16 ones: {total}");
+
+    let v: Vec<f32> = (0..3 * 1001).map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 5.0).collect();
+    let x = Tensor::from_vec(v, (3, 1001), &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap();
+    let rows = x.sum(1).unwrap().to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap();
+    let want = x.to_dtype(DType::F32).unwrap().sum(1).unwrap().to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap();
+    for (i, (got, want)) in rows.iter().zip(&want).enumerate() {
+        assert!((got - want).abs() <= want.abs() / 128.0, "row {i}: bf16 sum {got}, f32 sum rounded {want}");
+    }
+}
+
+/// A node's first gradient is stored as it is, later ones added: `y = x·x + 3x` has two
+/// paths into `x` (dy/dx = 2x + 3), and a lone path keeps its value (d(5x)/dx = 5).
+#[test]
+fn gradients_accumulate_over_paths() {
+    let x = Var::new(&[1.5f32, -2.0, 0.25], &Device::Cpu).unwrap();
+    let y = ((x.as_tensor() * x.as_tensor()).unwrap() + (x.as_tensor() * 3.0).unwrap()).unwrap();
+    let g = y.sum_all().unwrap().backward().unwrap();
+    assert_eq!(g.get(&x).unwrap().to_vec1::<f32>().unwrap(), vec![6.0, -1.0, 3.5]);
+    let g = (x.as_tensor() * 5.0).unwrap().sum_all().unwrap().backward().unwrap();
+    assert_eq!(g.get(&x).unwrap().to_vec1::<f32>().unwrap(), vec![5.0, 5.0, 5.0]);
+}
