@@ -33,3 +33,24 @@ fn gradients_accumulate_over_paths() {
     let g = (x.as_tensor() * 5.0).unwrap().sum_all().unwrap().backward().unwrap();
     assert_eq!(g.get(&x).unwrap().to_vec1::<f32>().unwrap(), vec![5.0, 5.0, 5.0]);
 }
+
+/// A bf16 `add` is the f32 sum rounded once, bit for bit `bf16::from_f32`: halfway cases
+/// both ways, overflow to infinity, NaN, denormals, a length that is no multiple of 16.
+#[test]
+fn bf16_add_rounds_like_half() {
+    use half::bf16;
+    let mut a: Vec<f32> = (0..1003).map(|i| ((i * 7919) % 2000) as f32 / 7.0 - 140.0).collect();
+    let mut b: Vec<f32> = (0..1003).map(|i| ((i * 104_729) % 3000) as f32 / 1e4).collect();
+    // 1 + 2^-8 is halfway between two bf16 (ties to even: 1), 1 + 3·2^-8 ties up; the max
+    // finite bf16 doubled overflows; NaN; a denormal.
+    let specials = [(1.0, 0.00390625), (1.0, 0.01171875), (3.389e38, 3.389e38), (f32::NAN, 1.0), (1e-39, 1e-39), (-0.0, 0.0)];
+    for (i, &(x, y)) in specials.iter().enumerate() {
+        (a[i], b[i]) = (x, y);
+    }
+    let (ab, bb): (Vec<bf16>, Vec<bf16>) = (a.iter().map(|&x| bf16::from_f32(x)).collect(), b.iter().map(|&x| bf16::from_f32(x)).collect());
+    let sum = (Tensor::new(ab.as_slice(), &Device::Cpu).unwrap() + Tensor::new(bb.as_slice(), &Device::Cpu).unwrap()).unwrap();
+    for (i, (got, (x, y))) in sum.to_vec1::<bf16>().unwrap().iter().zip(ab.iter().zip(&bb)).enumerate() {
+        let want = bf16::from_f32(x.to_f32() + y.to_f32());
+        assert_eq!(got.to_bits(), want.to_bits(), "element {i}: {x} + {y}");
+    }
+}

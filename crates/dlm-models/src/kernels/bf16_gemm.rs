@@ -142,6 +142,22 @@ pub(super) fn pack(v: View, rows: usize, (k, kp): (usize, usize), width: usize, 
     out
 }
 
+/// `(x[i], x[i + cs])` for `i < len ≤ 16` as u32 lanes (first in the low half), zero past
+/// `len`, and the mask of the `len` lanes.
+///
+/// # Safety
+/// The CPU must have AVX-512 F/BW; `x[..len]` and `x[cs..cs + len]` must be readable.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn pairs16(x: *const bf16, cs: usize, len: usize) -> (__m512i, __mmask16) {
+    let mask: __mmask16 = if len >= 16 { 0xffff } else { ((1u32 << len) - 1) as u16 };
+    unsafe {
+        let lo = _mm256_maskz_loadu_epi16(mask, x as *const _);
+        let hi = _mm256_maskz_loadu_epi16(mask, x.add(cs) as *const _);
+        (_mm512_or_si512(_mm512_cvtepu16_epi32(lo), _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(hi))), mask)
+    }
+}
+
 /// The whole pairs `0..pairs` of rows `r0..r0+n` of a matrix whose rows are contiguous
 /// (`rs == 1`) into one panel `[kp][width]`: pair `q` of 16 rows is `X[2q, ..]` widened to
 /// u32 or'ed with `X[2q+1, ..]` shifted up, one masked store. With `width` 1 (AMX's A,
@@ -153,17 +169,10 @@ pub(super) fn pack(v: View, rows: usize, (k, kp): (usize, usize), width: usize, 
 /// `dst` must hold `kp ≥ pairs` pairs of `width ≥ n` rows (of `n` rows when `width` is 1).
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn pack_rows_contiguous(v: View, r0: usize, n: usize, pairs: usize, dst: &mut [u32], width: usize, kp: usize) {
-    // Pairs (2q, 2q+1) of rows j..j+len as 16 u32 lanes (zero past `len`).
-    let pairs_of = |q: usize, j: usize, len: usize| {
-        let mask: __mmask16 = if len >= 16 { 0xffff } else { ((1u32 << len) - 1) as u16 };
-        // SAFETY: rows r0+j..r0+j+len and k 2q, 2q+1 are inside the matrix (the caller's
-        // promise); masked lanes are not read.
-        unsafe {
-            let lo = _mm256_maskz_loadu_epi16(mask, v.ptr.add(r0 + j + 2 * q * v.cs) as *const _);
-            let hi = _mm256_maskz_loadu_epi16(mask, v.ptr.add(r0 + j + (2 * q + 1) * v.cs) as *const _);
-            (_mm512_or_si512(_mm512_cvtepu16_epi32(lo), _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(hi))), mask)
-        }
-    };
+    // Pairs (2q, 2q+1) of rows j..j+len as 16 u32 lanes (zero past `len`), and their mask.
+    // SAFETY (every call): rows r0+j..r0+j+len and k 2q, 2q+1 are inside the matrix (the
+    // caller's promise); masked lanes are not read.
+    let pairs_of = |q: usize, j: usize, len: usize| unsafe { pairs16(v.ptr.add(r0 + j + 2 * q * v.cs), v.cs, len) };
     unsafe {
         if width == 1 {
             let mut block = [0u32; 256]; // [16 pairs][16 rows]
@@ -331,16 +340,17 @@ pub unsafe fn gemm(a: View, b: View, (m, n, k): (usize, usize, usize), c: *mut b
     let (np, mp) = (n.div_ceil(NR), m.div_ceil(MR));
     let out = Out(c);
     let bias = Bias(bias.map_or(std::ptr::null(), <[bf16]>::as_ptr));
+    // `scratch` is only reserved: each tile's first K block writes it before any reads.
     let panel = |scratch: &mut Vec<f32>, j: usize| {
         let (out, bias) = (&out, &bias);
-        scratch.resize(mp * MR * NR, 0.0);
+        scratch.reserve(mp * MR * NR);
         let cols = NR.min(n - j * NR);
         let bj = if bias.0.is_null() { bias.0 } else { bias.0.wrapping_add(j * NR) };
         for q0 in (0..kp).step_by(QC) {
             let qn = QC.min(kp - q0);
             let bp = pb[(j * kp + q0) * NR..].as_ptr();
             for i in 0..mp {
-                let s = scratch[i * MR * NR..].as_mut_ptr();
+                let s = scratch.as_mut_ptr().wrapping_add(i * MR * NR); // inside the reservation
                 let flags = (q0 == 0, q0 + qn == kp);
                 let shape = (MR.min(m - i * MR), cols);
                 // SAFETY: the tile (i, j) is inside C and written by this task only; A rows

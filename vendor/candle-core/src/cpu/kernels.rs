@@ -172,6 +172,15 @@ impl VecOps for f64 {
             .for_each(|((&a, &b), y)| *y = a + b)
     }
 }
+/// `bf16::from_f32` without branches (dlm patch): round to nearest even, NaN kept quiet.
+#[inline(always)]
+fn round_to_bf16(x: f32) -> half::bf16 {
+    let b = x.to_bits();
+    let rounded = (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16;
+    let nan = (b & 0x7fff_ffff) > 0x7f80_0000;
+    half::bf16::from_bits(if nan { ((b >> 16) | 0x40) as u16 } else { rounded })
+}
+
 impl VecOps for half::bf16 {
     #[inline(always)]
     fn min(self, other: Self) -> Self {
@@ -183,9 +192,14 @@ impl VecOps for half::bf16 {
         Self::max(self, other)
     }
 
+    /// dlm patch (vendor/README.md): a plain loop the compiler vectorises, bit-identical
+    /// to `bf16::from_f32(a.to_f32() + b.to_f32())`. Upstream's AVX path calls its load
+    /// and store helpers out of line, each testing the CPU's features, every 8 elements.
     #[inline(always)]
     fn vec_add(lhs: &[Self], rhs: &[Self], res: &mut [Self]) {
-        unsafe { super::vec_add_bf16(lhs.as_ptr(), rhs.as_ptr(), res.as_mut_ptr(), lhs.len()) }
+        for ((a, b), y) in lhs.iter().zip(rhs).zip(res) {
+            *y = round_to_bf16(a.to_f32() + b.to_f32());
+        }
     }
 
     fn vec_mul(lhs: &[Self], rhs: &[Self], res: &mut [Self]) {
