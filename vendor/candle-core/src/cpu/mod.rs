@@ -121,14 +121,6 @@ unsafe fn scalar_vec_add_f16(a_row: *const f16, b_row: *const f16, c: *mut f16, 
 
 #[inline(always)]
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-unsafe fn scalar_vec_add_bf16(a_row: *const bf16, b_row: *const bf16, c: *mut bf16, k: usize) {
-    for i in 0..k {
-        *c.add(i) = *a_row.add(i) + *b_row.add(i);
-    }
-}
-
-#[inline(always)]
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 unsafe fn scalar_vec_scalar_add_f16(scalar: f16, xs: *const f16, ys: *mut f16, k: usize) {
     for i in 0..k {
         *ys.add(i) = *xs.add(i) + scalar;
@@ -283,29 +275,6 @@ pub(crate) unsafe fn vec_add_f16(a_row: *const f16, b_row: *const f16, c: *mut f
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     {
         scalar_vec_add_f16(a_row, b_row, c, k)
-    }
-}
-
-#[inline(always)]
-pub(crate) unsafe fn vec_add_bf16(a_row: *const bf16, b_row: *const bf16, c: *mut bf16, k: usize) {
-    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-    if use_avx2() {
-        return avx::vec_add_bf16(a_row, b_row, c, k);
-    }
-    #[cfg(any(
-        target_arch = "aarch64",
-        all(target_arch = "arm", target_feature = "neon")
-    ))]
-    if use_neon_bf16() {
-        return neon::vec_add_bf16(a_row, b_row, c, k);
-    }
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        simd128::vec_add_bf16(a_row, b_row, c, k)
-    }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    {
-        scalar_vec_add_bf16(a_row, b_row, c, k)
     }
 }
 
