@@ -3,7 +3,9 @@
 //! kernel level has a bf16 GEMM), else one 2-D matrix product over all leading dims
 //! through [`kernels::matmul`] and a bias add. `forward_cat` applies
 //! several layers that read the same input as one product (fused Q/K/V): the weights are
-//! concatenated on every call, so the optimizer's in-place updates are always seen.
+//! concatenated on every call, so the optimizer's in-place updates are always seen; a
+//! frozen model concatenates them once (`Dense::frozen_cat`). A frozen layer also keeps
+//! its bf16 weight packed for the kernels after the first product ([`kernels::Prepacked`]).
 
 use crate::kernels;
 use candle_core::{Result, Tensor};
@@ -11,11 +13,19 @@ use candle_core::{Result, Tensor};
 pub(crate) struct Dense {
     weight: Tensor, // [out, in]
     bias: Tensor,   // [out]
+    /// Frozen layers only: the packed bf16 weight (never changes once packed).
+    prepacked: Option<kernels::Prepacked>,
 }
 
 impl Dense {
+    /// A layer whose weight may change in place (trainable).
     pub fn new(weight: Tensor, bias: Tensor) -> Dense {
-        Dense { weight, bias }
+        Dense { weight, bias, prepacked: None }
+    }
+
+    /// A layer whose weight never changes (inference): its packed bf16 form is kept.
+    pub fn frozen(weight: Tensor, bias: Tensor) -> Dense {
+        Dense { weight, bias, prepacked: Some(kernels::Prepacked::default()) }
     }
 
     pub fn weight(&self) -> &Tensor {
@@ -24,13 +34,13 @@ impl Dense {
 
     /// `x`: [..., in] → [..., out]
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        affine(x, &self.weight, &self.bias)
+        affine(x, &self.weight, &self.bias, self.prepacked.as_ref())
     }
 
     /// `x · Wᵀ` without the bias (for the fused sublayers that add it themselves):
     /// [..., in] → [..., out]
     pub fn product(&self, x: &Tensor) -> Result<Tensor> {
-        product(x, &self.weight)
+        product(x, &self.weight, self.prepacked.as_ref())
     }
 
     pub fn bias(&self) -> &Tensor {
@@ -39,31 +49,44 @@ impl Dense {
 
     /// `x`: [..., in] → [..., Σ out] = the outputs of `layers` side by side.
     pub fn forward_cat(layers: &[&Dense], x: &Tensor) -> Result<Tensor> {
-        let column_major = layers.iter().all(|l| !l.weight.is_contiguous());
-        let weight = if column_major {
-            // Column-major weights (`ParamBuilder::load_linear`) stay column-major.
-            let ts = layers.iter().map(|l| l.weight.t()).collect::<Result<Vec<_>>>()?; // [in, out] each
-            Tensor::cat(&ts, 1)?.t()? // [Σ out, in], column-major
-        } else {
-            Tensor::cat(&layers.iter().map(|l| &l.weight).collect::<Vec<_>>(), 0)? // [Σ out, in]
-        };
-        let bias = Tensor::cat(&layers.iter().map(|l| &l.bias).collect::<Vec<_>>(), 0)?; // [Σ out]
-        affine(x, &weight, &bias)
+        let (weight, bias) = concat(layers)?;
+        affine(x, &weight, &bias, None)
     }
+
+    /// `layers` side by side as one frozen layer `[Σ out, in]`: [`Dense::forward_cat`]
+    /// with the concatenation done once.
+    pub fn frozen_cat(layers: &[&Dense]) -> Result<Dense> {
+        let (weight, bias) = concat(layers)?;
+        Ok(Dense::frozen(weight, bias))
+    }
+}
+
+/// The weights `[Σ out, in]` and biases `[Σ out]` of `layers` side by side.
+fn concat(layers: &[&Dense]) -> Result<(Tensor, Tensor)> {
+    let column_major = layers.iter().all(|l| !l.weight.is_contiguous());
+    let weight = if column_major {
+        // Column-major weights (`ParamBuilder::load_linear`) stay column-major.
+        let ts = layers.iter().map(|l| l.weight.t()).collect::<Result<Vec<_>>>()?; // [in, out] each
+        Tensor::cat(&ts, 1)?.t()? // [Σ out, in], column-major
+    } else {
+        Tensor::cat(&layers.iter().map(|l| &l.weight).collect::<Vec<_>>(), 0)? // [Σ out, in]
+    };
+    let bias = Tensor::cat(&layers.iter().map(|l| &l.bias).collect::<Vec<_>>(), 0)?; // [Σ out]
+    Ok((weight, bias))
 }
 
 /// `x [..., in] · weight [out, in]ᵀ + bias [out]`
-fn affine(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+fn affine(x: &Tensor, weight: &Tensor, bias: &Tensor, prepacked: Option<&kernels::Prepacked>) -> Result<Tensor> {
     if kernels::Linear::applies(x, weight) {
-        return kernels::Linear::forward(x, weight, Some(bias));
+        return kernels::Linear::forward(x, weight, Some(bias), prepacked);
     }
-    crate::elementwise::bias_add(&product(x, weight)?, bias)
+    crate::elementwise::bias_add(&product(x, weight, None)?, bias)
 }
 
 /// `x [..., in] · weight [out, in]ᵀ`, as one 2-D product over all leading dims.
-fn product(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+fn product(x: &Tensor, weight: &Tensor, prepacked: Option<&kernels::Prepacked>) -> Result<Tensor> {
     if kernels::Linear::applies(x, weight) {
-        return kernels::Linear::forward(x, weight, None);
+        return kernels::Linear::forward(x, weight, None, prepacked);
     }
     let dims = x.dims();
     let (inp, rows) = (dims[dims.len() - 1], x.elem_count() / dims[dims.len() - 1].max(1));
@@ -109,5 +132,33 @@ mod tests {
             assert!(diff(a, b) < 1e-5, "{}", diff(a, b));
         }
         assert_eq!(fused.dtype(), DType::F32);
+    }
+
+    /// The frozen concatenation (done once, weights packed on the first bf16 product)
+    /// equals the per-call one bitwise, in f32 (row- and column-major weights) and bf16.
+    #[test]
+    fn frozen_cat_equals_forward_cat() {
+        let dev = Device::Cpu;
+        let t = |shape: &[usize], seed: u64| {
+            let n: usize = shape.iter().product();
+            let v: Vec<f32> = (0..n).map(|i| ((i as u64 * 7919 + seed * 104729) % 1000) as f32 / 500.0 - 1.0).collect();
+            Tensor::from_vec(v, shape, &dev).unwrap()
+        };
+        for (dtype, column_major) in [(DType::F32, false), (DType::F32, true), (DType::BF16, false)] {
+            let x = t(&[2, 5, 40], 1).to_dtype(dtype).unwrap();
+            let layer = |i: u64| {
+                let w = t(&[24, 40], 2 + i).to_dtype(dtype).unwrap();
+                let w = if column_major { w.t().unwrap().contiguous().unwrap().t().unwrap() } else { w };
+                Dense::new(w, t(&[24], 5 + i).to_dtype(dtype).unwrap())
+            };
+            let layers = [layer(0), layer(1), layer(2)];
+            let refs: Vec<&Dense> = layers.iter().collect();
+            let bits = |y: Tensor| y.flatten_all().unwrap().to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap();
+            let plain = bits(Dense::forward_cat(&refs, &x).unwrap());
+            let frozen = Dense::frozen_cat(&refs).unwrap();
+            for round in 0..2 {
+                assert_eq!(bits(frozen.forward(&x).unwrap()), plain, "{dtype:?}, column-major {column_major}, call {round}");
+            }
+        }
     }
 }

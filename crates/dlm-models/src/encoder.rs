@@ -2,7 +2,8 @@
 //! LayerNorm) and post-LN transformer layers with full bidirectional attention over the
 //! non-padding positions. BERT, RoBERTa and XLM-R share this code; they differ only in
 //! where position ids start (RoBERTa/XLM-R: `padding_idx + 1`, pads keep `padding_idx`).
-//! Q, K and V are one matrix product (`Dense::forward_cat`) that the fused attention op
+//! Q, K and V are one matrix product (`Dense::forward_cat`; concatenated once at load in a
+//! frozen model, `Dense::frozen_cat`) that the fused attention op
 //! reads in place (`elementwise::attention`: scores, mask, softmax, dropout and the
 //! product with V, per head, never writing `[b, heads, s, s]`); matrix products go through
 //! `kernels::matmul`; bias + GELU and bias + dropout + residual + LayerNorm are fused ops
@@ -23,7 +24,7 @@ fn linear(pb: &ParamBuilder, family: Family, prefix: &str, out: usize, inp: usiz
     let b = names::encoder(family, &format!("{prefix}.bias"));
     let weight = pb.load_linear(&w.canonical, &w.candidates, &[out, inp])?;
     let bias = pb.load(&b.canonical, &b.candidates, &[out])?;
-    Ok(Dense::new(weight, bias))
+    Ok(if pb.trainable { Dense::new(weight, bias) } else { Dense::frozen(weight, bias) })
 }
 
 fn layer_norm(pb: &ParamBuilder, family: Family, prefix: &str, size: usize, eps: f64) -> Result<Norm> {
@@ -110,6 +111,8 @@ pub(crate) struct Layer {
     query: Dense,
     key: Dense,
     value: Dense,
+    /// Q, K and V side by side once, in a frozen model.
+    qkv: Option<Dense>,
     attention_out: Dense,
     attention_norm: Norm,
     intermediate: Dense,
@@ -125,10 +128,15 @@ impl Layer {
     pub fn load(pb: &ParamBuilder, family: Family, c: &Config, i: usize) -> Result<Layer> {
         let (h, f, eps) = (c.hidden_size, c.intermediate_size, c.layer_norm_eps);
         let p = |n: &str| format!("encoder.layer.{i}.{n}");
+        let query = linear(pb, family, &p("attention.self.query"), h, h)?;
+        let key = linear(pb, family, &p("attention.self.key"), h, h)?;
+        let value = linear(pb, family, &p("attention.self.value"), h, h)?;
+        let qkv = if pb.trainable { None } else { Some(Dense::frozen_cat(&[&query, &key, &value])?) };
         Ok(Layer {
-            query: linear(pb, family, &p("attention.self.query"), h, h)?,
-            key: linear(pb, family, &p("attention.self.key"), h, h)?,
-            value: linear(pb, family, &p("attention.self.value"), h, h)?,
+            query,
+            key,
+            value,
+            qkv,
             attention_out: linear(pb, family, &p("attention.output.dense"), h, h)?,
             attention_norm: layer_norm(pb, family, &p("attention.output.LayerNorm"), h, eps)?,
             intermediate: linear(pb, family, &p("intermediate.dense"), f, h)?,
@@ -143,7 +151,10 @@ impl Layer {
 
     /// `x`: [batch, seq, hidden], or [Σ len, hidden] for packed `keys`.
     pub fn forward(&self, x: &Tensor, keys: &Keys, drop: &Dropout) -> Result<Tensor> {
-        let qkv = Dense::forward_cat(&[&self.query, &self.key, &self.value], x)?; // [b, s, 3h]
+        let qkv = match &self.qkv {
+            Some(qkv) => qkv.forward(x)?,
+            None => Dense::forward_cat(&[&self.query, &self.key, &self.value], x)?,
+        }; // [b, s, 3h]
         let context = attention(&qkv, keys, self.heads, drop.mask(self.attention_dropout))?; // [b, s, h]
         let out = self.attention_out.product(&context)?;
         let x = self.attention_norm.forward_add(&out, Some(self.attention_out.bias()), Some(x), drop.mask(self.hidden_dropout))?;

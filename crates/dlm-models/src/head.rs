@@ -33,10 +33,11 @@ impl MlmHead {
             let n = names::head(family, part);
             pb.load(&n.canonical, &n.candidates, shape)
         };
-        let dense = Dense::new(get(HeadPart::DenseWeight, &[h, h])?, get(HeadPart::DenseBias, &[h])?);
+        let layer = |w, b| if pb.trainable { Dense::new(w, b) } else { Dense::frozen(w, b) };
+        let dense = layer(get(HeadPart::DenseWeight, &[h, h])?, get(HeadPart::DenseBias, &[h])?);
         let norm = Norm::new(get(HeadPart::NormWeight, &[h])?, get(HeadPart::NormBias, &[h])?, c.layer_norm_eps);
         let weight = if c.tie_word_embeddings { word.clone() } else { get(HeadPart::DecoderWeight, &[v, h])? };
-        let decoder = Dense::new(weight, get(HeadPart::DecoderBias, &[v])?);
+        let decoder = layer(weight, get(HeadPart::DecoderBias, &[v])?);
         Ok(MlmHead { dense, norm, decoder, act: head_activation(family, c) })
     }
 

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 /// Rows of a micro-tile (A panel width).
 const MR: usize = 12;
 /// Columns of a micro-tile (B panel width): two 16-lane f32 registers.
-const NR: usize = 32;
+const NR: usize = PANEL;
 /// k-pairs per K block.
 const QC: usize = 128;
 
@@ -52,6 +52,48 @@ impl View {
             let lo = (*self.ptr.add(i * self.rs + k * self.cs)).to_bits() as u32;
             let hi = if k + 1 < kmax { (*self.ptr.add(i * self.rs + (k + 1) * self.cs)).to_bits() as u32 } else { 0 };
             lo | (hi << 16)
+        }
+    }
+}
+
+/// Columns of a packed B panel, in both kernels (this one's NR, AMX's two 16-column tiles).
+pub(super) const PANEL: usize = 32;
+
+/// A B operand (`n` columns x `k`) packed once for any number of products: `[panel][kp][32]`
+/// u32 k-pairs, `kp` padded to a multiple of 16 (AMX's tile depth; the `vdpbf16ps` kernel
+/// reads only the pairs it needs).
+pub struct Packed {
+    data: Vec<u32>,
+    n: usize,
+    k: usize,
+    kp: usize,
+}
+
+impl Packed {
+    /// Packs `b` (`(column, k)` view of `n` x `k`), on rayon's threads.
+    pub fn new(b: View, n: usize, k: usize) -> Packed {
+        let kp = k.div_ceil(2).next_multiple_of(16);
+        Packed { data: pack(b, n, (k, kp), PANEL, true), n, k, kp }
+    }
+}
+
+/// The B operand of a product: a view, packed by the call, or packed beforehand.
+#[derive(Clone, Copy)]
+pub enum Operand<'a> {
+    View(View),
+    Packed(&'a Packed),
+}
+
+impl Operand<'_> {
+    /// `[panel][stride][32]` panels of `n` x `k` and their pair stride (`≥ kp`): packed
+    /// now from a view, or borrowed.
+    pub(super) fn panels(&self, n: usize, (k, kp): (usize, usize), parallel: bool) -> (std::borrow::Cow<'_, [u32]>, usize) {
+        match self {
+            Operand::View(v) => (pack(*v, n, (k, kp), PANEL, parallel).into(), kp),
+            Operand::Packed(p) => {
+                assert!(p.n == n && p.k == k && p.kp >= kp, "packed operand {} x {} (pairs {}) used as {n} x {k} (pairs {kp})", p.n, p.k, p.kp);
+                (p.data.as_slice().into(), p.kp)
+            }
         }
     }
 }
@@ -330,13 +372,13 @@ unsafe impl Sync for Bias {}
 /// The CPU must have AVX-512 F/BW/VL and AVX512-BF16 (level `avx512bf16`); `a`/`b` must
 /// address `m` x `k` and `n` x `k` elements, `c` must be writable for `m * n`, and `bias`
 /// hold `n` when given.
-pub unsafe fn gemm(a: View, b: View, (m, n, k): (usize, usize, usize), c: *mut bf16, bias: Option<&[bf16]>, parallel: bool) {
+pub unsafe fn gemm(a: View, b: Operand, (m, n, k): (usize, usize, usize), c: *mut bf16, bias: Option<&[bf16]>, parallel: bool) {
     assert!(m * n * k > 0, "empty products are the caller's (Bf16Matmul)");
     assert!(bias.is_none_or(|b| b.len() == n), "bias of {n} columns");
     let direct = a.cs == 1 && a.rs % 2 == 0 && k % 2 == 0;
     let kp = k.div_ceil(2);
     let pa = if direct { Vec::new() } else { pack(a, m, (k, kp), MR, parallel) };
-    let pb = pack(b, n, (k, kp), NR, parallel);
+    let (pb, bkp) = b.panels(n, (k, kp), parallel);
     let (np, mp) = (n.div_ceil(NR), m.div_ceil(MR));
     let out = Out(c);
     let bias = Bias(bias.map_or(std::ptr::null(), <[bf16]>::as_ptr));
@@ -348,7 +390,7 @@ pub unsafe fn gemm(a: View, b: View, (m, n, k): (usize, usize, usize), c: *mut b
         let bj = if bias.0.is_null() { bias.0 } else { bias.0.wrapping_add(j * NR) };
         for q0 in (0..kp).step_by(QC) {
             let qn = QC.min(kp - q0);
-            let bp = pb[(j * kp + q0) * NR..].as_ptr();
+            let bp = pb[(j * bkp + q0) * NR..].as_ptr();
             for i in 0..mp {
                 let s = scratch.as_mut_ptr().wrapping_add(i * MR * NR); // inside the reservation
                 let flags = (q0 == 0, q0 + qn == kp);

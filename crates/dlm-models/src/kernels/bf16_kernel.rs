@@ -37,7 +37,7 @@ impl Bf16Kernel {
     pub(super) unsafe fn gemm(
         self,
         a: super::bf16_gemm::View,
-        b: super::bf16_gemm::View,
+        b: super::bf16_gemm::Operand,
         dims: (usize, usize, usize),
         c: *mut half::bf16,
         bias: Option<&[half::bf16]>,
@@ -67,7 +67,7 @@ impl Bf16Kernel {
     pub(super) unsafe fn new_product(
         self,
         a: super::bf16_gemm::View,
-        b: super::bf16_gemm::View,
+        b: super::bf16_gemm::Operand,
         (m, n, k): (usize, usize, usize),
         bias: Option<&[half::bf16]>,
         parallel: bool,

@@ -28,14 +28,45 @@ use super::f32_gemm::{Threads, View, new_product, product};
 use super::vector::{self, Elem};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use half::bf16;
+use std::sync::Arc;
 
 /// `x · Wᵀ (+ b)` for f32 or bf16 CPU tensors (see the module docs). `transposed`: the
 /// op's weight operand is `Wᵀ [in, out]` (contiguous), not `W [out, in]`. `bf16`: the
 /// kernel for bf16 operands.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct Linear {
     transposed: bool,
     bf16: Option<Bf16Kernel>,
+    /// The weight's bf16 forward operand, packed beforehand ([`Prepacked`]).
+    #[cfg(target_arch = "x86_64")]
+    packed: Option<Arc<bf16_views::Packed>>,
+}
+
+/// A frozen weight's bf16 forward operand, packed on its first product and reused by every
+/// later one: an inference model's weights never change, so the kernels need not pack them
+/// per call. Trainable weights (updated in place every step) have none.
+#[derive(Default)]
+pub(crate) struct Prepacked {
+    #[cfg(target_arch = "x86_64")]
+    packed: std::sync::OnceLock<Arc<bf16_views::Packed>>,
+}
+
+impl Prepacked {
+    /// The packed form of `weight` (the op's weight operand: `[out, in]`, or `[in, out]`
+    /// when `transposed`), packed now if this is its first product.
+    #[cfg(target_arch = "x86_64")]
+    fn get(&self, weight: &Tensor, transposed: bool) -> Result<Arc<bf16_views::Packed>> {
+        if let Some(p) = self.packed.get() {
+            return Ok(p.clone());
+        }
+        let (a, b) = weight.dims2()?;
+        let (out, inp) = if transposed { (b, a) } else { (a, b) };
+        let packed = vector::with_elems::<bf16, _>(weight, "linear", |w| {
+            let wv = if transposed { bf16_views::view(w, 1, out) } else { bf16_views::view(w, inp, 1) };
+            Ok(Arc::new(bf16_views::Packed::new(wv, out, inp)))
+        })?;
+        Ok(self.packed.get_or_init(|| packed).clone())
+    }
 }
 
 impl Linear {
@@ -50,16 +81,30 @@ impl Linear {
         dtype_ok && x.device().is_cpu() && super::fused_enabled()
     }
 
-    /// `x`: [.., in], `weight`: [out, in] (row- or column-major), `bias`: [out] → [.., out].
-    pub fn forward(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-        Linear::forward_with(Bf16Kernel::for_level(super::level()), x, weight, bias)
+    /// `x`: [.., in], `weight`: [out, in] (row- or column-major), `bias`: [out] → [.., out];
+    /// `prepacked`: where a frozen weight keeps its packed bf16 form.
+    pub fn forward(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, prepacked: Option<&Prepacked>) -> Result<Tensor> {
+        Linear::forward_with(Bf16Kernel::for_level(super::level()), x, weight, bias, prepacked)
     }
 
     /// [`Linear::forward`] with a given bf16 kernel.
-    fn forward_with(bf16: Option<Bf16Kernel>, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    fn forward_with(bf16: Option<Bf16Kernel>, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, prepacked: Option<&Prepacked>) -> Result<Tensor> {
         let x = x.contiguous()?;
         let transposed = !weight.is_contiguous() && weight.t()?.is_contiguous();
-        let (weight, op) = (if transposed { weight.t()? } else { weight.contiguous()? }, Linear { transposed, bf16 });
+        let weight = if transposed { weight.t()? } else { weight.contiguous()? };
+        #[cfg(target_arch = "x86_64")]
+        let packed = match prepacked {
+            Some(p) if bf16.is_some() && weight.dtype() == DType::BF16 && weight.device().is_cpu() => Some(p.get(&weight, transposed)?),
+            _ => None,
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = prepacked;
+        let op = Linear {
+            transposed,
+            bf16,
+            #[cfg(target_arch = "x86_64")]
+            packed,
+        };
         match bias {
             Some(bias) => x.apply_op3(&weight, &bias.contiguous()?, op),
             None => x.apply_op2(&weight, op),
@@ -98,7 +143,7 @@ impl Linear {
 /// bf16 operands as the kernels' `(row, k)` views: element `(i, k)` at `ptr[i·rs + k·cs]`.
 #[cfg(target_arch = "x86_64")]
 mod bf16_views {
-    pub(super) use super::super::bf16_gemm::View;
+    pub(super) use super::super::bf16_gemm::{Operand, Packed, View};
     use half::bf16;
 
     pub(super) fn view(v: &[bf16], rs: usize, cs: usize) -> View {
@@ -113,7 +158,7 @@ fn out_shape(x: &Shape, out: usize) -> Shape {
     Shape::from(dims)
 }
 
-fn fwd(op: Linear, x: &[f32], w: &[f32], bias: Option<&[f32]>, (rows, inp, out): (usize, usize, usize)) -> Vec<f32> {
+fn fwd(op: &Linear, x: &[f32], w: &[f32], bias: Option<&[f32]>, (rows, inp, out): (usize, usize, usize)) -> Vec<f32> {
     let (xv, wt) = (View::rows(x, rows, inp), op.w_t(w, (rows, inp, out)));
     let Some(bias) = bias else { return new_product(xv, wt, Threads::All) };
     let chunk = vector::rows_per_task(rows, out) * out;
@@ -133,7 +178,7 @@ fn fwd(op: Linear, x: &[f32], w: &[f32], bias: Option<&[f32]>, (rows, inp, out):
 
 /// `(dx, dW)` for `dy [rows, out]`; `dW` in the weight operand's shape (`dWᵀ [in, out]`
 /// when transposed).
-fn grads(op: Linear, x: &[f32], w: &[f32], dy: &[f32], (rows, inp, out): (usize, usize, usize)) -> (Vec<f32>, Vec<f32>) {
+fn grads(op: &Linear, x: &[f32], w: &[f32], dy: &[f32], (rows, inp, out): (usize, usize, usize)) -> (Vec<f32>, Vec<f32>) {
     let (dyv, xv) = (View::rows(dy, rows, out), View::rows(x, rows, inp));
     let dx = new_product(dyv, op.w_t(w, (rows, inp, out)).t(), Threads::All); // [rows, in]
     let dw = if op.transposed {
@@ -151,10 +196,13 @@ fn slices<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
 /// [`fwd`] in bf16: `x [rows, in]` times the weight read in place, bias added to the f32
 /// sums.
 #[cfg(target_arch = "x86_64")]
-fn fwd_bf16(op: Linear, x: &[bf16], w: &[bf16], bias: Option<&[bf16]>, (rows, inp, out): (usize, usize, usize)) -> Result<Vec<bf16>> {
-    use bf16_views::view;
-    // B(o, i) = W[o, i]: `[out, in]`, or `Wᵀ [in, out]` when transposed.
-    let wv = if op.transposed { view(w, 1, out) } else { view(w, inp, 1) };
+fn fwd_bf16(op: &Linear, x: &[bf16], w: &[bf16], bias: Option<&[bf16]>, (rows, inp, out): (usize, usize, usize)) -> Result<Vec<bf16>> {
+    use bf16_views::{Operand, view};
+    // B(o, i) = W[o, i]: `[out, in]`, or `Wᵀ [in, out]` when transposed; or packed before.
+    let wv = match &op.packed {
+        Some(p) => Operand::Packed(p),
+        None => Operand::View(if op.transposed { view(w, 1, out) } else { view(w, inp, 1) }),
+    };
     // SAFETY: the kernel is the level's (or a test's among those the CPU runs); the views
     // address rows x in and out x in elements of their slices (geometry checked).
     Ok(unsafe { op.kernel()?.new_product(view(x, inp, 1), wv, (rows, out, inp), bias, true) })
@@ -162,36 +210,36 @@ fn fwd_bf16(op: Linear, x: &[bf16], w: &[bf16], bias: Option<&[bf16]>, (rows, in
 
 /// [`grads`] in bf16: `dx = dy · W` and `dW = dyᵀ · x` in the weight operand's layout.
 #[cfg(target_arch = "x86_64")]
-fn grads_bf16(op: Linear, x: &[bf16], w: &[bf16], dy: &[bf16], (rows, inp, out): (usize, usize, usize)) -> Result<(Vec<bf16>, Vec<bf16>)> {
-    use bf16_views::view;
+fn grads_bf16(op: &Linear, x: &[bf16], w: &[bf16], dy: &[bf16], (rows, inp, out): (usize, usize, usize)) -> Result<(Vec<bf16>, Vec<bf16>)> {
+    use bf16_views::{Operand, view};
     let kernel = op.kernel()?;
     // B(i, o) = W[o, i]; A(o, r) = dy[r, o]; (i, r) = x[r, i].
-    let w_io = if op.transposed { view(w, out, 1) } else { view(w, 1, inp) };
+    let w_io = Operand::View(if op.transposed { view(w, out, 1) } else { view(w, 1, inp) });
     let (dy_ro, dy_or, x_ir) = (view(dy, out, 1), view(dy, 1, out), view(x, 1, inp));
     // SAFETY: as in `fwd_bf16`; every view addresses its matrix inside its slice.
     unsafe {
         let dx = kernel.new_product(dy_ro, w_io, (rows, inp, out), None, true); // [rows, in]
         let dw = if op.transposed {
-            kernel.new_product(x_ir, dy_or, (inp, out, rows), None, true) // [in, out]
+            kernel.new_product(x_ir, Operand::View(dy_or), (inp, out, rows), None, true) // [in, out]
         } else {
-            kernel.new_product(dy_or, x_ir, (out, inp, rows), None, true) // [out, in]
+            kernel.new_product(dy_or, Operand::View(x_ir), (out, inp, rows), None, true) // [out, in]
         };
         Ok((dx, dw))
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn fwd_bf16(op: Linear, _: &[bf16], _: &[bf16], _: Option<&[bf16]>, _: (usize, usize, usize)) -> Result<Vec<bf16>> {
+fn fwd_bf16(op: &Linear, _: &[bf16], _: &[bf16], _: Option<&[bf16]>, _: (usize, usize, usize)) -> Result<Vec<bf16>> {
     op.kernel().map(|_| unreachable!("bf16 kernels exist only on x86-64"))
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn grads_bf16(op: Linear, _: &[bf16], _: &[bf16], _: &[bf16], _: (usize, usize, usize)) -> Result<(Vec<bf16>, Vec<bf16>)> {
+fn grads_bf16(op: &Linear, _: &[bf16], _: &[bf16], _: &[bf16], _: (usize, usize, usize)) -> Result<(Vec<bf16>, Vec<bf16>)> {
     op.kernel().map(|_| unreachable!("bf16 kernels exist only on x86-64"))
 }
 
 /// The forward on storages of either dtype.
-fn cpu_forward(op: Linear, (s1, l1): (&CpuStorage, &Layout), (s2, l2): (&CpuStorage, &Layout), bias: Option<(&CpuStorage, &Layout)>) -> Result<(CpuStorage, Shape)> {
+fn cpu_forward(op: &Linear, (s1, l1): (&CpuStorage, &Layout), (s2, l2): (&CpuStorage, &Layout), bias: Option<(&CpuStorage, &Layout)>) -> Result<(CpuStorage, Shape)> {
     let g = op.geometry(l1.shape(), l2.shape(), bias.map(|(_, l)| l.shape()))?;
     let y = match s1 {
         CpuStorage::BF16(_) => {
@@ -208,16 +256,16 @@ fn cpu_forward(op: Linear, (s1, l1): (&CpuStorage, &Layout), (s2, l2): (&CpuStor
 
 
 /// `(dx, dW, db)` as tensors, `db` only when there is a bias.
-fn backward(op: Linear, x: &Tensor, w: &Tensor, dy: &Tensor, with_bias: bool) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+fn backward(op: &Linear, x: &Tensor, w: &Tensor, dy: &Tensor, with_bias: bool) -> Result<(Tensor, Tensor, Option<Tensor>)> {
     match x.dtype() {
         DType::BF16 => backward_as::<bf16>(op, (x, w, dy), with_bias, grads_bf16),
         _ => backward_as::<f32>(op, (x, w, dy), with_bias, |op, x, w, dy, g| Ok(grads(op, x, w, dy, g))),
     }
 }
 
-type Grads<E> = fn(Linear, &[E], &[E], &[E], (usize, usize, usize)) -> Result<(Vec<E>, Vec<E>)>;
+type Grads<E> = fn(&Linear, &[E], &[E], &[E], (usize, usize, usize)) -> Result<(Vec<E>, Vec<E>)>;
 
-fn backward_as<E: Elem>(op: Linear, (x, w, dy): (&Tensor, &Tensor, &Tensor), with_bias: bool, grads: Grads<E>) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+fn backward_as<E: Elem>(op: &Linear, (x, w, dy): (&Tensor, &Tensor, &Tensor), with_bias: bool, grads: Grads<E>) -> Result<(Tensor, Tensor, Option<Tensor>)> {
     let g = op.geometry(x.shape(), w.shape(), None)?;
     vector::with_elems::<E, _>(x, "linear", |xs| {
         vector::with_elems::<E, _>(w, "linear", |ws| {
@@ -236,11 +284,11 @@ impl CustomOp3 for Linear {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_forward(*self, (s1, l1), (s2, l2), Some((s3, l3)))
+        cpu_forward(self, (s1, l1), (s2, l2), Some((s3, l3)))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, db) = backward(*self, x, w, dy, true)?;
+        let (dx, dw, db) = backward(self, x, w, dy, true)?;
         Ok((Some(dx), Some(dw), db))
     }
 }
@@ -251,11 +299,11 @@ impl CustomOp2 for Linear {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_forward(*self, (s1, l1), (s2, l2), None)
+        cpu_forward(self, (s1, l1), (s2, l2), None)
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, _) = backward(*self, x, w, dy, false)?;
+        let (dx, dw, _) = backward(self, x, w, dy, false)?;
         Ok((Some(dx), Some(dw)))
     }
 }
@@ -290,7 +338,7 @@ mod tests {
             let run = |fused: bool| {
                 let y = if fused {
                     let wl = if transposed { column_major(w.as_tensor()) } else { w.as_tensor().clone() };
-                    Linear::forward(x.as_tensor(), &wl, with_bias.then_some(b.as_tensor())).unwrap()
+                    Linear::forward(x.as_tensor(), &wl, with_bias.then_some(b.as_tensor()), None).unwrap()
                 } else {
                     let y = x.as_tensor().reshape((111, 70)).unwrap().matmul(&w.as_tensor().t().unwrap()).unwrap().reshape((3, 37, 45)).unwrap();
                     if with_bias { y.broadcast_add(b.as_tensor()).unwrap() } else { y }
@@ -319,7 +367,7 @@ mod tests {
         let f32_of = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
         // The f32 reference on the same (bf16-exact) numbers.
         let (xf, wf, bf_) = (Var::from_tensor(&f32_of(x.as_tensor())).unwrap(), Var::from_tensor(&f32_of(w.as_tensor())).unwrap(), Var::from_tensor(&f32_of(b.as_tensor())).unwrap());
-        let y_ref = Linear::forward_with(None, xf.as_tensor(), wf.as_tensor(), Some(bf_.as_tensor())).unwrap();
+        let y_ref = Linear::forward_with(None, xf.as_tensor(), wf.as_tensor(), Some(bf_.as_tensor()), None).unwrap();
         let g = (&y_ref * f32_of(&up)).unwrap().sum_all().unwrap().backward().unwrap();
         let reference = [y_ref.clone(), g.get(&xf).unwrap().clone(), g.get(&wf).unwrap().clone(), g.get(&bf_).unwrap().clone()];
         let composed = x.as_tensor().reshape((111, 70)).unwrap().matmul(&w.as_tensor().t().unwrap()).unwrap().reshape((3, 37, 45)).unwrap().broadcast_add(b.as_tensor()).unwrap();
@@ -327,7 +375,7 @@ mod tests {
         for kernel in Bf16Kernel::here() {
             for transposed in [false, true] {
                 let wl = if transposed { w.as_tensor().t().unwrap().contiguous().unwrap().t().unwrap() } else { w.as_tensor().clone() };
-                let y = Linear::forward_with(Some(kernel), x.as_tensor(), &wl, Some(b.as_tensor())).unwrap();
+                let y = Linear::forward_with(Some(kernel), x.as_tensor(), &wl, Some(b.as_tensor()), None).unwrap();
                 assert_eq!(y.dtype(), DType::BF16);
                 let g = (&y * &up).unwrap().sum_all().unwrap().backward().unwrap();
                 let got = [y.clone(), g.get(&x).unwrap().clone(), g.get(&w).unwrap().clone(), g.get(&b).unwrap().clone()];
@@ -342,9 +390,32 @@ mod tests {
         }
     }
 
+    /// A frozen weight packed once gives bitwise the product of the weight packed per call,
+    /// on every bf16 kernel here, both layouts, with and without bias, at its first product
+    /// and at later ones (in = 70: 35 k-pairs, padded to 48 in the packed form).
+    #[test]
+    fn prepacked_weights_give_the_same_product() {
+        let bf = |shape: &[usize], seed| var(shape, seed).as_tensor().to_dtype(DType::BF16).unwrap();
+        let (x, w, b) = (bf(&[3, 37, 70], 1), bf(&[45, 70], 2), bf(&[45], 3));
+        let bits = |t: &Tensor| t.flatten_all().unwrap().to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap();
+        for kernel in Bf16Kernel::here() {
+            for transposed in [false, true] {
+                let wl = if transposed { w.t().unwrap().contiguous().unwrap().t().unwrap() } else { w.clone() };
+                let prepacked = Prepacked::default();
+                for bias in [Some(&b), None] {
+                    let plain = bits(&Linear::forward_with(Some(kernel), &x, &wl, bias, None).unwrap());
+                    for round in 0..2 {
+                        let packed = bits(&Linear::forward_with(Some(kernel), &x, &wl, bias, Some(&prepacked)).unwrap());
+                        assert_eq!(packed, plain, "{kernel:?}, column-major {transposed}, bias {}, product {round}", bias.is_some());
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn mismatched_shapes_are_an_error_naming_them() {
-        let err = Linear::forward(var(&[4, 70], 1).as_tensor(), var(&[45, 69], 2).as_tensor(), None).unwrap_err().to_string();
+        let err = Linear::forward(var(&[4, 70], 1).as_tensor(), var(&[45, 69], 2).as_tensor(), None, None).unwrap_err().to_string();
         assert!(err.contains("[4, 70]") && err.contains("[45, 69]"), "{err}");
     }
 }

@@ -49,7 +49,7 @@ pub(crate) use bias_add::BiasAdd;
 pub use cross_entropy::cross_entropy;
 pub(crate) use dropout::DropMask;
 pub(crate) use gelu::BiasGelu;
-pub(crate) use linear::Linear;
+pub(crate) use linear::{Linear, Prepacked};
 pub(crate) use softmax::MaskedSoftmax;
 
 /// Whether the fused elementwise kernels are on (`DLM_FUSED` unset or not `0`).
@@ -134,7 +134,7 @@ impl CustomOp2 for Bf16Matmul {
             // SAFETY: the kernel comes from a level the CPU allows (`level` or a test's
             // choice among them); the views address m x k and n x k elements of their
             // storages, as their layouts say.
-            unsafe { self.0.new_product(av, bv, (m, n, k), None, batch == 1) }
+            unsafe { self.0.new_product(av, bf16_gemm::Operand::View(bv), (m, n, k), None, batch == 1) }
         };
         let c: Vec<bf16> = if batch == 1 { one(0) } else { (0..batch).into_par_iter().flat_map_iter(one).collect() };
         let mut dims = ad.to_vec();

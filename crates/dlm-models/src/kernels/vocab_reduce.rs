@@ -81,7 +81,7 @@ pub(crate) fn project_argmax(x: &Tensor, weight: &Tensor, bias: &Tensor, exclude
         DType::BF16 if kernels::Linear::applies(x, weight) => {
             let (bias_t, zeros) = (Tensor::new(bias.as_slice(), x.device())?.to_dtype(DType::BF16)?, vec![0f32; v]);
             reduce::<bf16>(n, &zeros, excluded, |(r0, rows), (c0, cols), fold| {
-                let logits = kernels::Linear::forward(&x.narrow(0, r0, rows)?, &weight.narrow(0, c0, cols)?, Some(&bias_t.narrow(0, c0, cols)?))?;
+                let logits = kernels::Linear::forward(&x.narrow(0, r0, rows)?, &weight.narrow(0, c0, cols)?, Some(&bias_t.narrow(0, c0, cols)?), None)?;
                 vector::with_elems::<bf16, _>(&logits, "vocab-reduce", |logits| fold(logits))
             })
         }

@@ -16,7 +16,7 @@
 pub(super) mod tile_model;
 mod tiles;
 
-use super::bf16_gemm::{Bias, Out, View, pack, store_row};
+use super::bf16_gemm::{Bias, Operand, Out, PANEL, View, pack, store_row};
 use half::bf16;
 use rayon::prelude::*;
 #[cfg(test)]
@@ -26,7 +26,8 @@ use tiles::{AmxTiles, ROW_BYTES, ROWS, Tiles};
 /// Rows of a C block: two A tiles.
 const MB: usize = 2 * ROWS;
 /// Columns of a C block: two B tiles of 16 f32 columns.
-const NB: usize = 2 * ROW_BYTES / 4;
+const NB: usize = PANEL;
+const _: () = assert!(NB == 2 * ROW_BYTES / 4, "a B panel is two tiles wide");
 /// k-pairs per step: one tile row of A.
 const KS: usize = ROW_BYTES / 4;
 
@@ -36,7 +37,7 @@ const KS: usize = ROW_BYTES / 4;
 /// # Safety
 /// The kernel level must be `amx` (CPU support and the OS's tile permission); `a`/`b`,
 /// `c` and `bias` as for [`super::bf16_gemm::gemm`].
-pub unsafe fn gemm(a: View, b: View, dims: (usize, usize, usize), c: *mut bf16, bias: Option<&[bf16]>, parallel: bool) {
+pub unsafe fn gemm(a: View, b: Operand, dims: (usize, usize, usize), c: *mut bf16, bias: Option<&[bf16]>, parallel: bool) {
     // SAFETY: as the caller promised; each task owns its thread's tiles while it runs.
     unsafe { gemm_on(|| AmxTiles::new(), a, b, dims, c, bias, parallel) }
 }
@@ -48,7 +49,7 @@ pub unsafe fn gemm(a: View, b: View, dims: (usize, usize, usize), c: *mut bf16, 
 pub(super) unsafe fn gemm_on<T: Tiles>(
     tiles: impl Fn() -> T + Sync,
     a: View,
-    b: View,
+    b: Operand,
     (m, n, k): (usize, usize, usize),
     c: *mut bf16,
     bias: Option<&[bf16]>,
@@ -65,7 +66,7 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
     };
     let mut pa = pack(rest, m - mfull, (k, kp), 1, parallel); // [row][kp]
     pa.resize((m - mfull).next_multiple_of(MB) * kp, 0);
-    let pb = pack(b, n, (k, kp), NB, parallel); // [panel][kp][NB]
+    let (pb, bkp) = b.panels(n, (k, kp), parallel); // [panel][bkp][NB]
     let out = Out(c);
     let bias = Bias(bias.map_or(std::ptr::null(), <[bf16]>::as_ptr));
     // One column panel; `t` are the calling thread's tiles, configured once per run of
@@ -74,7 +75,7 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
         let (out, bias) = (&out, &bias);
         let mut acc = [0f32; MB * NB]; // [MB rows][NB columns]
         let accp = acc.as_mut_ptr() as *mut u8;
-        let bp = pb[j * kp * NB..].as_ptr() as *const u8;
+        let bp = pb[j * bkp * NB..].as_ptr() as *const u8;
         let (bstride, cstride) = (NB * 4, NB * 4);
         let cols = NB.min(n - j * NB);
         let bj = if bias.0.is_null() { bias.0 } else { bias.0.wrapping_add(j * NB) };
