@@ -45,13 +45,13 @@ fn canvases(prefixes: &Value, lengths: &Value, sp: SpecialIds) -> Vec<Canvas> {
     prefixes.iter().zip(usizes(lengths)).map(|(p, l)| Canvas::new(p, l, sp).expect("canvas")).collect()
 }
 
-/// Consecutive duplicates removed (rows that sat out a batched step).
 /// The sampler fixture's canvases.
 fn sampler_canvases(sp: SpecialIds) -> Vec<Canvas> {
     let g = golden();
     canvases(&g["sampler"]["prefixes"], &g["sampler"]["lengths"], sp)
 }
 
+/// Consecutive duplicates removed (rows that sat out a batched step).
 fn changes(steps: &[Vec<u32>]) -> Vec<Vec<u32>> {
     let mut out: Vec<Vec<u32>> = Vec::new();
     for s in steps {

@@ -101,15 +101,17 @@ mod tests {
     use super::*;
     use candle_core::{DType, Device, Module, Var};
 
+    /// `[shape]` f32 values in [-1, 1) from a fixed pattern.
+    fn pattern(shape: &[usize], seed: u64) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|i| ((i as u64 * 7919 + seed * 104729) % 1000) as f32 / 500.0 - 1.0).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
     /// Fused Q/K/V equals three separate candle `Linear`s, values and gradients, f32.
     #[test]
     fn forward_cat_equals_separate_linears() {
-        let dev = Device::Cpu;
-        let var = |shape: &[usize], seed: u64| {
-            let n: usize = shape.iter().product();
-            let v: Vec<f32> = (0..n).map(|i| ((i as u64 * 7919 + seed * 104729) % 1000) as f32 / 500.0 - 1.0).collect();
-            Var::from_tensor(&Tensor::from_vec(v, shape, &dev).unwrap()).unwrap()
-        };
+        let var = |shape: &[usize], seed: u64| Var::from_tensor(&pattern(shape, seed)).unwrap();
         let x = var(&[2, 5, 8], 1);
         let params: Vec<(Var, Var)> = (0..3).map(|i| (var(&[6, 8], 2 + i), var(&[6], 5 + i))).collect();
         let layers: Vec<Dense> = params.iter().map(|(w, b)| Dense::new(w.as_tensor().clone(), b.as_tensor().clone())).collect();
@@ -138,18 +140,12 @@ mod tests {
     /// equals the per-call one bitwise, in f32 (row- and column-major weights) and bf16.
     #[test]
     fn frozen_cat_equals_forward_cat() {
-        let dev = Device::Cpu;
-        let t = |shape: &[usize], seed: u64| {
-            let n: usize = shape.iter().product();
-            let v: Vec<f32> = (0..n).map(|i| ((i as u64 * 7919 + seed * 104729) % 1000) as f32 / 500.0 - 1.0).collect();
-            Tensor::from_vec(v, shape, &dev).unwrap()
-        };
         for (dtype, column_major) in [(DType::F32, false), (DType::F32, true), (DType::BF16, false)] {
-            let x = t(&[2, 5, 40], 1).to_dtype(dtype).unwrap();
+            let x = pattern(&[2, 5, 40], 1).to_dtype(dtype).unwrap();
             let layer = |i: u64| {
-                let w = t(&[24, 40], 2 + i).to_dtype(dtype).unwrap();
+                let w = pattern(&[24, 40], 2 + i).to_dtype(dtype).unwrap();
                 let w = if column_major { w.t().unwrap().contiguous().unwrap().t().unwrap() } else { w };
-                Dense::new(w, t(&[24], 5 + i).to_dtype(dtype).unwrap())
+                Dense::new(w, pattern(&[24], 5 + i).to_dtype(dtype).unwrap())
             };
             let layers = [layer(0), layer(1), layer(2)];
             let refs: Vec<&Dense> = layers.iter().collect();

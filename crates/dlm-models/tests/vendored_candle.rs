@@ -1,4 +1,4 @@
-//! The two changes of the vendored candle-core (`vendor/README.md`), through candle's own
+//! The three changes of the vendored candle-core (`vendor/README.md`), through candle's own
 //! API as every dlm crate reaches it.
 
 use candle_core::{DType, Device, Tensor, Var};

@@ -192,7 +192,7 @@ pub(super) fn pack(v: View, rows: usize, (k, kp): (usize, usize), width: usize, 
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn pairs16(x: *const bf16, cs: usize, len: usize) -> (__m512i, __mmask16) {
-    let mask: __mmask16 = if len >= 16 { 0xffff } else { ((1u32 << len) - 1) as u16 };
+    let mask = lanes(len);
     unsafe {
         let lo = _mm256_maskz_loadu_epi16(mask, x as *const _);
         let hi = _mm256_maskz_loadu_epi16(mask, x.add(cs) as *const _);
@@ -291,14 +291,7 @@ unsafe fn kernel(
             }
             return;
         }
-        let m0: __mmask16 = if cols >= 16 { 0xffff } else { ((1u32 << cols) - 1) as u16 };
-        let m1: __mmask16 = if cols >= 32 {
-            0xffff
-        } else if cols <= 16 {
-            0
-        } else {
-            ((1u32 << (cols - 16)) - 1) as u16
-        };
+        let (m0, m1) = (lanes(cols), lanes(cols.saturating_sub(16)));
         let (b0, b1) = if bias.is_null() {
             (_mm512_setzero_ps(), _mm512_setzero_ps())
         } else {
@@ -311,6 +304,12 @@ unsafe fn kernel(
             _mm256_mask_storeu_epi16(row.add(16), m1, core::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(y1)));
         }
     }
+}
+
+/// The mask of the first `min(len, 16)` lanes.
+#[inline(always)]
+fn lanes(len: usize) -> __mmask16 {
+    if len >= 16 { 0xffff } else { ((1u32 << len) - 1) as u16 }
 }
 
 /// 16 bf16 (as i16 lanes) widened to f32, exactly.
@@ -331,8 +330,7 @@ pub(super) unsafe fn store_row(dst: *mut bf16, acc: &[f32], bias: *const bf16) {
     unsafe fn vector(dst: *mut bf16, acc: &[f32], bias: *const bf16) {
         unsafe {
             for j in (0..acc.len()).step_by(16) {
-                let len = 16.min(acc.len() - j);
-                let m: __mmask16 = if len == 16 { 0xffff } else { ((1u32 << len) - 1) as u16 };
+                let m = lanes(acc.len() - j);
                 let mut y = _mm512_maskz_loadu_ps(m, acc.as_ptr().add(j));
                 if !bias.is_null() {
                     y = _mm512_add_ps(y, widen(_mm256_maskz_loadu_epi16(m, bias.add(j) as *const _)));

@@ -62,8 +62,7 @@ impl Prepacked {
         let (a, b) = weight.dims2()?;
         let (out, inp) = if transposed { (b, a) } else { (a, b) };
         let packed = vector::with_elems::<bf16, _>(weight, "linear", |w| {
-            let wv = if transposed { bf16_views::view(w, 1, out) } else { bf16_views::view(w, inp, 1) };
-            Ok(Arc::new(bf16_views::Packed::new(wv, out, inp)))
+            Ok(Arc::new(bf16_views::Packed::new(bf16_views::w_oi(w, transposed, (inp, out)), out, inp)))
         })?;
         Ok(self.packed.get_or_init(|| packed).clone())
     }
@@ -149,6 +148,12 @@ mod bf16_views {
     pub(super) fn view(v: &[bf16], rs: usize, cs: usize) -> View {
         View { ptr: v.as_ptr(), rs, cs }
     }
+
+    /// The forward's B operand `(o, i) = W[o, i]` of the weight operand `w` (`[out, in]`,
+    /// or `Wᵀ [in, out]` when `transposed`).
+    pub(super) fn w_oi(w: &[bf16], transposed: bool, (inp, out): (usize, usize)) -> View {
+        if transposed { view(w, 1, out) } else { view(w, inp, 1) }
+    }
 }
 
 /// The output's shape: `x`'s with the last dim `out`.
@@ -197,11 +202,11 @@ fn slices<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
 /// sums.
 #[cfg(target_arch = "x86_64")]
 fn fwd_bf16(op: &Linear, x: &[bf16], w: &[bf16], bias: Option<&[bf16]>, (rows, inp, out): (usize, usize, usize)) -> Result<Vec<bf16>> {
-    use bf16_views::{Operand, view};
-    // B(o, i) = W[o, i]: `[out, in]`, or `Wᵀ [in, out]` when transposed; or packed before.
+    use bf16_views::{Operand, view, w_oi};
+    // B(o, i) = W[o, i], read in place or packed before.
     let wv = match &op.packed {
         Some(p) => Operand::Packed(p),
-        None => Operand::View(if op.transposed { view(w, 1, out) } else { view(w, inp, 1) }),
+        None => Operand::View(w_oi(w, op.transposed, (inp, out))),
     };
     // SAFETY: the kernel is the level's (or a test's among those the CPU runs); the views
     // address rows x in and out x in elements of their slices (geometry checked).

@@ -128,15 +128,33 @@ impl CustomOp2 for Bf16Matmul {
             }
             o
         };
-        let one = |i: usize| {
+        // Batch item `i` as the kernel's views.
+        let views = |i: usize| {
             let av = View { ptr: a[l1.start_offset() + offset(sa, i)..].as_ptr(), rs: sa[r - 2], cs: sa[r - 1] };
             let bv = View { ptr: b[l2.start_offset() + offset(sb, i)..].as_ptr(), rs: sb[r - 1], cs: sb[r - 2] };
-            // SAFETY: the kernel comes from a level the CPU allows (`level` or a test's
-            // choice among them); the views address m x k and n x k elements of their
-            // storages, as their layouts say.
-            unsafe { self.0.new_product(av, bf16_gemm::Operand::View(bv), (m, n, k), None, batch == 1) }
+            (av, bf16_gemm::Operand::View(bv))
         };
-        let c: Vec<bf16> = if batch == 1 { one(0) } else { (0..batch).into_par_iter().flat_map_iter(one).collect() };
+        // SAFETY (both products): the kernel comes from a level the CPU allows (`level` or
+        // a test's choice among them); the views address m x k and n x k elements of their
+        // storages, as their layouts say.
+        let c: Vec<bf16> = if m * n * k == 0 {
+            vec![bf16::ZERO; batch * m * n]
+        } else if batch == 1 {
+            let (av, bv) = views(0);
+            unsafe { self.0.new_product(av, bv, (m, n, k), None, true) }
+        } else {
+            // Items in parallel, each written in place into its part of one buffer.
+            let mut c = Vec::with_capacity(batch * m * n);
+            let out = bf16_gemm::Out(c.as_mut_ptr());
+            (0..batch).into_par_iter().for_each(|i| {
+                let ((av, bv), out) = (views(i), &out);
+                // SAFETY: as above; item i writes elements i·m·n.. of the reservation only.
+                unsafe { self.0.gemm(av, bv, (m, n, k), out.0.add(i * m * n), None, false) }
+            });
+            // SAFETY: every item wrote all of its m·n elements.
+            unsafe { c.set_len(batch * m * n) };
+            c
+        };
         let mut dims = ad.to_vec();
         dims[r - 1] = n;
         Ok((CpuStorage::BF16(c), Shape::from(dims)))

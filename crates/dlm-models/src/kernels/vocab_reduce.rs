@@ -64,6 +64,7 @@ pub(crate) fn project_argmax(x: &Tensor, weight: &Tensor, bias: &Tensor, exclude
             bias.dims()
         )
     }
+    let bias_t = bias; // as given, for the bf16 product that adds it itself
     let bias: Vec<f32> = bias.to_dtype(DType::F32)?.to_vec1()?;
     let n = x.dim(0)?;
     match x.dtype() {
@@ -79,8 +80,7 @@ pub(crate) fn project_argmax(x: &Tensor, weight: &Tensor, bias: &Tensor, exclude
         // The plain path's decoder (`Dense`) adds the bias inside the product, before its
         // one rounding, where the fused Linear op runs; the blocks do the same.
         DType::BF16 if kernels::Linear::applies(x, weight) => {
-            let (bias_t, zeros) = (Tensor::new(bias.as_slice(), x.device())?.to_dtype(DType::BF16)?, vec![0f32; v]);
-            reduce::<bf16>(n, &zeros, excluded, |(r0, rows), (c0, cols), fold| {
+            reduce::<bf16>(n, &vec![0f32; v], excluded, |(r0, rows), (c0, cols), fold| {
                 let logits = kernels::Linear::forward(&x.narrow(0, r0, rows)?, &weight.narrow(0, c0, cols)?, Some(&bias_t.narrow(0, c0, cols)?), None)?;
                 vector::with_elems::<bf16, _>(&logits, "vocab-reduce", |logits| fold(logits))
             })
