@@ -51,7 +51,7 @@ impl Bf16Kernel {
                 #[cfg(test)]
                 Bf16Kernel::AmxModel => {
                     use super::amx::tile_model::TileModel;
-                    super::amx::gemm_on(|| TileModel::new(&super::amx::CONFIG), a, b, dims, c, bias, parallel)
+                    super::amx::gemm_on(|| TileModel::new(&super::amx::CONFIG), None, a, b, dims, c, bias, parallel)
                 }
             }
         }

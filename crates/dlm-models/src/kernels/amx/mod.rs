@@ -2,15 +2,21 @@
 //! tiles (`TDPBF16PS`) and one round-to-nearest-even to bf16 at the end — the semantics
 //! of `bf16_gemm`, on the same strided [`View`]s, so the same custom op runs either.
 //!
-//! Blocking: a 32 x 32 block of C lives in four f32 tiles (tmm0-3) for the whole K loop;
-//! each step loads two A tiles (tmm4-5: 16 rows x 16 k-pairs) and two B tiles (tmm6-7:
-//! 16 k-pairs x 16 columns) and issues four `TDPBF16PS`. B is packed once per call into
-//! 32-column VNNI panels, `[panel][k-pair][32 columns]` u32 holding `(B[2q, j], B[2q+1, j])`
-//! (the `bf16_gemm` packing), with the k-pairs zero-padded to a multiple of 16. A is read
-//! in place when its k-pairs are contiguous and K is a multiple of 32; other rows (the last
-//! partial block, or all of them) are packed as `[row][k-pair]` u32, zero-padded to whole
-//! tiles. Zero padding makes every tile full, so one configuration serves all shapes.
-//! Column panels are spread over rayon's threads; each run of panels configures its own tiles.
+//! Tiles: a 32 x 32 block of C lives in four f32 tiles (tmm0-3); each step loads two A
+//! tiles (tmm4-5: 16 rows x 16 k-pairs) and two B tiles (tmm6-7: 16 k-pairs x 16 columns)
+//! and issues four `TDPBF16PS`. B is packed once per call into 32-column VNNI panels,
+//! `[panel][k-pair][32 columns]` u32 holding `(B[2q, j], B[2q+1, j])` (the `bf16_gemm`
+//! packing), with the k-pairs zero-padded to a multiple of 16. A is read in place when its
+//! k-pairs are contiguous and K is a multiple of 32; other rows (the last partial block, or
+//! all of them) are packed as `[row][k-pair]` u32, zero-padded to whole tiles. Zero padding
+//! makes every tile full, so one configuration serves all shapes.
+//!
+//! Cache blocking ([`Blocking`]): rows of A in blocks that fit in L2 (all column panels
+//! walk one block before the next is read, instead of every panel streaming all of A from
+//! L3 when K is 3072), and on long contractions K in blocks whose B panel fits in L1, the
+//! C tiles kept in an f32 scratch between K blocks (stored and reloaded exactly, so the
+//! sums are bitwise those of one pass). Column panels are spread over rayon's threads;
+//! each run of panels configures its own tiles.
 
 #[cfg(test)]
 pub(super) mod tile_model;
@@ -30,6 +36,38 @@ const NB: usize = PANEL;
 const _: () = assert!(NB == 2 * ROW_BYTES / 4, "a B panel is two tiles wide");
 /// k-pairs per step: one tile row of A.
 const KS: usize = ROW_BYTES / 4;
+/// Bytes of A one row block may hold (half of the 2 MiB L2 of Sapphire/Emerald/Granite
+/// Rapids cores).
+const A_BLOCK_BYTES: usize = 1 << 20;
+/// k-pairs of a B panel up to which K is not blocked (768 k: a 48 KiB panel), and the
+/// most pairs of one K block past it (a 32 KiB panel, in a 48 KiB L1 beside A's tiles).
+const WHOLE_K_PAIRS: usize = 384;
+const K_BLOCK_PAIRS: usize = 256;
+
+/// Rows of A per L2 block and k-pairs per L1 block, multiples of 32 and 16.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Blocking {
+    rows: usize,
+    pairs: usize,
+}
+
+impl Blocking {
+    /// The blocking for `kp` padded k-pairs: as many rows of A as [`A_BLOCK_BYTES`] hold
+    /// (at least one 32-row block); K whole up to [`WHOLE_K_PAIRS`], else in equal blocks
+    /// of at most [`K_BLOCK_PAIRS`].
+    fn for_pairs(kp: usize) -> Blocking {
+        let rows = (A_BLOCK_BYTES / (kp * 4) / MB * MB).max(MB);
+        let pairs = if kp <= WHOLE_K_PAIRS { kp } else { kp.div_ceil(kp.div_ceil(K_BLOCK_PAIRS)).next_multiple_of(KS) };
+        Blocking { rows, pairs }
+    }
+
+    /// Given block sizes (tests: small blocks must give bitwise the same product).
+    #[cfg(test)]
+    pub(super) fn new(rows: usize, pairs: usize) -> Blocking {
+        assert!(rows % MB == 0 && pairs % KS == 0 && rows * pairs > 0, "blocks of 32 rows and 16 pairs");
+        Blocking { rows, pairs }
+    }
+}
 
 /// `C[m, n] = Σ_k A(i, k) · B(j, k) (+ bias[j])` on the AMX tiles, as
 /// [`super::bf16_gemm::gemm`].
@@ -39,15 +77,18 @@ const KS: usize = ROW_BYTES / 4;
 /// `c` and `bias` as for [`super::bf16_gemm::gemm`].
 pub unsafe fn gemm(a: View, b: Operand, dims: (usize, usize, usize), c: *mut bf16, bias: Option<&[bf16]>, parallel: bool) {
     // SAFETY: as the caller promised; each task owns its thread's tiles while it runs.
-    unsafe { gemm_on(|| AmxTiles::new(), a, b, dims, c, bias, parallel) }
+    unsafe { gemm_on(|| AmxTiles::new(), None, a, b, dims, c, bias, parallel) }
 }
 
-/// The driver over any tile backend; `tiles` configures a fresh set on the calling thread.
+/// The driver over any tile backend; `tiles` configures a fresh set on the calling thread;
+/// `blocking` overrides [`Blocking::for_pairs`].
 ///
 /// # Safety
 /// `tiles()` must be safe to call on any rayon thread; the rest as in [`gemm`].
+#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn gemm_on<T: Tiles>(
     tiles: impl Fn() -> T + Sync,
+    blocking: Option<Blocking>,
     a: View,
     b: Operand,
     (m, n, k): (usize, usize, usize),
@@ -58,6 +99,7 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
     assert!(m * n * k > 0, "empty products are the caller's (Bf16Matmul)");
     assert!(bias.is_none_or(|b| b.len() == n), "bias of {n} columns");
     let kp = k.div_ceil(2).next_multiple_of(KS); // padded k-pairs
+    let Blocking { rows: mc, pairs: kc } = blocking.unwrap_or(Blocking::for_pairs(kp));
     let direct = a.cs == 1 && k % (2 * KS) == 0;
     let mfull = if direct { m / MB * MB } else { 0 };
     let rest = View {
@@ -69,57 +111,137 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
     let (pb, bkp) = b.panels(n, (k, kp), parallel); // [panel][bkp][NB]
     let out = Out(c);
     let bias = Bias(bias.map_or(std::ptr::null(), <[bf16]>::as_ptr));
-    // One column panel; `t` are the calling thread's tiles, configured once per run of
-    // panels (a run never yields to another rayon job, which could release them).
-    let panel = |t: &mut T, j: usize| {
+    // Rows m0..m1 of one column panel; `t` are the calling thread's tiles, configured once
+    // per run of panels (a run never yields to another rayon job, which could release
+    // them); `scratch` holds the rows' C tiles between K blocks ([rows][NB] f32), or one
+    // block's on its way to C when K is one block.
+    let panel = |(t, scratch): &mut (T, Vec<f32>), (j, (m0, m1)): (usize, (usize, usize))| {
         let (out, bias) = (&out, &bias);
-        let mut acc = [0f32; MB * NB]; // [MB rows][NB columns]
-        let accp = acc.as_mut_ptr() as *mut u8;
         let bp = pb[j * bkp * NB..].as_ptr() as *const u8;
         let (bstride, cstride) = (NB * 4, NB * 4);
         let cols = NB.min(n - j * NB);
         let bj = if bias.0.is_null() { bias.0 } else { bias.0.wrapping_add(j * NB) };
-        for r0 in (0..m).step_by(MB) {
-            let (ap, astride) = if r0 < mfull {
-                // SAFETY: r0 < mfull ≤ m is a row of A.
-                (unsafe { a.row(r0) } as *const u8, a.rs * 2)
-            } else {
-                (pa[(r0 - mfull) * kp..].as_ptr() as *const u8, kp * 4)
-            };
-            // SAFETY: A tiles read rows r0..r0+32 (inside A, or the zero-padded pack) and
-            // pairs q..q+16 < kp of them (K is whole tiles when direct); B tiles read pairs
-            // q..q+16 of this panel; the stores fill `acc`.
-            unsafe {
-                t.zero::<0>();
-                t.zero::<1>();
-                t.zero::<2>();
-                t.zero::<3>();
-                for q in (0..kp).step_by(KS) {
-                    t.load::<4>(ap.add(q * 4), astride);
-                    t.load::<5>(ap.add(ROWS * astride + q * 4), astride);
-                    t.load::<6>(bp.add(q * bstride), bstride);
-                    t.load::<7>(bp.add(q * bstride + ROW_BYTES), bstride);
-                    t.dot_bf16::<0, 4, 6>();
-                    t.dot_bf16::<1, 4, 7>();
-                    t.dot_bf16::<2, 5, 6>();
-                    t.dot_bf16::<3, 5, 7>();
+        let blocked = kc < kp;
+        scratch.resize(if blocked { (m1 - m0).next_multiple_of(MB) } else { MB } * NB, 0.0);
+        for q0 in (0..kp).step_by(kc) {
+            let q1 = kp.min(q0 + kc);
+            for r0 in (m0..m1).step_by(MB) {
+                let (ap, astride) = if r0 < mfull {
+                    // SAFETY: r0 < mfull ≤ m is a row of A.
+                    (unsafe { a.row(r0) } as *const u8, a.rs * 2)
+                } else {
+                    (pa[(r0 - mfull) * kp..].as_ptr() as *const u8, kp * 4)
+                };
+                let at = if blocked { (r0 - m0) * NB } else { 0 };
+                let acc = scratch[at..].as_mut_ptr() as *mut u8; // [MB][NB] f32
+                // SAFETY: A tiles read rows r0..r0+32 (inside A, or the zero-padded pack)
+                // and pairs q..q+16 < kp of them (K is whole tiles when direct); B tiles
+                // read pairs q..q+16 of this panel; C tiles load and store this block's
+                // MB x NB f32 of `scratch`.
+                unsafe {
+                    let c_tiles = [acc, acc.add(ROW_BYTES), acc.add(ROWS * cstride), acc.add(ROWS * cstride + ROW_BYTES)];
+                    if q0 == 0 {
+                        t.zero::<0>();
+                        t.zero::<1>();
+                        t.zero::<2>();
+                        t.zero::<3>();
+                    } else {
+                        t.load::<0>(c_tiles[0], cstride);
+                        t.load::<1>(c_tiles[1], cstride);
+                        t.load::<2>(c_tiles[2], cstride);
+                        t.load::<3>(c_tiles[3], cstride);
+                    }
+                    for q in (q0..q1).step_by(KS) {
+                        t.load::<4>(ap.add(q * 4), astride);
+                        t.load::<5>(ap.add(ROWS * astride + q * 4), astride);
+                        t.load::<6>(bp.add(q * bstride), bstride);
+                        t.load::<7>(bp.add(q * bstride + ROW_BYTES), bstride);
+                        t.dot_bf16::<0, 4, 6>();
+                        t.dot_bf16::<1, 4, 7>();
+                        t.dot_bf16::<2, 5, 6>();
+                        t.dot_bf16::<3, 5, 7>();
+                    }
+                    t.store::<0>(c_tiles[0], cstride);
+                    t.store::<1>(c_tiles[1], cstride);
+                    t.store::<2>(c_tiles[2], cstride);
+                    t.store::<3>(c_tiles[3], cstride);
                 }
-                t.store::<0>(accp, cstride);
-                t.store::<1>(accp.add(ROW_BYTES), cstride);
-                t.store::<2>(accp.add(ROWS * cstride), cstride);
-                t.store::<3>(accp.add(ROWS * cstride + ROW_BYTES), cstride);
-            }
-            for r in 0..MB.min(m - r0) {
-                // SAFETY: row r0+r, columns j*NB..j*NB+cols of C belong to this task only;
-                // the bias holds those columns.
-                unsafe { store_row(out.0.add((r0 + r) * n + j * NB), &acc[r * NB..][..cols], bj) };
+                if q1 < kp {
+                    continue;
+                }
+                for r in 0..MB.min(m - r0) {
+                    let sums = &scratch[at + r * NB..][..cols];
+                    // SAFETY: row r0+r, columns j*NB..j*NB+cols of C belong to this task
+                    // only; the bias holds those columns.
+                    unsafe { store_row(out.0.add((r0 + r) * n + j * NB), sums, bj) };
+                }
             }
         }
     };
-    if parallel {
-        (0..n.div_ceil(NB)).into_par_iter().for_each_init(&tiles, panel);
-    } else {
-        let mut t = tiles();
-        (0..n.div_ceil(NB)).for_each(|j| panel(&mut t, j));
+    let panels = n.div_ceil(NB);
+    let init = || (tiles(), Vec::new());
+    for m0 in (0..m).step_by(mc) {
+        let rows = (m0, m.min(m0 + mc));
+        if parallel {
+            (0..panels).into_par_iter().map(|j| (j, rows)).for_each_init(init, panel);
+        } else {
+            let mut state = init();
+            (0..panels).for_each(|j| panel(&mut state, (j, rows)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tile_model::TileModel;
+    use super::*;
+
+    /// bf16 values in [-1, 1) from a fixed pattern.
+    fn pattern(len: usize, seed: usize) -> Vec<bf16> {
+        (0..len).map(|i| bf16::from_f32(((i * 7919 + seed * 104729) % 1000) as f32 / 500.0 - 1.0)).collect()
+    }
+
+    /// The driver on the tile model with the given blocking.
+    fn product(blocking: Option<Blocking>, a: View, b: View, (m, n, k): (usize, usize, usize), bias: Option<&[bf16]>) -> Vec<bf16> {
+        let mut c = vec![bf16::NAN; m * n];
+        // SAFETY: the views address m x k and n x k elements of live vectors; c holds m * n.
+        unsafe { gemm_on(|| TileModel::new(&CONFIG), blocking, a, Operand::View(b), (m, n, k), c.as_mut_ptr(), bias, true) };
+        c
+    }
+
+    /// Row blocks and K blocks (the C tiles stored to the scratch and reloaded between
+    /// them) give bitwise the sums of one pass, with A read in place and packed.
+    #[test]
+    fn blocks_give_bitwise_the_unblocked_product() {
+        for (m, k, n) in [(100, 192, 70), (70, 70, 33), (33, 256, 32)] {
+            let (av, bv, bias) = (pattern(m * k, 1), pattern(n * k, 2), pattern(n, 3));
+            let b = View { ptr: bv.as_ptr(), rs: k, cs: 1 };
+            let rows = View { ptr: av.as_ptr(), rs: k, cs: 1 }; // in place when k % 32 == 0
+            let cols = View { ptr: av.as_ptr(), rs: 1, cs: m }; // a transposed A: packed
+            for a in [rows, cols] {
+                let whole = Blocking::new(m.next_multiple_of(MB), k.div_ceil(2).next_multiple_of(KS));
+                let one = product(Some(whole), a, b, (m, n, k), Some(&bias));
+                assert!(one.iter().all(|x| x.is_finite()), "every element written");
+                let blockings = [None, Some(Blocking::new(MB, KS)), Some(Blocking::new(2 * MB, 3 * KS)), Some(Blocking::new(MB, 2 * KS))];
+                for blocking in blockings {
+                    let blocked = product(blocking, a, b, (m, n, k), Some(&bias));
+                    let same = one.iter().zip(&blocked).all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "{m}x{k}x{n}, a rs {}, {blocking:?}", a.rs);
+                }
+            }
+        }
+    }
+
+    /// K stays whole up to 768 (a 48 KiB B panel) and is cut in equal blocks of at most 256
+    /// pairs past it; A's row block fits in 1 MiB.
+    #[test]
+    fn blocking_follows_the_caches() {
+        let b = Blocking::for_pairs(384);
+        assert_eq!((b.rows, b.pairs), (672, 384));
+        let b = Blocking::for_pairs(1536); // K = 3072
+        assert_eq!((b.rows, b.pairs), (160, 256));
+        let b = Blocking::for_pairs(400);
+        assert_eq!(b.pairs, 208); // two blocks of 200 pairs, whole tiles
+        assert_eq!(Blocking::for_pairs(1 << 20).rows, MB);
     }
 }
