@@ -47,8 +47,11 @@ impl AddNorm {
     fn row_stats<E: Elem>(&self, r: usize, x: &[E], res: Option<&[E]>, bias: &[E], s: &mut [f32]) -> (f32, f32) {
         let h = s.len();
         let base = r * h;
-        for j in 0..h {
-            s[j] = (x[j].get() + bias[j].get()) * self.factor(base + j);
+        // The branch stays outside the loops: inside, the compiler hashed every element
+        // and selected 1.0 afterwards (0.4% of an inference forward).
+        match self.drop {
+            Some(d) => (0..h).for_each(|j| s[j] = (x[j].get() + bias[j].get()) * d.factor(base + j)),
+            None => (0..h).for_each(|j| s[j] = x[j].get() + bias[j].get()),
         }
         if let Some(res) = res {
             for j in 0..h {
