@@ -74,9 +74,13 @@ impl Level {
         }
     }
 
-    /// The best level this CPU allows.
+    /// The best level this CPU allows: [`Level::best_for`] its features, but not `amx`
+    /// when the AMX self-test ([`check_amx`]) failed.
     pub fn detected() -> Level {
-        Level::best_for(&cpu::features())
+        match Level::best_for(&cpu::features()) {
+            Level::AmxBf16 if matches!(AMX_CHECK.get(), Some(AmxCheck::Failed(_))) => Level::Avx512Bf16,
+            best => best,
+        }
     }
 }
 
@@ -137,6 +141,48 @@ fn resolve(value: Option<&str>, best: Level) -> Result<Level, KernelError> {
 
 static LEVEL: OnceLock<Level> = OnceLock::new();
 
+/// What the AMX self-test found (`amx/self_test.rs`): run by `kernels::start` on CPUs
+/// that claim AMX, before any level is chosen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", content = "detail", rename_all = "snake_case")]
+pub enum AmxCheck {
+    /// Not run: no AMX, the OS refused tile state, or no `kernels::start` in this process.
+    NotRun,
+    Passed,
+    /// What went wrong; the process stays at `avx512bf16`.
+    Failed(String),
+}
+
+impl fmt::Display for AmxCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AmxCheck::NotRun => f.write_str("not run (no AMX offered here, or no kernels::start in this process)"),
+            AmxCheck::Passed => f.write_str("passed"),
+            AmxCheck::Failed(why) => write!(f, "FAILED ({why}); bf16 products stay at avx512bf16"),
+        }
+    }
+}
+
+static AMX_CHECK: OnceLock<AmxCheck> = OnceLock::new();
+
+/// Checks the AMX kernel on this machine once, in a child process, when the CPU and the OS
+/// offer AMX; afterwards [`Level::detected`] leaves out `amx` if it failed.
+///
+/// # Safety
+/// The process must have one thread (first thing in `main`, as `kernels::start`).
+pub(super) unsafe fn check_amx() -> &'static AmxCheck {
+    AMX_CHECK.get_or_init(|| {
+        if Level::best_for(&cpu::features()) != Level::AmxBf16 {
+            return AmxCheck::NotRun;
+        }
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        // SAFETY: one thread (the caller's promise); the level says the CPU claims AMX.
+        return unsafe { super::amx::self_test::in_child(super::amx::gemm) };
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        AmxCheck::NotRun
+    })
+}
+
 /// Fixes the process's level from the CPU and `DLM_KERNEL_LEVEL`, refusing a bad value.
 /// Binaries call it first thing; without it, [`level`] decides on first use and only warns.
 pub fn init() -> Result<Level, KernelError> {
@@ -163,6 +209,8 @@ pub struct SystemReport {
     pub flags: Vec<&'static str>,
     /// Whether Linux granted this process AMX tile state.
     pub amx_permitted: bool,
+    /// The AMX kernel's check on this machine.
+    pub amx_self_test: AmxCheck,
     /// The best level the CPU allows.
     pub detected: Level,
     /// The level in use (lower when `DLM_KERNEL_LEVEL` says so).
@@ -178,6 +226,7 @@ pub fn system_report() -> SystemReport {
         cpu: cpu::model_name(),
         flags: f.names(),
         amx_permitted: f.amx_permitted,
+        amx_self_test: AMX_CHECK.get().cloned().unwrap_or(AmxCheck::NotRun),
         detected: Level::detected(),
         level: level(),
         threads: rayon::current_num_threads(),
@@ -189,6 +238,8 @@ impl SystemReport {
     pub fn summary(&self) -> String {
         let lowered = if self.level < self.detected {
             format!(" (lowered from {})", self.detected)
+        } else if let AmxCheck::Failed(_) = &self.amx_self_test {
+            format!(" (AMX self-test {})", self.amx_self_test)
         } else {
             String::new()
         };
@@ -204,6 +255,7 @@ impl fmt::Display for SystemReport {
         writeln!(f, "CPU            {}", self.cpu)?;
         writeln!(f, "flags          {}", self.flags.join(" "))?;
         writeln!(f, "AMX permitted  {}", if self.amx_permitted { "yes" } else { "no" })?;
+        writeln!(f, "AMX self-test  {}", self.amx_self_test)?;
         writeln!(f, "detected level {}", self.detected)?;
         writeln!(f, "kernel level   {} ({LEVEL_VAR} may lower it)", self.level)?;
         write!(f, "threads        {} (DLM_NUM_THREADS sets them)", self.threads)
@@ -244,6 +296,25 @@ mod tests {
         assert_eq!(Level::best_for(&f), Level::AmxBf16);
         f.amx_permitted = false;
         assert_eq!(Level::best_for(&f), Level::Avx512Bf16, "AMX the OS refused");
+    }
+
+    /// A failed AMX check shows in the one-line summary and the full report.
+    #[test]
+    fn a_failed_amx_check_is_reported() {
+        let report = SystemReport {
+            cpu: "test".into(),
+            flags: vec![],
+            amx_permitted: true,
+            amx_self_test: AmxCheck::Failed("the tile instructions killed the check with signal 4".into()),
+            detected: Level::Avx512Bf16,
+            level: Level::Avx512Bf16,
+            threads: 2,
+        };
+        let line = report.summary();
+        assert!(line.contains("level avx512bf16 (AMX self-test FAILED (the tile instructions killed the check with signal 4)"), "{line}");
+        assert!(report.to_string().contains("AMX self-test  FAILED"), "{report}");
+        let passed = SystemReport { amx_self_test: AmxCheck::Passed, level: Level::AmxBf16, detected: Level::AmxBf16, ..report };
+        assert!(!passed.summary().contains("self-test"), "{}", passed.summary());
     }
 
     #[test]

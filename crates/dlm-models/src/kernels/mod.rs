@@ -59,7 +59,7 @@ pub(crate) fn fused_enabled() -> bool {
 }
 
 pub use cpu::Features;
-pub use dispatch::{KernelError, LEVEL_VAR, Level, SystemReport, init, level, system_report};
+pub use dispatch::{AmxCheck, KernelError, LEVEL_VAR, Level, SystemReport, init, level, system_report};
 pub use threads::{THREADS_VAR, configure_threads, start};
 
 use bf16_kernel::Bf16Kernel;

@@ -46,14 +46,17 @@ pub unsafe fn configure_threads() -> Result<usize, KernelError> {
 
 /// What a program computing with dlm's kernels does first in `main` (`dlm` itself and the
 /// benchmark examples, so both run alike): the allocator keeps its freed pages
-/// ([`crate::allocator::keep_freed_pages`]), every pool gets one thread count
+/// ([`crate::allocator::keep_freed_pages`]), the AMX kernel is checked on the machine
+/// where the CPU offers AMX (`amx/self_test.rs`), every pool gets one thread count
 /// ([`configure_threads`]), and the kernel level is decided ([`super::init`]).
 ///
 /// # Safety
 /// As [`configure_threads`]: first thing in `main`, before any thread starts.
 pub unsafe fn start() -> Result<super::Level, KernelError> {
     crate::allocator::keep_freed_pages();
-    // SAFETY: the caller's promise.
+    // SAFETY (both): the caller's promise; the AMX check forks, so it runs before the
+    // pools start their threads.
+    unsafe { super::dispatch::check_amx() };
     unsafe { configure_threads() }?;
     super::init()
 }

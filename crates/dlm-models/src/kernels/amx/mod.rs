@@ -18,6 +18,7 @@
 //! sums are bitwise those of one pass). Column panels are spread over rayon's threads;
 //! each run of panels configures its own tiles.
 
+pub(super) mod self_test;
 #[cfg(test)]
 pub(super) mod tile_model;
 mod tiles;
