@@ -47,6 +47,11 @@ impl Dense {
         &self.bias
     }
 
+    /// A frozen layer's packed bf16 weight (for products over blocks of its rows).
+    pub fn prepacked(&self) -> Option<&kernels::Prepacked> {
+        self.prepacked.as_ref()
+    }
+
     /// `x`: [..., in] → [..., Σ out] = the outputs of `layers` side by side.
     pub fn forward_cat(layers: &[&Dense], x: &Tensor) -> Result<Tensor> {
         let (weight, bias) = concat(layers)?;

@@ -50,7 +50,7 @@ impl MlmHead {
     /// logits with the id `excluded` forbidden (CPU, f32 or bf16).
     pub fn project_argmax(&self, hidden: &Tensor, excluded: u32) -> Result<Vec<(u32, f32)>> {
         let x = self.transform(hidden)?; // [rows, hidden]
-        Ok(vocab_reduce::project_argmax(&x, self.decoder.weight(), self.decoder.bias(), excluded)?)
+        Ok(vocab_reduce::project_argmax(&x, self.decoder.weight(), self.decoder.bias(), excluded, self.decoder.prepacked())?)
     }
 
     /// dense → activation → LayerNorm: [..., hidden] → [..., hidden]

@@ -77,22 +77,29 @@ impl Packed {
     }
 }
 
-/// The B operand of a product: a view, packed by the call, or packed beforehand.
+/// The B operand of a product: a view, packed by the call, or packed beforehand (its
+/// columns from the given one on, a multiple of [`PANEL`]: a block of a packed decoder).
 #[derive(Clone, Copy)]
 pub enum Operand<'a> {
     View(View),
-    Packed(&'a Packed),
+    Packed(&'a Packed, usize),
 }
 
 impl Operand<'_> {
     /// `[panel][stride][32]` panels of `n` x `k` and their pair stride (`≥ kp`): packed
     /// now from a view, or borrowed.
     pub(super) fn panels(&self, n: usize, (k, kp): (usize, usize), parallel: bool) -> (std::borrow::Cow<'_, [u32]>, usize) {
-        match self {
-            Operand::View(v) => (pack(*v, n, (k, kp), PANEL, parallel).into(), kp),
-            Operand::Packed(p) => {
-                assert!(p.n == n && p.k == k && p.kp >= kp, "packed operand {} x {} (pairs {}) used as {n} x {k} (pairs {kp})", p.n, p.k, p.kp);
-                (p.data.as_slice().into(), p.kp)
+        match *self {
+            Operand::View(v) => (pack(v, n, (k, kp), PANEL, parallel).into(), kp),
+            Operand::Packed(p, first) => {
+                assert!(
+                    first % PANEL == 0 && first + n <= p.n && p.k == k && p.kp >= kp,
+                    "packed operand {} x {} (pairs {}) used from column {first} as {n} x {k} (pairs {kp})",
+                    p.n,
+                    p.k,
+                    p.kp
+                );
+                (p.data[first / PANEL * p.kp * PANEL..].into(), p.kp)
             }
         }
     }

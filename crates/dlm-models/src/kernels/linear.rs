@@ -37,9 +37,10 @@ use std::sync::Arc;
 pub(crate) struct Linear {
     transposed: bool,
     bf16: Option<Bf16Kernel>,
-    /// The weight's bf16 forward operand, packed beforehand ([`Prepacked`]).
+    /// The bf16 forward operand of the whole weight the op's weight belongs to, packed
+    /// beforehand ([`Prepacked`]), and the op's first row in it.
     #[cfg(target_arch = "x86_64")]
-    packed: Option<Arc<bf16_views::Packed>>,
+    packed: Option<(Arc<bf16_views::Packed>, usize)>,
 }
 
 /// A frozen weight's bf16 forward operand, packed on its first product and reused by every
@@ -83,17 +84,31 @@ impl Linear {
     /// `x`: [.., in], `weight`: [out, in] (row- or column-major), `bias`: [out] → [.., out];
     /// `prepacked`: where a frozen weight keeps its packed bf16 form.
     pub fn forward(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, prepacked: Option<&Prepacked>) -> Result<Tensor> {
-        Linear::forward_with(Bf16Kernel::for_level(super::level()), x, weight, bias, prepacked)
+        Linear::forward_with(Bf16Kernel::for_level(super::level()), x, weight, bias, prepacked.map(|p| (p, weight, 0)))
     }
 
-    /// [`Linear::forward`] with a given bf16 kernel.
-    fn forward_with(bf16: Option<Bf16Kernel>, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, prepacked: Option<&Prepacked>) -> Result<Tensor> {
+    /// [`Linear::forward`] with rows `first..first + rows` of `whole` `[out, in]` as the
+    /// weight (a block of a vocabulary projection), `bias` those rows' `[rows]`: → [.., rows].
+    /// A frozen `whole` is packed once, whole, in `prepacked`, and blocks that start at a
+    /// multiple of 32 rows read their columns of that packed form (bf16).
+    pub fn forward_rows(x: &Tensor, whole: &Tensor, (first, rows): (usize, usize), bias: Option<&Tensor>, prepacked: Option<&Prepacked>) -> Result<Tensor> {
+        let weight = whole.narrow(0, first, rows)?;
+        Linear::forward_with(Bf16Kernel::for_level(super::level()), x, &weight, bias, prepacked.map(|p| (p, whole, first)))
+    }
+
+    /// [`Linear::forward`] with a given bf16 kernel; `prepacked`: the packed form's cache,
+    /// the whole weight it packs, and the first row of `weight` in it.
+    fn forward_with(bf16: Option<Bf16Kernel>, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, prepacked: Option<(&Prepacked, &Tensor, usize)>) -> Result<Tensor> {
         let x = x.contiguous()?;
-        let transposed = !weight.is_contiguous() && weight.t()?.is_contiguous();
+        let transposed = column_major(weight)?;
         let weight = if transposed { weight.t()? } else { weight.contiguous()? };
         #[cfg(target_arch = "x86_64")]
         let packed = match prepacked {
-            Some(p) if bf16.is_some() && weight.dtype() == DType::BF16 && weight.device().is_cpu() => Some(p.get(&weight, transposed)?),
+            Some((p, whole, first)) if bf16.is_some() && weight.dtype() == DType::BF16 && weight.device().is_cpu() && first % bf16_views::PANEL == 0 => {
+                let whole_transposed = column_major(whole)?;
+                let whole = if whole_transposed { whole.t()? } else { whole.contiguous()? };
+                Some((p.get(&whole, whole_transposed)?, first))
+            }
             _ => None,
         };
         #[cfg(not(target_arch = "x86_64"))]
@@ -142,7 +157,7 @@ impl Linear {
 /// bf16 operands as the kernels' `(row, k)` views: element `(i, k)` at `ptr[i·rs + k·cs]`.
 #[cfg(target_arch = "x86_64")]
 mod bf16_views {
-    pub(super) use super::super::bf16_gemm::{Operand, Packed, View};
+    pub(super) use super::super::bf16_gemm::{Operand, PANEL, Packed, View};
     use half::bf16;
 
     pub(super) fn view(v: &[bf16], rs: usize, cs: usize) -> View {
@@ -154,6 +169,11 @@ mod bf16_views {
     pub(super) fn w_oi(w: &[bf16], transposed: bool, (inp, out): (usize, usize)) -> View {
         if transposed { view(w, 1, out) } else { view(w, inp, 1) }
     }
+}
+
+/// Whether `weight` `[out, in]` is stored column-major (its transpose contiguous).
+fn column_major(weight: &Tensor) -> Result<bool> {
+    Ok(!weight.is_contiguous() && weight.t()?.is_contiguous())
 }
 
 /// The output's shape: `x`'s with the last dim `out`.
@@ -205,7 +225,7 @@ fn fwd_bf16(op: &Linear, x: &[bf16], w: &[bf16], bias: Option<&[bf16]>, (rows, i
     use bf16_views::{Operand, view, w_oi};
     // B(o, i) = W[o, i], read in place or packed before.
     let wv = match &op.packed {
-        Some(p) => Operand::Packed(p),
+        Some((p, first)) => Operand::Packed(p, *first),
         None => Operand::View(w_oi(w, op.transposed, (inp, out))),
     };
     // SAFETY: the kernel is the level's (or a test's among those the CPU runs); the views
@@ -410,7 +430,7 @@ mod tests {
                 for bias in [Some(&b), None] {
                     let plain = bits(&Linear::forward_with(Some(kernel), &x, &wl, bias, None).unwrap());
                     for round in 0..2 {
-                        let packed = bits(&Linear::forward_with(Some(kernel), &x, &wl, bias, Some(&prepacked)).unwrap());
+                        let packed = bits(&Linear::forward_with(Some(kernel), &x, &wl, bias, Some((&prepacked, &wl, 0))).unwrap());
                         assert_eq!(packed, plain, "{kernel:?}, column-major {transposed}, bias {}, product {round}", bias.is_some());
                     }
                 }

@@ -52,8 +52,9 @@ const LANES: usize = 16;
 
 /// Per row of `x` `[rows, h]`: `(argmax, log p)` of `log_softmax(x · weightᵀ + bias)` with
 /// column `excluded` forbidden. `weight` `[vocab, h]`, `bias` `[vocab]`; CPU tensors of
-/// the dtype of `x` (f32 or bf16).
-pub(crate) fn project_argmax(x: &Tensor, weight: &Tensor, bias: &Tensor, excluded: u32) -> Result<Vec<(u32, f32)>> {
+/// the dtype of `x` (f32 or bf16). `prepacked`: a frozen decoder's packed bf16 form, packed
+/// whole once and read block by block.
+pub(crate) fn project_argmax(x: &Tensor, weight: &Tensor, bias: &Tensor, excluded: u32, prepacked: Option<&kernels::Prepacked>) -> Result<Vec<(u32, f32)>> {
     let (_, h) = x.dims2()?;
     let (v, hw) = weight.dims2()?;
     if hw != h || bias.dims() != [v] || v == 0 {
@@ -71,21 +72,25 @@ pub(crate) fn project_argmax(x: &Tensor, weight: &Tensor, bias: &Tensor, exclude
         DType::F32 if weight.is_contiguous() => vector::with_elems::<f32, _>(x, "vocab-reduce", |xs| {
             vector::with_elems::<f32, _>(weight, "vocab-reduce", |ws| {
                 let mut buf = Vec::new();
-                reduce::<f32>(n, &bias, excluded, |(r0, rows), (c0, cols), fold| {
+                reduce::<f32>(n, &bias, excluded, blocks(v), |(r0, rows), (c0, cols), fold| {
                     fold(f32_logits(&xs[r0 * h..(r0 + rows) * h], &ws[c0 * h..(c0 + cols) * h], h, &mut buf))
                 })
             })
         }),
-        DType::F32 => reduce::<f32>(n, &bias, excluded, |r, c, fold| matmul_logits(x, weight, r, c, fold)),
+        DType::F32 => reduce::<f32>(n, &bias, excluded, blocks(v), |r, c, fold| matmul_logits(x, weight, r, c, fold)),
         // The plain path's decoder (`Dense`) adds the bias inside the product, before its
-        // one rounding, where the fused Linear op runs; the blocks do the same.
+        // one rounding, where the fused Linear op runs; the blocks do the same. A logit of
+        // the bf16 kernels does not depend on its column's block, so blocks start at
+        // multiples of BLOCK (a multiple of the 32-column panels of the packed decoder).
         DType::BF16 if kernels::Linear::applies(x, weight) => {
-            reduce::<bf16>(n, &vec![0f32; v], excluded, |(r0, rows), (c0, cols), fold| {
-                let logits = kernels::Linear::forward(&x.narrow(0, r0, rows)?, &weight.narrow(0, c0, cols)?, Some(&bias_t.narrow(0, c0, cols)?), None)?;
+            let aligned = (0..v).step_by(BLOCK).map(|c0| (c0, BLOCK.min(v - c0)));
+            reduce::<bf16>(n, &vec![0f32; v], excluded, aligned, |(r0, rows), (c0, cols), fold| {
+                let (xr, br) = (x.narrow(0, r0, rows)?, bias_t.narrow(0, c0, cols)?);
+                let logits = kernels::Linear::forward_rows(&xr, weight, (c0, cols), Some(&br), prepacked)?;
                 vector::with_elems::<bf16, _>(&logits, "vocab-reduce", |logits| fold(logits))
             })
         }
-        DType::BF16 => reduce::<bf16>(n, &bias, excluded, |r, c, fold| matmul_logits(x, weight, r, c, fold)),
+        DType::BF16 => reduce::<bf16>(n, &bias, excluded, blocks(v), |r, c, fold| matmul_logits(x, weight, r, c, fold)),
         dtype => candle_core::bail!("vocab-reduce: dtype {dtype:?}, expected f32 or bf16"),
     }
 }
@@ -124,14 +129,14 @@ fn reduce<E: Elem>(
     n: usize,
     bias: &[f32],
     excluded: u32,
+    blocks: impl Iterator<Item = (usize, usize)>,
     mut product: impl FnMut((usize, usize), (usize, usize), &mut dyn FnMut(&[E]) -> Result<()>) -> Result<()>,
 ) -> Result<Vec<(u32, f32)>> {
-    let v = bias.len();
     let chunks = row_chunks(n);
     let mut states = vec![RowReduction::new(); n];
-    // Vocabulary blocks outside, row chunks inside: a block's weights are packed by every
-    // chunk's product while they are still in cache.
-    for (c0, cols) in blocks(v) {
+    // Vocabulary blocks outside, row chunks inside: a block's weights (unless prepacked)
+    // are packed by every chunk's product while they are still in cache.
+    for (c0, cols) in blocks {
         let block_bias = &bias[c0..c0 + cols];
         let skip = (excluded as usize).checked_sub(c0).filter(|&e| e < cols);
         for &(r0, rows) in &chunks {
@@ -367,10 +372,14 @@ mod tests {
             let w = random((v, h), 0.5, 5, dtype);
             let b = random((1, v), 0.5, 6, dtype).squeeze(0).unwrap();
             let first_winner = plain(&x, &w, &b, u32::MAX)[0].0;
+            let prepacked = kernels::Prepacked::default();
             for excluded in [3, 20_000, 49_999, first_winner] {
-                let fused = project_argmax(&x, &w, &b, excluded).unwrap();
+                let fused = project_argmax(&x, &w, &b, excluded, None).unwrap();
                 assert_same(&fused, &plain(&x, &w, &b, excluded), &format!("{dtype:?}, excluded {excluded}"));
                 assert!(fused.iter().all(|&(t, _)| t != excluded));
+                // A frozen decoder packed once (bf16 kernels), read block by block: the same.
+                let from_packed = project_argmax(&x, &w, &b, excluded, Some(&prepacked)).unwrap();
+                assert!(from_packed == fused, "{dtype:?}, excluded {excluded}: the prepacked decoder differs");
             }
         }
     }
@@ -396,11 +405,11 @@ mod tests {
         bias[BLOCK + 10] = 0.5;
         bias[2 * BLOCK + 10] = 0.5f32.next_down();
         let b = Tensor::new(bias.as_slice(), &Device::Cpu).unwrap();
-        let fused = project_argmax(&x, &w, &b, 0).unwrap();
+        let fused = project_argmax(&x, &w, &b, 0, None).unwrap();
         let want = plain(&x, &w, &b, 0);
         assert_same(&fused, &want, "duplicated rows");
         assert_eq!(fused[0].0, 5000);
-        let fused = project_argmax(&zero, &w, &b, 0).unwrap();
+        let fused = project_argmax(&zero, &w, &b, 0, None).unwrap();
         let want = plain(&zero, &w, &b, 0);
         assert_same(&fused, &want, "near ties");
         assert_eq!(want[0].0, 10, "the plain path ties an ulp-apart logit after − L");
