@@ -70,6 +70,26 @@ fn one() -> usize {
     1
 }
 
+impl TrainerState {
+    /// The state of a fresh run with `seed`: step 0, nothing read, nothing saved yet.
+    pub fn fresh(seed: u64) -> TrainerState {
+        TrainerState {
+            format: 1,
+            step: 0,
+            data: DataPosition::default(),
+            seed,
+            rng: RNG_SCHEME.into(),
+            lr: 0.0,
+            tokens_seen: 0,
+            elapsed_s: 0.0,
+            best: None,
+            world_size: 1,
+            zero_bucket: None,
+            files: vec![],
+        }
+    }
+}
+
 pub const RNG_SCHEME: &str =
     "chacha8 per (seed, purpose, step, micro-batch); nothing carried between steps";
 
@@ -349,20 +369,7 @@ mod tests {
     use super::*;
 
     fn state(step: u64) -> TrainerState {
-        TrainerState {
-            format: 1,
-            step,
-            data: DataPosition::default(),
-            seed: 1,
-            rng: RNG_SCHEME.into(),
-            lr: 0.0,
-            tokens_seen: 0,
-            elapsed_s: 0.0,
-            best: None,
-            world_size: 1,
-            zero_bucket: None,
-            files: vec![],
-        }
+        TrainerState { step, ..TrainerState::fresh(1) }
     }
 
     fn write(run: &Path, step: u64) -> PathBuf {

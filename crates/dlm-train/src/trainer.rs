@@ -16,11 +16,11 @@
 //! ranks, so the logged loss is the global one. Rank 0 logs, validates and writes the
 //! model; every rank writes its optimizer shard into the same checkpoint.
 
-use crate::checkpoint::{self, BestRecord, RNG_SCHEME, TrainerState};
+use crate::checkpoint::{self, BestRecord, TrainerState};
 use crate::collective::{Collective, Timed, broadcast_scalars, layout, sum_scalars};
 use crate::config::RunConfig;
 use crate::data_parallel::Optimizer;
-use crate::data::{BatchPlan, DataPosition};
+use crate::data::BatchPlan;
 use crate::error::{Result, TrainError};
 use crate::metrics_log::{MetricsLog, Record, TrainRecord};
 use crate::optimizer::AdamWConfig;
@@ -83,23 +83,6 @@ pub struct Trainer {
     pub comm: std::rc::Rc<dyn Collective>,
 }
 
-/// The initial state of a fresh run.
-fn fresh_state(cfg: &RunConfig) -> TrainerState {
-    TrainerState {
-        format: 1,
-        step: 0,
-        data: DataPosition::default(),
-        seed: cfg.train.seed,
-        rng: RNG_SCHEME.into(),
-        lr: 0.0,
-        tokens_seen: 0,
-        elapsed_s: 0.0,
-        best: None,
-        world_size: 1,
-        zero_bucket: None,
-        files: vec![],
-    }
-}
 
 impl Trainer {
     pub fn run(mut self, start: Start) -> Result<Summary> {
@@ -135,7 +118,7 @@ impl Trainer {
         }
         self.log_optimizer_memory(&opt)?;
         let mut state = match start {
-            Start::Fresh => fresh_state(&cfg),
+            Start::Fresh => TrainerState::fresh(cfg.train.seed),
             Start::Resume { checkpoint, state } => {
                 opt.load(&checkpoint, &state, comm)?;
                 if lead {
