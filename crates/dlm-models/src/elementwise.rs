@@ -130,10 +130,10 @@ pub(crate) fn attention(qkv: &Tensor, keys: &Keys, heads: usize, drop: Option<Dr
     let d = qkv.dim(D::Minus1)? / 3 / heads.max(1);
     let scale = 1.0 / (d as f64).sqrt();
     match keys {
-        Keys::Padded(mask) if fused(qkv) => Attention { heads, scale: scale as f32, drop, packed: None }.forward(qkv, mask),
+        Keys::Padded(mask) if fused(qkv) => Attention::new(heads, scale as f32, drop, None).forward(qkv, mask),
         Keys::Padded(mask) => plain_attention(qkv, mask, heads, scale, drop),
         Keys::Packed { bias, lengths } if fused(qkv) => {
-            Attention { heads, scale: scale as f32, drop, packed: Some(lengths.clone()) }.forward(qkv, bias)
+            Attention::new(heads, scale as f32, drop, Some(lengths.clone())).forward(qkv, bias)
         }
         Keys::Packed { .. } if drop.is_some() => {
             candle_core::bail!("attention: packed sequences take no dropout off the fused CPU kernel")

@@ -139,7 +139,7 @@ fn attention_equals_composed() {
                     let scale = 1.0 / (d as f64).sqrt();
                     value_and_grads(&[&qkv], || {
                         if fused {
-                            Attention { heads, scale: scale as f32, drop, packed: None }.forward(&qkv, &mask)
+                            Attention::new(heads, scale as f32, drop, None).forward(&qkv, &mask)
                         } else {
                             plain_attention(&qkv, &mask, heads, scale, drop)
                         }
@@ -170,7 +170,7 @@ fn packed_attention_equals_padded() {
         let bias = bias.to_dtype(dtype).unwrap();
         value_and_grads(&[&qkv], || {
             if fused {
-                Attention { heads, scale: scale as f32, drop: None, packed: Some(lengths.clone()) }.forward(&qkv, &bias)
+                Attention::new(heads, scale as f32, None, Some(lengths.clone())).forward(&qkv, &bias)
             } else {
                 plain_packed_attention(&qkv, &bias, &lengths, heads, scale)
             }
@@ -179,7 +179,7 @@ fn packed_attention_equals_padded() {
     });
     // The same rows padded to [4, 150, 3h] (padding keys masked) through the padded kernel.
     let qkv = var(&[total, 3 * h], 8, DType::F32).as_tensor().clone();
-    let packed = Attention { heads, scale: scale as f32, drop: None, packed: Some(lengths.clone()) }.forward(&qkv, &bias).unwrap();
+    let packed = Attention::new(heads, scale as f32, None, Some(lengths.clone())).forward(&qkv, &bias).unwrap();
     let s = 150;
     let (mut rows, mut mask, mut start) = (Vec::new(), Vec::new(), 0);
     for &len in lengths.iter() {
@@ -191,7 +191,7 @@ fn packed_attention_equals_padded() {
     }
     let padded_qkv = Tensor::stack(&rows, 0).unwrap(); // [4, s, 3h]
     let mask = Tensor::from_vec(mask, (4, 1, 1, s), &dev).unwrap();
-    let padded = Attention { heads, scale: scale as f32, drop: None, packed: None }.forward(&padded_qkv, &mask).unwrap();
+    let padded = Attention::new(heads, scale as f32, None, None).forward(&padded_qkv, &mask).unwrap();
     let mut start = 0;
     for (n, &len) in lengths.iter().enumerate() {
         let want = padded.get(n).unwrap().narrow(0, 0, len).unwrap();

@@ -2,7 +2,10 @@
 //! with its backward pass. `[batch, heads, L, L]` is never materialised: a task holds the
 //! scores of one block of at most [`QB`] query rows against every key, `[QB, s]` f32, and
 //! computes them, and everything multiplied by them, as f32 GEMMs on slices
-//! ([`f32_gemm`]); only the softmax and the dropout are row loops.
+//! ([`f32_gemm`]); only the softmax and the dropout are row loops. At the `amx` level, the
+//! products whose operands are bf16 as stored (the scores `q·kᵀ`, and `dout·vᵀ` in the
+//! backward) run on the AMX tiles straight from `qkv`, with f32 sums (the same exact
+//! products, summed in another order).
 //!
 //! ```text
 //! qkv: [b, s, 3h] = q | k | v, head n in columns n·d..(n+1)·d of each; bias: [b, 1, 1 or s, s]
@@ -19,6 +22,7 @@
 //! f32 whatever the storage dtype. A row whose keys are all masked with −∞ gives NaN, as
 //! the composed softmax does.
 
+use super::bf16_kernel::Bf16Kernel;
 use super::dropout::DropMask;
 use super::f32_gemm::{Threads, View, product};
 use super::vector::{self, BackendStorage, Elem, exp};
@@ -32,11 +36,17 @@ const QB: usize = 128;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Attention {
-    pub heads: usize,
-    pub scale: f32,
-    pub drop: Option<DropMask>,
+    heads: usize,
+    scale: f32,
+    drop: Option<DropMask>,
     /// `Some(lengths)`: sequences packed end to end (see [`Geometry::new`]).
-    pub packed: Option<Arc<[usize]>>,
+    packed: Option<Arc<[usize]>>,
+    /// The bf16 kernel that multiplies the products whose operands are bf16 as stored (the
+    /// scores `q·kᵀ`, and `dout·vᵀ` in the backward) into f32 sums, read in place from
+    /// `qkv`: bitwise-exact products of the same numbers as the f32 GEMM's on f32 copies,
+    /// summed in another order. AMX only; elsewhere (and for f32) `None`, the f32 GEMM,
+    /// which is faster than `vdpbf16ps` (half the f32 FMA rate on the CPUs measured).
+    scores: Option<Bf16Kernel>,
 }
 
 /// Where one sequence lives: its rows `start..start + len` of `qkv` (and of the output),
@@ -143,11 +153,53 @@ fn gather<E: Elem>(x: &[E], g: &Geometry, (n, head, part): (usize, usize, Option
     out
 }
 
+/// `x` as bf16 elements when `E` is bf16.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn as_bf16<E: Elem>(x: &[E]) -> Option<&[bf16]> {
+    // SAFETY: E is bf16 (same TypeId), so the slice is one of bf16.
+    (std::any::TypeId::of::<E>() == std::any::TypeId::of::<bf16>()).then(|| unsafe { std::slice::from_raw_parts(x.as_ptr() as *const bf16, x.len()) })
+}
+
 impl Attention {
+    /// The op for `heads` heads, scores scaled by `scale`, attention dropout `drop`, and
+    /// `packed` sequence lengths (see [`Geometry::new`]), at the process's kernel level.
+    pub fn new(heads: usize, scale: f32, drop: Option<DropMask>, packed: Option<Arc<[usize]>>) -> Attention {
+        let scores = Bf16Kernel::for_level(super::level()).filter(|&k| k == Bf16Kernel::Amx);
+        Attention { heads, scale, drop, packed, scores }
+    }
+
     /// Padded: `qkv` [b, s, 3h], `bias` [b, 1, 1 or s, s] → [b, s, h]; packed: `qkv`
     /// [Σ len, 3h], `bias` [Σ len] → [Σ len, h] (see [`Geometry::new`]).
     pub fn forward(&self, qkv: &Tensor, bias: &Tensor) -> Result<Tensor> {
         qkv.contiguous()?.apply_op2(&bias.contiguous()?, self.clone())
+    }
+
+    /// `dst [rows, s] = A · Bᵀ` in f32 for `A` `[rows, d]` and `B` `[s, d]`, each given as
+    /// (slice, first element, row stride): the rows of a head in `qkv` or `dout`. Runs on
+    /// the bf16 kernel when there is one and the slices are bf16; `None`: the caller
+    /// multiplies f32 copies.
+    #[inline(always)]
+    fn bf16_product<E: Elem>(&self, (xa, a, ars): (&[E], usize, usize), (xb, b, brs): (&[E], usize, usize), (rows, s, d): (usize, usize, usize), dst: &mut [f32]) -> Option<()> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use super::bf16_gemm::{Dst, Operand, View};
+            let kernel = self.scores?;
+            let (xa, xb) = (as_bf16(xa)?, as_bf16(xb)?);
+            let fits = dst.len() >= rows * s && a + (rows - 1) * ars + d <= xa.len() && b + (s - 1) * brs + d <= xb.len();
+            assert!(fits && rows * s * d > 0, "attention: a bf16 product out of bounds");
+            let (av, bv) = (View { ptr: xa[a..].as_ptr(), rs: ars, cs: 1 }, View { ptr: xb[b..].as_ptr(), rs: brs, cs: 1 });
+            // SAFETY: the kernel is the level's (or a test's among those the CPU runs); the
+            // views address rows x d and s x d elements of their slices, `dst` holds rows x s
+            // (asserted).
+            unsafe { kernel.gemm(av, Operand::View(bv), (rows, s, d), Dst::F32(dst.as_mut_ptr()), None, false) };
+            Some(())
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (xa, a, ars, xb, b, brs, rows, s, d, dst);
+            None
+        }
     }
 
     /// The dropout factors of the `f.len()` probabilities from index `base` on (all 1
@@ -178,13 +230,19 @@ impl Attention {
     #[inline(always)]
     fn fwd_head<E: Elem>(&self, qkv: &[E], bias: &[E], g: &Geometry, (n, head): (usize, usize)) -> Vec<f32> {
         let (s, d) = (g.spans[n].len, g.d);
-        let (q, k, v) = (gather(qkv, g, (n, head, Some(0))), gather(qkv, g, (n, head, Some(1))), gather(qkv, g, (n, head, Some(2))));
+        // q and k are copied to f32 only when the scores are not a bf16 product.
+        let in_place = self.scores.is_some() && E::DTYPE == DType::BF16;
+        let (q, k) = if in_place { (Vec::new(), Vec::new()) } else { (gather(qkv, g, (n, head, Some(0))), gather(qkv, g, (n, head, Some(1)))) };
+        let v = gather(qkv, g, (n, head, Some(2)));
         let mut out = vec![0f32; s * d];
         let (mut scores, mut f, mut inv) = (vec![0f32; QB.min(s) * s], vec![0f32; s], vec![0f32; QB.min(s)]);
         for i0 in (0..s).step_by(QB) {
             let qb = QB.min(s - i0);
             let p = &mut scores[..qb * s]; // [qb, s]
-            product(p, s, View::rows(&q[i0 * d..(i0 + qb) * d], qb, d), View::rows(&k, s, d).t(), false, Threads::One);
+            let (qa, ka) = ((qkv, g.at(n, 0, head, i0), 3 * g.h), (qkv, g.at(n, 1, head, 0), 3 * g.h));
+            if self.bf16_product(qa, ka, (qb, s, d), p).is_none() {
+                product(p, s, View::rows(&q[i0 * d..(i0 + qb) * d], qb, d), View::rows(&k, s, d).t(), false, Threads::One);
+            }
             for (r, row) in p.chunks_exact_mut(s).enumerate() {
                 inv[r] = 1.0 / self.exp_row(row, g.bias_row(bias, n, i0 + r));
                 self.factors(g.prob_index(n, head, i0 + r), &mut f);
@@ -217,8 +275,15 @@ impl Attention {
             let qb = QB.min(s - i0);
             let (p, dp) = (&mut scores[..qb * s], &mut dscores[..qb * s]); // [qb, s] each
             let (qi, goi) = (View::rows(&q[i0 * d..(i0 + qb) * d], qb, d), View::rows(&go[i0 * d..(i0 + qb) * d], qb, d));
-            product(p, s, qi, View::rows(&k, s, d).t(), false, Threads::One);
-            product(dp, s, goi, View::rows(&v, s, d).t(), false, Threads::One); // dp̃
+            let (qa, ka) = ((qkv, g.at(n, 0, head, i0), 3 * g.h), (qkv, g.at(n, 1, head, 0), 3 * g.h));
+            if self.bf16_product(qa, ka, (qb, s, d), p).is_none() {
+                product(p, s, qi, View::rows(&k, s, d).t(), false, Threads::One);
+            }
+            // dp̃ = dout·vᵀ: dout and v are both in the storage dtype.
+            let (goa, va) = ((dout, (g.spans[n].start + i0) * g.h + head * g.d, g.h), (qkv, g.at(n, 2, head, 0), 3 * g.h));
+            if self.bf16_product(goa, va, (qb, s, d), dp).is_none() {
+                product(dp, s, goi, View::rows(&v, s, d).t(), false, Threads::One);
+            }
             for (r, (row, drow)) in p.chunks_exact_mut(s).zip(dp.chunks_exact_mut(s)).enumerate() {
                 let inv = 1.0 / self.exp_row(row, g.bias_row(bias, n, i0 + r));
                 for x in row.iter_mut() {
@@ -312,5 +377,53 @@ impl CustomOp2 for Attention {
         };
         // The mask is a constant: no gradient.
         Ok((Some(dqkv), None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// `(fraction of elements bitwise equal, largest difference ÷ largest |b|)`.
+    fn agreement(a: &Tensor, b: &Tensor) -> (f64, f32) {
+        let v = |t: &Tensor| t.flatten_all().unwrap().to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap();
+        let (a, b) = (v(a), v(b));
+        let same = a.iter().zip(&b).filter(|(x, y)| x.to_bits() == y.to_bits()).count() as f64 / a.len() as f64;
+        let scale = b.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        (same, diff / scale)
+    }
+
+    /// The scores and `dout·vᵀ` as bf16 products on every bf16 kernel here (the AMX
+    /// driver on the tile model included) against the f32 GEMMs on f32 copies: the same
+    /// exact products summed in another order, so the bf16 outputs and gradients are almost
+    /// all bitwise equal and never more than a bf16 rounding apart. Two query blocks (s =
+    /// 150), masked keys, dropout on, d = 32 (A read in place by the AMX driver).
+    #[test]
+    fn bf16_products_equal_the_f32_copies() {
+        let (b, s, heads, d) = (2, 150, 2, 32);
+        let h = heads * d;
+        let n = b * s * 3 * h;
+        let values: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0).collect();
+        let qkv = Var::from_tensor(&Tensor::from_vec(values, (b, s, 3 * h), &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap()).unwrap();
+        let mask: Vec<f32> = (0..b * s).map(|i| if i % 7 == 3 { f32::NEG_INFINITY } else { 0.0 }).collect();
+        let mask = Tensor::from_vec(mask, (b, 1, 1, s), &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap();
+        let up: Vec<f32> = (0..b * s * h).map(|i| ((i * 104_729) % 1000) as f32 / 500.0 - 1.0).collect();
+        let up = Tensor::from_vec(up, (b, s, h), &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap();
+        let run = |scores: Option<Bf16Kernel>| {
+            let op = Attention { scores, ..Attention::new(heads, 1.0 / (d as f32).sqrt(), Some(DropMask::new(7, 0.1)), None) };
+            let out = op.forward(qkv.as_tensor(), &mask).unwrap();
+            let grad = (&out * &up).unwrap().sum_all().unwrap().backward().unwrap().get(&qkv).unwrap().clone();
+            (out, grad)
+        };
+        let (out, grad) = run(None);
+        for kernel in Bf16Kernel::here() {
+            let (fast_out, fast_grad) = run(Some(kernel));
+            for (name, f, p) in [("output", &fast_out, &out), ("gradient", &fast_grad, &grad)] {
+                let (same, diff) = agreement(f, p);
+                assert!(same > 0.9 && diff < 1e-2, "{kernel:?} {name}: {:.1}% bitwise equal, largest difference {diff}", 100.0 * same);
+            }
+        }
     }
 }

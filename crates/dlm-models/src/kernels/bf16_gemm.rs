@@ -253,8 +253,8 @@ unsafe fn pack_rows_contiguous(v: View, r0: usize, n: usize, pairs: usize, dst: 
 
 /// One micro-tile over `kp` k-pairs: `acc = (first ? 0 : scratch) + A-tile · B-panel`;
 /// then `scratch = acc`, or on the `last` K block the `rows` x `cols` corner of `acc`
-/// plus the bias (`bias[j]` for column j, when not null) rounded to bf16 into `c` (row
-/// stride `ldc`). A's pair `(r, q)` is at `a[r * ars + q * aqs]` (rows past `rows` re-read
+/// plus the bias (`bias[j]` for column j, when not null) into `c` (row stride `ldc`;
+/// rounded once when bf16). A's pair `(r, q)` is at `a[r * ars + q * aqs]` (rows past `rows` re-read
 /// the last row; their results are dropped); B's panel is `[kp][NR]` u32 at `b`; `scratch`
 /// holds MR x NR f32.
 #[allow(clippy::too_many_arguments)]
@@ -267,7 +267,7 @@ unsafe fn kernel(
     b: *const u32,
     scratch: *mut f32,
     (first, last): (bool, bool),
-    (c, ldc, bias): (*mut bf16, usize, *const bf16),
+    (c, ldc, bias): (Dst, usize, *const bf16),
     (rows, cols): (usize, usize),
 ) {
     unsafe {
@@ -305,10 +305,18 @@ unsafe fn kernel(
             (widen(_mm256_maskz_loadu_epi16(m0, bias as *const _)), widen(_mm256_maskz_loadu_epi16(m1, bias.add(16) as *const _)))
         };
         for (r, acc) in acc.iter().enumerate().take(rows) {
-            let row = c.add(r * ldc) as *mut i16;
             let (y0, y1) = (_mm512_add_ps(acc[0], b0), _mm512_add_ps(acc[1], b1));
-            _mm256_mask_storeu_epi16(row, m0, core::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(y0)));
-            _mm256_mask_storeu_epi16(row.add(16), m1, core::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(y1)));
+            match c.add(r * ldc) {
+                Dst::Bf16(row) => {
+                    let row = row as *mut i16;
+                    _mm256_mask_storeu_epi16(row, m0, core::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(y0)));
+                    _mm256_mask_storeu_epi16(row.add(16), m1, core::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(y1)));
+                }
+                Dst::F32(row) => {
+                    _mm512_mask_storeu_ps(row, m0, y0);
+                    _mm512_mask_storeu_ps(row.add(16), m1, y1);
+                }
+            }
         }
     }
 }
@@ -325,43 +333,73 @@ unsafe fn widen(x: __m256i) -> __m512 {
     unsafe { _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(x))) }
 }
 
-/// `dst[j] = bf16(acc[j] + bias[j])` for `j < acc.len()` (no bias when null), rounded to
-/// nearest even: 16 lanes at a time with AVX512-BF16 where the CPU has it (`vcvtneps2bf16`,
-/// which reads denormal sums as zero), else one element at a time (the AMX driver on the
-/// tile model, on CPUs without it).
-///
-/// # Safety
-/// `dst` must be writable and `bias` (when not null) readable for `acc.len()` elements.
-pub(super) unsafe fn store_row(dst: *mut bf16, acc: &[f32], bias: *const bf16) {
-    #[target_feature(enable = "avx512f,avx512bf16,avx512bw,avx512vl")]
-    unsafe fn vector(dst: *mut bf16, acc: &[f32], bias: *const bf16) {
+/// Where a product's sums go: rounded once to bf16 (the kernels' products), or as they are
+/// in f32 (attention's scores of bf16 operands); `C[i, j]` at element `i·n + j` from here.
+#[derive(Clone, Copy)]
+pub enum Dst {
+    Bf16(*mut bf16),
+    F32(*mut f32),
+}
+// SAFETY: parallel tasks write disjoint parts of the output.
+unsafe impl Send for Dst {}
+unsafe impl Sync for Dst {}
+
+impl Dst {
+    /// The destination `i` elements on.
+    ///
+    /// # Safety
+    /// The result must stay inside the output.
+    #[inline(always)]
+    pub(super) unsafe fn add(self, i: usize) -> Dst {
         unsafe {
-            for j in (0..acc.len()).step_by(16) {
-                let m = lanes(acc.len() - j);
-                let mut y = _mm512_maskz_loadu_ps(m, acc.as_ptr().add(j));
-                if !bias.is_null() {
-                    y = _mm512_add_ps(y, widen(_mm256_maskz_loadu_epi16(m, bias.add(j) as *const _)));
-                }
-                let y = core::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(y));
-                _mm256_mask_storeu_epi16(dst.add(j) as *mut _, m, y);
+            match self {
+                Dst::Bf16(p) => Dst::Bf16(p.add(i)),
+                Dst::F32(p) => Dst::F32(p.add(i)),
             }
         }
     }
-    unsafe {
-        if is_x86_feature_detected!("avx512bf16") && is_x86_feature_detected!("avx512bw") {
-            return vector(dst, acc, bias);
+
+    /// `dst[j] = acc[j] + bias[j]` for `j < acc.len()` (no bias when null), rounded to
+    /// nearest even when bf16: 16 lanes at a time with AVX512-BF16 where the CPU has it
+    /// (`vcvtneps2bf16`, which reads denormal sums as zero), else one element at a time (the
+    /// AMX driver on the tile model, on CPUs without it).
+    ///
+    /// # Safety
+    /// `self` must be writable and `bias` (when not null) readable for `acc.len()` elements.
+    pub(super) unsafe fn store_row(self, acc: &[f32], bias: *const bf16) {
+        #[target_feature(enable = "avx512f,avx512bf16,avx512bw,avx512vl")]
+        unsafe fn vector(dst: Dst, acc: &[f32], bias: *const bf16) {
+            unsafe {
+                for j in (0..acc.len()).step_by(16) {
+                    let m = lanes(acc.len() - j);
+                    let mut y = _mm512_maskz_loadu_ps(m, acc.as_ptr().add(j));
+                    if !bias.is_null() {
+                        y = _mm512_add_ps(y, widen(_mm256_maskz_loadu_epi16(m, bias.add(j) as *const _)));
+                    }
+                    match dst {
+                        Dst::Bf16(p) => {
+                            let y = core::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(y));
+                            _mm256_mask_storeu_epi16(p.add(j) as *mut _, m, y);
+                        }
+                        Dst::F32(p) => _mm512_mask_storeu_ps(p.add(j), m, y),
+                    }
+                }
+            }
         }
-        for (j, &v) in acc.iter().enumerate() {
-            let b = if bias.is_null() { 0.0 } else { (*bias.add(j)).to_f32() };
-            dst.add(j).write(bf16::from_f32(v + b));
+        unsafe {
+            if is_x86_feature_detected!("avx512bf16") && is_x86_feature_detected!("avx512bw") {
+                return vector(self, acc, bias);
+            }
+            for (j, &v) in acc.iter().enumerate() {
+                let y = v + if bias.is_null() { 0.0 } else { (*bias.add(j)).to_f32() };
+                match self {
+                    Dst::Bf16(p) => p.add(j).write(bf16::from_f32(y)),
+                    Dst::F32(p) => p.add(j).write(y),
+                }
+            }
         }
     }
 }
-
-pub(super) struct Out(pub(super) *mut bf16);
-// SAFETY: parallel tasks write disjoint column panels of the output.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
 
 /// The bias's first element, or null.
 pub(super) struct Bias(pub(super) *const bf16);
@@ -370,14 +408,14 @@ unsafe impl Send for Bias {}
 unsafe impl Sync for Bias {}
 
 /// `C[m, n] = Σ_k A(i, k) · B(j, k) (+ bias[j])` written row-major into `c` (`m * n`
-/// elements, every one written once, never read); `a` indexes `(row, k)` and `b`
+/// elements of bf16 or f32, every one written once, never read); `a` indexes `(row, k)` and `b`
 /// `(column, k)`. With `parallel`, column panels are spread over rayon's threads.
 ///
 /// # Safety
 /// The CPU must have AVX-512 F/BW/VL and AVX512-BF16 (level `avx512bf16`); `a`/`b` must
 /// address `m` x `k` and `n` x `k` elements, `c` must be writable for `m * n`, and `bias`
 /// hold `n` when given.
-pub unsafe fn gemm(a: View, b: Operand, (m, n, k): (usize, usize, usize), c: *mut bf16, bias: Option<&[bf16]>, parallel: bool) {
+pub unsafe fn gemm(a: View, b: Operand, (m, n, k): (usize, usize, usize), c: Dst, bias: Option<&[bf16]>, parallel: bool) {
     assert!(m * n * k > 0, "empty products are the caller's (Bf16Matmul)");
     assert!(bias.is_none_or(|b| b.len() == n), "bias of {n} columns");
     let direct = a.cs == 1 && a.rs % 2 == 0 && k % 2 == 0;
@@ -385,7 +423,7 @@ pub unsafe fn gemm(a: View, b: Operand, (m, n, k): (usize, usize, usize), c: *mu
     let pa = if direct { Vec::new() } else { pack(a, m, (k, kp), MR, parallel) };
     let (pb, bkp) = b.panels(n, (k, kp), parallel);
     let (np, mp) = (n.div_ceil(NR), m.div_ceil(MR));
-    let out = Out(c);
+    let out = c;
     let bias = Bias(bias.map_or(std::ptr::null(), <[bf16]>::as_ptr));
     // `scratch` is only reserved: each tile's first K block writes it before any reads.
     let panel = |scratch: &mut Vec<f32>, j: usize| {
@@ -404,7 +442,7 @@ pub unsafe fn gemm(a: View, b: Operand, (m, n, k): (usize, usize, usize), c: *mu
                 // are clamped to m; the packed panels hold kp pairs; the bias holds the
                 // panel's columns.
                 unsafe {
-                    let cp = (out.0.add(i * MR * n + j * NR), n, bj);
+                    let cp = (out.add(i * MR * n + j * NR), n, bj);
                     if direct {
                         let ap = (a.row(i * MR) as *const u32).add(q0);
                         kernel(qn, ap, a.rs / 2, 1, bp, s, flags, cp, shape)

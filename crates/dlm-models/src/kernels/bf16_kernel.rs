@@ -25,8 +25,8 @@ impl Bf16Kernel {
         }
     }
 
-    /// `C[m, n] = Σ_k A(i, k) · B(j, k) (+ bias[j])`, row-major into `c`, every element
-    /// written once.
+    /// `C[m, n] = Σ_k A(i, k) · B(j, k) (+ bias[j])`, row-major into `c` (bf16, or the f32
+    /// sums), every element written once.
     ///
     /// # Safety
     /// The kernel must be one the process's CPU allows ([`Bf16Kernel::for_level`] of a
@@ -39,7 +39,7 @@ impl Bf16Kernel {
         a: super::bf16_gemm::View,
         b: super::bf16_gemm::Operand,
         dims: (usize, usize, usize),
-        c: *mut half::bf16,
+        c: super::bf16_gemm::Dst,
         bias: Option<&[half::bf16]>,
         parallel: bool,
     ) {
@@ -82,7 +82,7 @@ impl Bf16Kernel {
         // SAFETY: as the caller promised; the kernel writes all `m * n` elements of the
         // reserved buffer without reading them, so they are initialised before `set_len`.
         unsafe {
-            self.gemm(a, b, (m, n, k), c.as_mut_ptr(), bias, parallel);
+            self.gemm(a, b, (m, n, k), super::bf16_gemm::Dst::Bf16(c.as_mut_ptr()), bias, parallel);
             c.set_len(m * n);
         }
         c

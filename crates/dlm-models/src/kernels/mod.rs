@@ -145,11 +145,11 @@ impl CustomOp2 for Bf16Matmul {
         } else {
             // Items in parallel, each written in place into its part of one buffer.
             let mut c = Vec::with_capacity(batch * m * n);
-            let out = bf16_gemm::Out(c.as_mut_ptr());
+            let out = bf16_gemm::Dst::Bf16(c.as_mut_ptr());
             (0..batch).into_par_iter().for_each(|i| {
                 let ((av, bv), out) = (views(i), &out);
                 // SAFETY: as above; item i writes elements i·m·n.. of the reservation only.
-                unsafe { self.0.gemm(av, bv, (m, n, k), out.0.add(i * m * n), None, false) }
+                unsafe { self.0.gemm(av, bv, (m, n, k), out.add(i * m * n), None, false) }
             });
             // SAFETY: every item wrote all of its m·n elements.
             unsafe { c.set_len(batch * m * n) };

@@ -23,7 +23,7 @@ pub(super) mod self_test;
 pub(super) mod tile_model;
 mod tiles;
 
-use super::bf16_gemm::{Bias, Operand, Out, PANEL, View, pack, store_row};
+use super::bf16_gemm::{Bias, Dst, Operand, PANEL, View, pack};
 use half::bf16;
 use rayon::prelude::*;
 #[cfg(test)]
@@ -65,7 +65,7 @@ impl Blocking {
     /// Given block sizes (tests: small blocks must give bitwise the same product).
     #[cfg(test)]
     pub(super) fn new(rows: usize, pairs: usize) -> Blocking {
-        assert!(rows % MB == 0 && pairs % KS == 0 && rows * pairs > 0, "blocks of 32 rows and 16 pairs");
+        assert!(rows.is_multiple_of(MB) && pairs.is_multiple_of(KS) && rows * pairs > 0, "blocks of 32 rows and 16 pairs");
         Blocking { rows, pairs }
     }
 }
@@ -76,7 +76,7 @@ impl Blocking {
 /// # Safety
 /// The kernel level must be `amx` (CPU support and the OS's tile permission); `a`/`b`,
 /// `c` and `bias` as for [`super::bf16_gemm::gemm`].
-pub unsafe fn gemm(a: View, b: Operand, dims: (usize, usize, usize), c: *mut bf16, bias: Option<&[bf16]>, parallel: bool) {
+pub unsafe fn gemm(a: View, b: Operand, dims: (usize, usize, usize), c: Dst, bias: Option<&[bf16]>, parallel: bool) {
     // SAFETY: as the caller promised; each task owns its thread's tiles while it runs.
     unsafe { gemm_on(|| AmxTiles::new(), None, a, b, dims, c, bias, parallel) }
 }
@@ -93,7 +93,7 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
     a: View,
     b: Operand,
     (m, n, k): (usize, usize, usize),
-    c: *mut bf16,
+    c: Dst,
     bias: Option<&[bf16]>,
     parallel: bool,
 ) {
@@ -110,7 +110,7 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
     let mut pa = pack(rest, m - mfull, (k, kp), 1, parallel); // [row][kp]
     pa.resize((m - mfull).next_multiple_of(MB) * kp, 0);
     let (pb, bkp) = b.panels(n, (k, kp), parallel); // [panel][bkp][NB]
-    let out = Out(c);
+    let out = c;
     let bias = Bias(bias.map_or(std::ptr::null(), <[bf16]>::as_ptr));
     // Rows m0..m1 of one column panel; `t` are the calling thread's tiles, configured once
     // per run of panels (a run never yields to another rayon job, which could release
@@ -174,7 +174,7 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
                     let sums = &scratch[at + r * NB..][..cols];
                     // SAFETY: row r0+r, columns j*NB..j*NB+cols of C belong to this task
                     // only; the bias holds those columns.
-                    unsafe { store_row(out.0.add((r0 + r) * n + j * NB), sums, bj) };
+                    unsafe { out.add((r0 + r) * n + j * NB).store_row(sums, bj) };
                 }
             }
         }
@@ -206,7 +206,7 @@ mod tests {
     fn product(blocking: Option<Blocking>, a: View, b: View, (m, n, k): (usize, usize, usize), bias: Option<&[bf16]>) -> Vec<bf16> {
         let mut c = vec![bf16::NAN; m * n];
         // SAFETY: the views address m x k and n x k elements of live vectors; c holds m * n.
-        unsafe { gemm_on(|| TileModel::new(&CONFIG), blocking, a, Operand::View(b), (m, n, k), c.as_mut_ptr(), bias, true) };
+        unsafe { gemm_on(|| TileModel::new(&CONFIG), blocking, a, Operand::View(b), (m, n, k), Dst::Bf16(c.as_mut_ptr()), bias, true) };
         c
     }
 

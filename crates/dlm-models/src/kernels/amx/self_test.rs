@@ -8,12 +8,12 @@
 //! why. The child is forked while the process has one thread (`start` runs first in
 //! `main`), and computes on that thread only.
 
-use super::super::bf16_gemm::{Operand, View};
+use super::super::bf16_gemm::{Dst, Operand, View};
 use super::super::dispatch::AmxCheck;
 use half::bf16;
 
 /// A bf16 product `C[m, n] = A · Bᵀ + bias` (views as in `bf16_gemm::gemm`), on one thread.
-pub(crate) type Product = unsafe fn(View, Operand, (usize, usize, usize), *mut bf16, Option<&[bf16]>, bool);
+pub(crate) type Product = unsafe fn(View, Operand, (usize, usize, usize), Dst, Option<&[bf16]>, bool);
 
 /// `Ok` when `product` gives the f64 reference rounded to bf16, within one bf16 rounding
 /// of the f32 sums, on two shapes: A read in place (K a multiple of 32) and A packed (odd K).
@@ -31,14 +31,15 @@ pub(crate) unsafe fn products_agree(product: Product) -> Result<(), String> {
         // the caller vouches for `product`.
         unsafe {
             let (av, bv) = (View { ptr: a.as_ptr(), rs: k, cs: 1 }, View { ptr: b.as_ptr(), rs: k, cs: 1 });
-            product(av, Operand::View(bv), (m, n, k), c.as_mut_ptr(), Some(&bias), false);
+            product(av, Operand::View(bv), (m, n, k), Dst::Bf16(c.as_mut_ptr()), Some(&bias), false);
         }
         for i in 0..m {
             for j in 0..n {
                 let exact: f64 = bias[j].to_f64() + (0..k).map(|l| a[i * k + l].to_f64() * b[j * k + l].to_f64()).sum::<f64>();
                 let got = c[i * n + j].to_f64();
-                // One bf16 rounding (2^-8 relative) plus the f32 sums' order.
-                if !((got - exact).abs() <= exact.abs() / 128.0 + 1e-3) {
+                // One bf16 rounding (2^-8 relative) plus the f32 sums' order; NaN fails.
+                let close = (got - exact).abs() <= exact.abs() / 128.0 + 1e-3;
+                if !close {
                     return Err(format!("{m}x{k}x{n} product: C[{i}, {j}] = {got}, expected {exact:.6}"));
                 }
             }
@@ -107,14 +108,15 @@ mod tests {
     use super::*;
 
     /// The AMX driver on the tile model: right.
-    unsafe fn model(a: View, b: Operand, dims: (usize, usize, usize), c: *mut bf16, bias: Option<&[bf16]>, parallel: bool) {
+    unsafe fn model(a: View, b: Operand, dims: (usize, usize, usize), c: Dst, bias: Option<&[bf16]>, parallel: bool) {
         unsafe { super::super::gemm_on(|| TileModel::new(&super::super::CONFIG), None, a, b, dims, c, bias, parallel) }
     }
 
     /// The model, with the last column of every row wrong.
-    unsafe fn wrong(a: View, b: Operand, (m, n, k): (usize, usize, usize), c: *mut bf16, bias: Option<&[bf16]>, parallel: bool) {
+    unsafe fn wrong(a: View, b: Operand, (m, n, k): (usize, usize, usize), c: Dst, bias: Option<&[bf16]>, parallel: bool) {
         unsafe {
             model(a, b, (m, n, k), c, bias, parallel);
+            let Dst::Bf16(c) = c else { unreachable!("the check's products are bf16") };
             for i in 0..m {
                 *c.add(i * n + n - 1) = bf16::from_f32(100.0);
             }
@@ -122,7 +124,7 @@ mod tests {
     }
 
     /// A kernel whose instructions fault.
-    unsafe fn faults(_: View, _: Operand, _: (usize, usize, usize), _: *mut bf16, _: Option<&[bf16]>, _: bool) {
+    unsafe fn faults(_: View, _: Operand, _: (usize, usize, usize), _: Dst, _: Option<&[bf16]>, _: bool) {
         unsafe { std::arch::asm!("ud2", options(nostack, nomem, noreturn)) }
     }
 
