@@ -40,15 +40,16 @@ pub(super) struct Linear {
 }
 
 impl Linear {
-    /// `weight`: [out, in]; `bias`: [out].
-    fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Linear> {
+    /// `weight`: [out, in]; `bias`: [out]. A `frozen` layer (inference) keeps its packed
+    /// bf16 weight ([`Dense::frozen`]).
+    fn new(weight: Tensor, bias: Option<Tensor>, frozen: bool) -> Result<Linear> {
         let has_bias = bias.is_some();
         let bias = match bias {
             Some(b) => b,
             None => Tensor::zeros(weight.dim(0)?, weight.dtype(), weight.device())?,
         };
         Ok(Linear {
-            dense: Dense::new(weight, bias),
+            dense: if frozen { Dense::frozen(weight, bias) } else { Dense::new(weight, bias) },
             has_bias,
         })
     }
@@ -79,7 +80,7 @@ fn dense(
     } else {
         None
     };
-    Linear::new(weight, bias)
+    Linear::new(weight, bias, !pb.trainable)
 }
 
 /// `act(x)`, differentiable.
@@ -210,6 +211,7 @@ impl Head {
         let dense = Linear::new(
             matrix(HeadPart::DenseWeight, h)?,
             bias(m.classifier_bias, HeadPart::DenseBias, h)?,
+            !pb.trainable,
         )?;
         let norm = layer_norm(
             pb,
@@ -223,7 +225,7 @@ impl Head {
         } else {
             matrix(HeadPart::DecoderWeight, v)?
         };
-        let decoder = Linear::new(weight, bias(m.decoder_bias, HeadPart::DecoderBias, v)?)?;
+        let decoder = Linear::new(weight, bias(m.decoder_bias, HeadPart::DecoderBias, v)?, !pb.trainable)?;
         Ok(Head {
             dense,
             norm,
