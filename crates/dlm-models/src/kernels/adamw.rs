@@ -41,7 +41,11 @@ pub fn adamw_step(param: &Tensor, state: &Tensor, grad: &Tensor, step: AdamWStep
             grad.dims()
         )
     }
-    let grad = grad.to_dtype(candle_core::DType::F32)?.contiguous()?;
+    // f32 and bf16 gradients are read as they are (widening bf16 is exact); others become f32.
+    let grad = match grad.dtype() {
+        candle_core::DType::F32 | candle_core::DType::BF16 => grad.contiguous()?,
+        _ => grad.to_dtype(candle_core::DType::F32)?.contiguous()?,
+    };
     state.inplace_op1(&Outer { param, grad: &grad, step })
 }
 
@@ -76,20 +80,25 @@ impl InplaceOp2 for Inner<'_> {
     }
 
     fn cpu_fwd(&self, p: &mut CpuStorage, pl: &Layout, g: &CpuStorage, gl: &Layout) -> Result<()> {
-        let g = vector::contiguous::<f32>(g, gl, "adamw")?;
         let mut state = self.state.lock().map_err(|_| candle_core::Error::Msg("adamw: poisoned state".into()))?;
         let Some((start, end)) = pl.contiguous_offsets() else { candle_core::bail!("adamw: strided parameter") };
+        fn with_grad<E: Elem>(p: &mut [E], state: &mut [f32], (g, gl): (&CpuStorage, &Layout), s: AdamWStep) -> Result<()> {
+            match g {
+                CpuStorage::BF16(_) => update(p, state, vector::contiguous::<half::bf16>(g, gl, "adamw")?, s),
+                _ => update(p, state, vector::contiguous::<f32>(g, gl, "adamw")?, s),
+            }
+            Ok(())
+        }
         match p {
-            CpuStorage::F32(v) => update(&mut v[start..end], &mut state, g, self.step),
-            CpuStorage::BF16(v) => update(&mut v[start..end], &mut state, g, self.step),
+            CpuStorage::F32(v) => with_grad(&mut v[start..end], &mut state, (g, gl), self.step),
+            CpuStorage::BF16(v) => with_grad(&mut v[start..end], &mut state, (g, gl), self.step),
             s => candle_core::bail!("adamw: unsupported parameter dtype {:?}", s.dtype()),
         }
-        Ok(())
     }
 }
 
-/// `state` = m, v, then (for a non-f32 parameter) the f32 master.
-fn update<E: Elem>(p: &mut [E], state: &mut [f32], g: &[f32], s: AdamWStep) {
+/// `state` = m, v, then (for a non-f32 parameter) the f32 master; `g` f32 or bf16.
+fn update<E: Elem, G: Elem>(p: &mut [E], state: &mut [f32], g: &[G], s: AdamWStep) {
     let n = p.len();
     let (m, rest) = state.split_at_mut(n);
     let (v, master) = rest.split_at_mut(n);
@@ -105,13 +114,13 @@ fn update<E: Elem>(p: &mut [E], state: &mut [f32], g: &[f32], s: AdamWStep) {
             vector::vectorised(#[inline(always)] || match master {
                 Some(master) => {
                     for i in 0..p.len() {
-                        master[i] = step_one(master[i], &mut m[i], &mut v[i], g[i], s);
+                        master[i] = step_one(master[i], &mut m[i], &mut v[i], g[i].get(), s);
                         p[i] = E::put(master[i]);
                     }
                 }
                 None => {
                     for i in 0..p.len() {
-                        p[i] = E::put(step_one(p[i].get(), &mut m[i], &mut v[i], g[i], s));
+                        p[i] = E::put(step_one(p[i].get(), &mut m[i], &mut v[i], g[i].get(), s));
                     }
                 }
             })
