@@ -145,12 +145,21 @@ unsafe fn transpose16(src: *const u32, src_stride: usize, dst: *mut u32, dst_str
 /// Vectorised when k-pairs are contiguous (`cs == 1`: 16 x 16 transposes) or rows are
 /// (`rs == 1`, a transposed operand: two k-rows widened and interleaved, 16 rows at a time).
 pub(super) fn pack(v: View, rows: usize, (k, kp): (usize, usize), width: usize, parallel: bool) -> Vec<u32> {
-    let mut out = vec![0u32; rows.div_ceil(width) * kp * width];
+    // Written once, never zeroed first: the pairs below, then the padding (`pad`).
+    let len = rows.div_ceil(width) * kp * width;
+    let mut out: Vec<u32> = Vec::with_capacity(len);
+    let spare = &mut out.spare_capacity_mut()[..len];
+    // Tests fill it with NaN pairs first, so that a slot left unwritten shows in a product.
+    #[cfg(test)]
+    spare.iter_mut().for_each(|x| _ = x.write(0x7fc0_7fc0));
     let avx512 = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vl");
     let by_rows = avx512 && v.rs == 1 && v.cs != 1;
     // Rows per task: a panel, or 16 one-row panels when rows are packed 16 at a time.
     let group = if by_rows && width == 1 { 16 } else { width };
-    let pack_group = |(p, dst): (usize, &mut [u32])| {
+    let pack_group = |(p, dst): (usize, &mut [std::mem::MaybeUninit<u32>])| {
+        // SAFETY: u32 has no invalid values, and every element is written below (the real
+        // pairs, then the padding) before the vector is read.
+        let dst = unsafe { &mut *(dst as *mut [std::mem::MaybeUninit<u32>] as *mut [u32]) };
         let r0 = p * group;
         let n = group.min(rows - r0);
         let mut q0 = 0;
@@ -182,13 +191,28 @@ pub(super) fn pack(v: View, rows: usize, (k, kp): (usize, usize), width: usize, 
                 dst[at] = unsafe { v.pair(r0 + j, 2 * q, k) };
             }
         }
+        pad(dst, n, (k.div_ceil(2), kp), width);
     };
     if parallel {
-        out.par_chunks_mut(kp * group).enumerate().for_each(pack_group);
+        spare.par_chunks_mut(kp * group).enumerate().for_each(pack_group);
     } else {
-        out.chunks_mut(kp * group).enumerate().for_each(pack_group);
+        spare.chunks_mut(kp * group).enumerate().for_each(pack_group);
     }
+    // SAFETY: every group wrote all of its elements (pairs and padding).
+    unsafe { out.set_len(len) };
     out
+}
+
+/// Zeroes the padding of one packed group of `n` rows whose first `pairs` k-pairs are
+/// written: pairs `pairs..kp` of every row, and (panels wider than 1) the columns `n..width`.
+fn pad(dst: &mut [u32], n: usize, (pairs, kp): (usize, usize), width: usize) {
+    if width == 1 {
+        dst.chunks_mut(kp).for_each(|row| row[pairs..].fill(0));
+    } else {
+        for (q, panel_row) in dst.chunks_mut(width).enumerate() {
+            panel_row[if q < pairs { n } else { 0 }..].fill(0);
+        }
+    }
 }
 
 /// `(x[i], x[i + cs])` for `i < len ≤ 16` as u32 lanes (first in the low half), zero past
