@@ -119,6 +119,13 @@ impl Geometry {
         (self.spans[n].start + i) * 3 * self.h + part * self.h + head * self.d
     }
 
+    /// Offset in the output (or its gradient, `[rows, h]`) of row `i` of sequence `n`,
+    /// head `head`.
+    #[inline(always)]
+    fn out_at(&self, n: usize, head: usize, i: usize) -> usize {
+        (self.spans[n].start + i) * self.h + head * self.d
+    }
+
     /// The additive bias of query row `i` of sequence `n` over its keys.
     #[inline(always)]
     fn bias_row<'a, E>(&self, bias: &'a [E], n: usize, i: usize) -> &'a [E] {
@@ -142,7 +149,7 @@ fn gather<E: Elem>(x: &[E], g: &Geometry, (n, head, part): (usize, usize, Option
     let sp = g.spans[n];
     let (start, stride) = match part {
         Some(part) => (g.at(n, part, head, 0), 3 * g.h),
-        None => (sp.start * g.h + head * g.d, g.h),
+        None => (g.out_at(n, head, 0), g.h),
     };
     let mut out = vec![0f32; sp.len * g.d];
     for (o, row) in out.chunks_exact_mut(g.d).zip(x[start..].chunks(stride)) {
@@ -175,17 +182,24 @@ impl Attention {
         qkv.contiguous()?.apply_op2(&bias.contiguous()?, self.clone())
     }
 
+    /// The kernel for the bf16-operand products of storage dtype `E`: `scores` when `E` is
+    /// bf16 (their operands are read in place), else `None` (f32 GEMMs on f32 copies).
+    #[inline(always)]
+    fn in_place<E: Elem>(&self) -> Option<Bf16Kernel> {
+        self.scores.filter(|_| E::DTYPE == DType::BF16)
+    }
+
     /// `dst [rows, s] = A · Bᵀ` in f32 for `A` `[rows, d]` and `B` `[s, d]`, each given as
     /// (slice, first element, row stride): the rows of a head in `qkv` or `dout`. Runs on
-    /// the bf16 kernel when there is one and the slices are bf16; `None`: the caller
-    /// multiplies f32 copies.
+    /// the bf16 kernel when [`Attention::in_place`] gives one; `None`: the caller multiplies
+    /// f32 copies.
     #[inline(always)]
     fn bf16_product<E: Elem>(&self, (xa, a, ars): (&[E], usize, usize), (xb, b, brs): (&[E], usize, usize), (rows, s, d): (usize, usize, usize), dst: &mut [f32]) -> Option<()> {
         #[cfg(target_arch = "x86_64")]
         {
             use super::bf16_gemm::{Dst, Operand, View};
-            let kernel = self.scores?;
-            let (xa, xb) = (as_bf16(xa)?, as_bf16(xb)?);
+            let kernel = self.in_place::<E>()?;
+            let (xa, xb) = (as_bf16(xa).expect("E is bf16"), as_bf16(xb).expect("E is bf16"));
             let fits = dst.len() >= rows * s && a + (rows - 1) * ars + d <= xa.len() && b + (s - 1) * brs + d <= xb.len();
             assert!(fits && rows * s * d > 0, "attention: a bf16 product out of bounds");
             let (av, bv) = (View { ptr: xa[a..].as_ptr(), rs: ars, cs: 1 }, View { ptr: xb[b..].as_ptr(), rs: brs, cs: 1 });
@@ -231,8 +245,7 @@ impl Attention {
     fn fwd_head<E: Elem>(&self, qkv: &[E], bias: &[E], g: &Geometry, (n, head): (usize, usize)) -> Vec<f32> {
         let (s, d) = (g.spans[n].len, g.d);
         // q and k are copied to f32 only when the scores are not a bf16 product.
-        let in_place = self.scores.is_some() && E::DTYPE == DType::BF16;
-        let (q, k) = if in_place { (Vec::new(), Vec::new()) } else { (gather(qkv, g, (n, head, Some(0))), gather(qkv, g, (n, head, Some(1)))) };
+        let (q, k) = if self.in_place::<E>().is_some() { (Vec::new(), Vec::new()) } else { (gather(qkv, g, (n, head, Some(0))), gather(qkv, g, (n, head, Some(1)))) };
         let v = gather(qkv, g, (n, head, Some(2)));
         let mut out = vec![0f32; s * d];
         let (mut scores, mut f, mut inv) = (vec![0f32; QB.min(s) * s], vec![0f32; s], vec![0f32; QB.min(s)]);
@@ -280,7 +293,7 @@ impl Attention {
                 product(p, s, qi, View::rows(&k, s, d).t(), false, Threads::One);
             }
             // dp̃ = dout·vᵀ: dout and v are both in the storage dtype.
-            let (goa, va) = ((dout, (g.spans[n].start + i0) * g.h + head * g.d, g.h), (qkv, g.at(n, 2, head, 0), 3 * g.h));
+            let (goa, va) = ((dout, g.out_at(n, head, i0), g.h), (qkv, g.at(n, 2, head, 0), 3 * g.h));
             if self.bf16_product(goa, va, (qb, s, d), dp).is_none() {
                 product(dp, s, goi, View::rows(&v, s, d).t(), false, Threads::One);
             }

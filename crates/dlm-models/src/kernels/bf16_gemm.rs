@@ -449,11 +449,10 @@ pub unsafe fn gemm(a: View, b: Operand, (m, n, k): (usize, usize, usize), c: Dst
     let pa = if direct { Vec::new() } else { pack(a, m, (k, kp), MR, parallel) };
     let (pb, bkp) = b.panels(n, (k, kp), parallel);
     let (np, mp) = (n.div_ceil(NR), m.div_ceil(MR));
-    let out = c;
     let bias = Bias(bias.map_or(std::ptr::null(), <[bf16]>::as_ptr));
     // `scratch` is only reserved: each tile's first K block writes it before any reads.
     let panel = |scratch: &mut Vec<f32>, j: usize| {
-        let (out, bias) = (&out, &bias);
+        let bias = &bias;
         scratch.reserve(mp * MR * NR);
         let cols = NR.min(n - j * NR);
         let bj = if bias.0.is_null() { bias.0 } else { bias.0.wrapping_add(j * NR) };
@@ -468,7 +467,7 @@ pub unsafe fn gemm(a: View, b: Operand, (m, n, k): (usize, usize, usize), c: Dst
                 // are clamped to m; the packed panels hold kp pairs; the bias holds the
                 // panel's columns.
                 unsafe {
-                    let cp = (out.add(i * MR * n + j * NR), n, bj);
+                    let cp = (c.add(i * MR * n + j * NR), n, bj);
                     if direct {
                         let ap = (a.row(i * MR) as *const u32).add(q0);
                         kernel(qn, ap, a.rs / 2, 1, bp, s, flags, cp, shape)

@@ -170,7 +170,7 @@ static AMX_CHECK: OnceLock<AmxCheck> = OnceLock::new();
 ///
 /// # Safety
 /// The process must have one thread (first thing in `main`, as `kernels::start`).
-pub(super) unsafe fn check_amx() -> &'static AmxCheck {
+pub(super) unsafe fn check_amx() {
     AMX_CHECK.get_or_init(|| {
         if Level::best_for(&cpu::features()) != Level::AmxBf16 {
             return AmxCheck::NotRun;
@@ -180,7 +180,7 @@ pub(super) unsafe fn check_amx() -> &'static AmxCheck {
         return unsafe { super::amx::self_test::in_child(super::amx::gemm) };
         #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
         AmxCheck::NotRun
-    })
+    });
 }
 
 /// Fixes the process's level from the CPU and `DLM_KERNEL_LEVEL`, refusing a bad value.

@@ -110,14 +110,13 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
     let mut pa = pack(rest, m - mfull, (k, kp), 1, parallel); // [row][kp]
     pa.resize((m - mfull).next_multiple_of(MB) * kp, 0);
     let (pb, bkp) = b.panels(n, (k, kp), parallel); // [panel][bkp][NB]
-    let out = c;
     let bias = Bias(bias.map_or(std::ptr::null(), <[bf16]>::as_ptr));
     // Rows m0..m1 of one column panel; `t` are the calling thread's tiles, configured once
     // per run of panels (a run never yields to another rayon job, which could release
     // them); `scratch` holds the rows' C tiles between K blocks ([rows][NB] f32), or one
     // block's on its way to C when K is one block.
     let panel = |(t, scratch): &mut (T, Vec<f32>), (j, (m0, m1)): (usize, (usize, usize))| {
-        let (out, bias) = (&out, &bias);
+        let bias = &bias;
         let bp = pb[j * bkp * NB..].as_ptr() as *const u8;
         let (bstride, cstride) = (NB * 4, NB * 4);
         let cols = NB.min(n - j * NB);
@@ -174,7 +173,7 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
                     let sums = &scratch[at + r * NB..][..cols];
                     // SAFETY: row r0+r, columns j*NB..j*NB+cols of C belong to this task
                     // only; the bias holds those columns.
-                    unsafe { out.add((r0 + r) * n + j * NB).store_row(sums, bj) };
+                    unsafe { c.add((r0 + r) * n + j * NB).store_row(sums, bj) };
                 }
             }
         }

@@ -2,8 +2,8 @@
 //! permission say the tiles exist; they cannot say that this kernel computes the right
 //! numbers on them, nor that the instructions do not fault (a hypervisor that reports AMX
 //! but does not save tile state, say). So [`kernels::start`](super::super::start) runs two
-//! small products on the real tiles in a forked child process (in-place and packed A, bias,
-//! every block edge) and compares them with an f64 reference: a wrong result or a child
+//! small products on the real tiles in a forked child process (A in place and packed, bias,
+//! partial row and column blocks) and compares them with an f64 reference: a wrong result or a child
 //! killed by a signal keeps the process at `avx512bf16`, and `dlm inspect --system` says
 //! why. The child is forked while the process has one thread (`start` runs first in
 //! `main`), and computes on that thread only.
@@ -16,7 +16,8 @@ use half::bf16;
 pub(crate) type Product = unsafe fn(View, Operand, (usize, usize, usize), Dst, Option<&[bf16]>, bool);
 
 /// `Ok` when `product` gives the f64 reference rounded to bf16, within one bf16 rounding
-/// of the f32 sums, on two shapes: A read in place (K a multiple of 32) and A packed (odd K).
+/// of the f32 sums, on two shapes: A read in place (K = 96, a multiple of 32) and A packed
+/// (K = 70); neither M nor N fills its last block.
 ///
 /// # Safety
 /// `product` must be safe to call on this CPU.
@@ -64,7 +65,12 @@ pub(crate) unsafe fn in_child(product: Product) -> AmxCheck {
             return AmxCheck::Failed(format!("could not start the check: pipe: {}", std::io::Error::last_os_error()));
         }
         match libc::fork() {
-            -1 => AmxCheck::Failed(format!("could not start the check: fork: {}", std::io::Error::last_os_error())),
+            -1 => {
+                let err = std::io::Error::last_os_error();
+                libc::close(fds[0]);
+                libc::close(fds[1]);
+                AmxCheck::Failed(format!("could not start the check: fork: {err}"))
+            }
             0 => {
                 libc::close(fds[0]);
                 // A fault must not leave a core file behind.
