@@ -28,6 +28,11 @@ impl Dense {
         Dense { weight, bias, prepacked: Some(kernels::Prepacked::default()) }
     }
 
+    /// [`Dense::new`] for a trainable model, [`Dense::frozen`] for an inference one.
+    pub fn for_model(weight: Tensor, bias: Tensor, trainable: bool) -> Dense {
+        if trainable { Dense::new(weight, bias) } else { Dense::frozen(weight, bias) }
+    }
+
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }
@@ -161,5 +166,21 @@ mod tests {
                 assert_eq!(bits(frozen.forward(&x).unwrap()), plain, "{dtype:?}, column-major {column_major}, call {round}");
             }
         }
+    }
+
+    /// A trainable layer's products see its weight change in place (the optimizer's
+    /// updates); a frozen one's packed form would not. Meaningful where the level has a
+    /// bf16 kernel (the packed form is used only there).
+    #[test]
+    fn trainable_layers_see_in_place_updates() {
+        let bf = |shape: &[usize], seed| pattern(shape, seed).to_dtype(DType::BF16).unwrap();
+        let (x, b) = (bf(&[2, 5, 8], 1), bf(&[6], 3));
+        let w = Var::from_tensor(&bf(&[6, 8], 2)).unwrap();
+        let layer = Dense::for_model(w.as_tensor().clone(), b.clone(), true);
+        layer.forward(&x).unwrap(); // a first product (it would pack a frozen weight)
+        w.set(&bf(&[6, 8], 9)).unwrap();
+        let bits = |t: Tensor| t.flatten_all().unwrap().to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap();
+        let fresh = Dense::new(w.as_tensor().copy().unwrap(), b).forward(&x).unwrap();
+        assert_eq!(bits(layer.forward(&x).unwrap()), bits(fresh));
     }
 }

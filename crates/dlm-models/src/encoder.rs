@@ -24,7 +24,7 @@ fn linear(pb: &ParamBuilder, family: Family, prefix: &str, out: usize, inp: usiz
     let b = names::encoder(family, &format!("{prefix}.bias"));
     let weight = pb.load_linear(&w.canonical, &w.candidates, &[out, inp])?;
     let bias = pb.load(&b.canonical, &b.candidates, &[out])?;
-    Ok(if pb.trainable { Dense::new(weight, bias) } else { Dense::frozen(weight, bias) })
+    Ok(Dense::for_model(weight, bias, pb.trainable))
 }
 
 fn layer_norm(pb: &ParamBuilder, family: Family, prefix: &str, size: usize, eps: f64) -> Result<Norm> {

@@ -33,7 +33,7 @@ impl MlmHead {
             let n = names::head(family, part);
             pb.load(&n.canonical, &n.candidates, shape)
         };
-        let layer = |w, b| if pb.trainable { Dense::new(w, b) } else { Dense::frozen(w, b) };
+        let layer = |w, b| Dense::for_model(w, b, pb.trainable);
         let dense = layer(get(HeadPart::DenseWeight, &[h, h])?, get(HeadPart::DenseBias, &[h])?);
         let norm = Norm::new(get(HeadPart::NormWeight, &[h])?, get(HeadPart::NormBias, &[h])?, c.layer_norm_eps);
         let weight = if c.tie_word_embeddings { word.clone() } else { get(HeadPart::DecoderWeight, &[v, h])? };

@@ -40,16 +40,15 @@ pub(super) struct Linear {
 }
 
 impl Linear {
-    /// `weight`: [out, in]; `bias`: [out]. A `frozen` layer (inference) keeps its packed
-    /// bf16 weight ([`Dense::frozen`]).
-    fn new(weight: Tensor, bias: Option<Tensor>, frozen: bool) -> Result<Linear> {
+    /// `weight`: [out, in]; `bias`: [out]; `trainable` as [`Dense::for_model`].
+    fn new(weight: Tensor, bias: Option<Tensor>, trainable: bool) -> Result<Linear> {
         let has_bias = bias.is_some();
         let bias = match bias {
             Some(b) => b,
             None => Tensor::zeros(weight.dim(0)?, weight.dtype(), weight.device())?,
         };
         Ok(Linear {
-            dense: if frozen { Dense::frozen(weight, bias) } else { Dense::new(weight, bias) },
+            dense: Dense::for_model(weight, bias, trainable),
             has_bias,
         })
     }
@@ -80,7 +79,7 @@ fn dense(
     } else {
         None
     };
-    Linear::new(weight, bias, !pb.trainable)
+    Linear::new(weight, bias, pb.trainable)
 }
 
 /// `act(x)`, differentiable.
@@ -211,7 +210,7 @@ impl Head {
         let dense = Linear::new(
             matrix(HeadPart::DenseWeight, h)?,
             bias(m.classifier_bias, HeadPart::DenseBias, h)?,
-            !pb.trainable,
+            pb.trainable,
         )?;
         let norm = layer_norm(
             pb,
@@ -225,7 +224,7 @@ impl Head {
         } else {
             matrix(HeadPart::DecoderWeight, v)?
         };
-        let decoder = Linear::new(weight, bias(m.decoder_bias, HeadPart::DecoderBias, v)?, !pb.trainable)?;
+        let decoder = Linear::new(weight, bias(m.decoder_bias, HeadPart::DecoderBias, v)?, pb.trainable)?;
         Ok(Head {
             dense,
             norm,
