@@ -44,8 +44,9 @@ pub(crate) struct Attention {
     /// The bf16 kernel that multiplies the products whose operands are bf16 as stored (the
     /// scores `q·kᵀ`, and `dout·vᵀ` in the backward) into f32 sums, read in place from
     /// `qkv`: bitwise-exact products of the same numbers as the f32 GEMM's on f32 copies,
-    /// summed in another order. AMX only; elsewhere (and for f32) `None`, the f32 GEMM,
-    /// which is faster than `vdpbf16ps` (half the f32 FMA rate on the CPUs measured).
+    /// summed in another order. AMX, and AVX512-BF16 on AMD (where `vdpbf16ps` runs at
+    /// twice the f32 FMA rate, [`Features::amd`](super::cpu::Features::amd)); elsewhere
+    /// (and for f32) `None`, the f32 GEMM, which is faster than Intel's `vdpbf16ps`.
     scores: Option<Bf16Kernel>,
 }
 
@@ -172,7 +173,8 @@ impl Attention {
     /// The op for `heads` heads, scores scaled by `scale`, attention dropout `drop`, and
     /// `packed` sequence lengths (see [`Geometry::new`]), at the process's kernel level.
     pub fn new(heads: usize, scale: f32, drop: Option<DropMask>, packed: Option<Arc<[usize]>>) -> Attention {
-        let scores = Bf16Kernel::for_level(super::level()).filter(|&k| k == Bf16Kernel::Amx);
+        let fast = |k: &Bf16Kernel| *k == Bf16Kernel::Amx || (*k == Bf16Kernel::Avx512Bf16 && super::cpu::features().amd);
+        let scores = Bf16Kernel::for_level(super::level()).filter(fast);
         Attention { heads, scale, drop, packed, scores }
     }
 

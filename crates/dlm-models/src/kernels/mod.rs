@@ -196,10 +196,10 @@ mod tests {
     #[test]
     fn equals_candle_on_odd_shapes_and_strides() {
         // (m, k, n): edges of every block size (AVX512-BF16: MR 12, NR 32, pair 2,
-        // 16-pair transpose, QC 128; AMX: 16-row tiles, 32 x 32 blocks, 32-k steps)
+        // 16-pair transpose, QC 384 pairs: k 800 has two K blocks; AMX: 16-row tiles, 32 x 32 blocks, 32-k steps)
         let shapes = [
             (1, 1, 1), (13, 7, 33), (12, 32, 32), (25, 300, 65), (37, 258, 100), (3, 2, 1),
-            (32, 64, 32), (33, 66, 17), (64, 96, 31), (16, 31, 16), (65, 32, 48), (31, 33, 15),
+            (32, 64, 32), (33, 66, 17), (64, 96, 31), (16, 31, 16), (65, 32, 48), (31, 33, 15), (14, 800, 40),
         ];
         for kernel in Bf16Kernel::here() {
             for &(m, k, n) in &shapes {
