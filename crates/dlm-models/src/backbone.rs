@@ -166,20 +166,25 @@ impl Backbone {
         Self::from_tensors(&self.dir, config, tensors, &self.opts)
     }
 
-    /// Writes `config.json` and `model.safetensors` (f32, HF tensor names) into `dir`,
-    /// each through a temporary file and a rename.
+    /// Writes `config.json` and `model.safetensors` (f32, HF tensor names, the decoder bias
+    /// under both of its names) into `dir`, each through a temporary file and a rename.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| ModelError::Io { path, source }
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let tensors: HashMap<String, Tensor> = self
+        let mut tensors: HashMap<String, Tensor> = self
             .params
             .tensors()
             .iter()
             .map(|(n, t)| Ok((n.clone(), t.to_dtype(DType::F32)?)))
-            .collect::<Result<_>>()?;
+            .collect::<Result<HashMap<_, _>>>()?;
+        let bias = names::head(self.family, HeadPart::DecoderBias).canonical;
+        if let (Some(alias), Some(b)) = (names::decoder_bias_alias(self.family), tensors.get(&bias)) {
+            let b = b.clone();
+            tensors.insert(alias.to_string(), b);
+        }
         let weights = dir.join("model.safetensors");
         let tmp = dir.join("model.safetensors.tmp");
         candle_core::safetensors::save(&tensors, &tmp).map_err(|e| ModelError::Invalid {

@@ -84,6 +84,17 @@ pub(crate) fn head(family: Family, part: HeadPart) -> Name {
     Name { canonical: candidates[0].clone(), candidates: with_legacy(candidates) }
 }
 
+/// The decoder bias's second HF name, `*.decoder.bias` (BERT and RoBERTa heads hold one
+/// bias under two names); `None` for ModernBERT. transformers ≥ 5 fills it from `*.bias`
+/// only when the word embeddings are tied, so saved checkpoints carry it as well.
+pub(crate) fn decoder_bias_alias(family: Family) -> Option<&'static str> {
+    match family {
+        Family::Bert => Some("cls.predictions.decoder.bias"),
+        Family::Roberta | Family::XlmRoberta => Some("lm_head.decoder.bias"),
+        Family::ModernBert => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

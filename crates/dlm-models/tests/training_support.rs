@@ -119,6 +119,18 @@ fn pruned_model_gives_the_kept_columns_of_the_full_logits() {
         let again = Backbone::load(dir.path(), &LoadOptions::default()).unwrap();
         assert!(!again.config().tie_word_embeddings);
         assert_eq!(max_diff(&again.logits(&ids_pruned, &mask).unwrap(), &got), 0.0);
+        // The decoder bias is saved under both HF names (transformers ≥ 5 does not fill
+        // `*.decoder.bias` from `*.bias` in an untied model).
+        let saved = candle_core::safetensors::load(dir.path().join("model.safetensors"), &Device::Cpu).unwrap();
+        let names = match name {
+            "tiny-bert" => Some(("cls.predictions.bias", "cls.predictions.decoder.bias")),
+            "tiny-xlmr" => Some(("lm_head.bias", "lm_head.decoder.bias")),
+            _ => None, // ModernBERT: one name
+        };
+        if let Some((bias, alias)) = names {
+            assert_eq!(max_diff(&saved[bias], &saved[alias]), 0.0, "{name}");
+            assert_eq!(saved[alias].dims(), [keep.len()], "{name}");
+        }
     }
 }
 
