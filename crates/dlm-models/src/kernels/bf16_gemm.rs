@@ -389,42 +389,53 @@ impl Dst {
         }
     }
 
-    /// `dst[j] = acc[j] + bias[j]` for `j < acc.len()` (no bias when null), rounded to
-    /// nearest even when bf16: 16 lanes at a time with AVX512-BF16 where the CPU has it
+    /// `dst[r·ldc + j] = acc[r·NR + j] + bias[j]` for `r < rows`, `j < cols ≤ NR` (no bias
+    /// when null): a block of C from its f32 sums `acc` (`[rows][NR]`), rounded to nearest
+    /// even when bf16: 16 lanes at a time with AVX512-BF16 where the CPU has it
     /// (`vcvtneps2bf16`, which reads denormal sums as zero), else one element at a time (the
-    /// AMX driver on the tile model, on CPUs without it).
+    /// AMX driver on the tile model, on CPUs without it). One call per block: the feature
+    /// test and the bias's load are made once for its rows.
     ///
     /// # Safety
-    /// `self` must be writable and `bias` (when not null) readable for `acc.len()` elements.
-    pub(super) unsafe fn store_row(self, acc: &[f32], bias: *const bf16) {
+    /// `self` must be writable at `r·ldc + j` and `bias` (when not null) readable for `cols`
+    /// elements; `acc` must hold `rows` rows of NR.
+    pub(super) unsafe fn store_block(self, acc: &[f32], (rows, cols): (usize, usize), ldc: usize, bias: *const bf16) {
+        assert!(cols <= NR && acc.len() >= rows * NR, "a block of at most {NR} columns");
         #[target_feature(enable = "avx512f,avx512bf16,avx512bw,avx512vl")]
-        unsafe fn vector(dst: Dst, acc: &[f32], bias: *const bf16) {
+        unsafe fn vector(dst: Dst, acc: &[f32], (rows, cols): (usize, usize), ldc: usize, bias: *const bf16) {
             unsafe {
-                for j in (0..acc.len()).step_by(16) {
-                    let m = lanes(acc.len() - j);
-                    let mut y = _mm512_maskz_loadu_ps(m, acc.as_ptr().add(j));
-                    if !bias.is_null() {
-                        y = _mm512_add_ps(y, widen(_mm256_maskz_loadu_epi16(m, bias.add(j) as *const _)));
-                    }
-                    match dst {
-                        Dst::Bf16(p) => {
-                            let y = core::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(y));
-                            _mm256_mask_storeu_epi16(p.add(j) as *mut _, m, y);
+                let m = [lanes(cols), lanes(cols.saturating_sub(16))];
+                let b = m.map(|_| _mm512_setzero_ps());
+                let b = if bias.is_null() {
+                    b
+                } else {
+                    [widen(_mm256_maskz_loadu_epi16(m[0], bias as *const _)), widen(_mm256_maskz_loadu_epi16(m[1], bias.add(16) as *const _))]
+                };
+                for r in 0..rows {
+                    for h in 0..2 {
+                        let y = _mm512_add_ps(_mm512_maskz_loadu_ps(m[h], acc.as_ptr().add(r * NR + 16 * h)), b[h]);
+                        match dst {
+                            Dst::Bf16(p) => {
+                                let y = core::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(y));
+                                _mm256_mask_storeu_epi16(p.add(r * ldc + 16 * h) as *mut _, m[h], y);
+                            }
+                            Dst::F32(p) => _mm512_mask_storeu_ps(p.add(r * ldc + 16 * h), m[h], y),
                         }
-                        Dst::F32(p) => _mm512_mask_storeu_ps(p.add(j), m, y),
                     }
                 }
             }
         }
         unsafe {
             if is_x86_feature_detected!("avx512bf16") && is_x86_feature_detected!("avx512bw") {
-                return vector(self, acc, bias);
+                return vector(self, acc, (rows, cols), ldc, bias);
             }
-            for (j, &v) in acc.iter().enumerate() {
-                let y = v + if bias.is_null() { 0.0 } else { (*bias.add(j)).to_f32() };
-                match self {
-                    Dst::Bf16(p) => p.add(j).write(bf16::from_f32(y)),
-                    Dst::F32(p) => p.add(j).write(y),
+            for r in 0..rows {
+                for (j, &v) in acc[r * NR..][..cols].iter().enumerate() {
+                    let y = v + if bias.is_null() { 0.0 } else { (*bias.add(j)).to_f32() };
+                    match self {
+                        Dst::Bf16(p) => p.add(r * ldc + j).write(bf16::from_f32(y)),
+                        Dst::F32(p) => p.add(r * ldc + j).write(y),
+                    }
                 }
             }
         }

@@ -8,6 +8,11 @@
 //!   nearest even), then `C[m, n] = C[m, n] + even + odd`; bf16 inputs that are denormal
 //!   read as zero and denormal results are flushed to zero. Shapes are checked as the
 //!   instruction's #UD conditions do (here: a panic).
+//!
+//! Real tiles (a Xeon with AMX, 2026-12-01) add inside `TDPBF16PS` in another order than
+//! the pseudo-code: their f32 sums differ from the model's in the last bits (up to about
+//! 1e-5 relative where a sum cancels). The model proves the driver's packing, tiling and
+//! blocking; `amx::tests::the_tiles_give_the_models_product` bounds the difference.
 
 use super::tiles::{ROW_BYTES, ROWS, Tiles};
 
