@@ -181,8 +181,7 @@ impl Backbone {
             .map(|(n, t)| Ok((n.clone(), t.to_dtype(DType::F32)?)))
             .collect::<Result<HashMap<_, _>>>()?;
         let bias = names::head(self.family, HeadPart::DecoderBias).canonical;
-        if let (Some(alias), Some(b)) = (names::decoder_bias_alias(self.family), tensors.get(&bias)) {
-            let b = b.clone();
+        if let (Some(alias), Some(b)) = (names::decoder_bias_alias(self.family), tensors.get(&bias).cloned()) {
             tensors.insert(alias.to_string(), b);
         }
         let weights = dir.join("model.safetensors");

@@ -51,6 +51,11 @@ pub(crate) enum HeadPart {
     DecoderBias,
 }
 
+/// The decoder bias's HF names: the head's `*.bias`, then its alias `*.decoder.bias` (one
+/// parameter under two names in BERT and RoBERTa heads).
+const BERT_DECODER_BIAS: [&str; 2] = ["cls.predictions.bias", "cls.predictions.decoder.bias"];
+const ROBERTA_DECODER_BIAS: [&str; 2] = ["lm_head.bias", "lm_head.decoder.bias"];
+
 /// A head tensor: BERT's `cls.predictions.*` or RoBERTa's `lm_head.*`, either accepted;
 /// ModernBERT's `head.*` and `decoder.*`.
 pub(crate) fn head(family: Family, part: HeadPart) -> Name {
@@ -71,10 +76,7 @@ pub(crate) fn head(family: Family, part: HeadPart) -> Name {
         HeadPart::NormWeight => (&["cls.predictions.transform.LayerNorm.weight"], &["lm_head.layer_norm.weight"]),
         HeadPart::NormBias => (&["cls.predictions.transform.LayerNorm.bias"], &["lm_head.layer_norm.bias"]),
         HeadPart::DecoderWeight => (&["cls.predictions.decoder.weight"], &["lm_head.decoder.weight"]),
-        HeadPart::DecoderBias => (
-            &["cls.predictions.bias", "cls.predictions.decoder.bias"],
-            &["lm_head.bias", "lm_head.decoder.bias"],
-        ),
+        HeadPart::DecoderBias => (&BERT_DECODER_BIAS, &ROBERTA_DECODER_BIAS),
     };
     let (own, other) = match family {
         Family::Bert => (bert, roberta),
@@ -84,13 +86,13 @@ pub(crate) fn head(family: Family, part: HeadPart) -> Name {
     Name { canonical: candidates[0].clone(), candidates: with_legacy(candidates) }
 }
 
-/// The decoder bias's second HF name, `*.decoder.bias` (BERT and RoBERTa heads hold one
-/// bias under two names); `None` for ModernBERT. transformers ≥ 5 fills it from `*.bias`
-/// only when the word embeddings are tied, so saved checkpoints carry it as well.
+/// The decoder bias's second HF name, `*.decoder.bias`; `None` for ModernBERT (one name).
+/// transformers ≥ 5 fills it from `*.bias` only when the word embeddings are tied, so saved
+/// checkpoints carry it as well.
 pub(crate) fn decoder_bias_alias(family: Family) -> Option<&'static str> {
     match family {
-        Family::Bert => Some("cls.predictions.decoder.bias"),
-        Family::Roberta | Family::XlmRoberta => Some("lm_head.decoder.bias"),
+        Family::Bert => Some(BERT_DECODER_BIAS[1]),
+        Family::Roberta | Family::XlmRoberta => Some(ROBERTA_DECODER_BIAS[1]),
         Family::ModernBert => None,
     }
 }

@@ -405,9 +405,8 @@ impl Dst {
         unsafe fn vector(dst: Dst, acc: &[f32], (rows, cols): (usize, usize), ldc: usize, bias: *const bf16) {
             unsafe {
                 let m = [lanes(cols), lanes(cols.saturating_sub(16))];
-                let b = m.map(|_| _mm512_setzero_ps());
                 let b = if bias.is_null() {
-                    b
+                    [_mm512_setzero_ps(); 2]
                 } else {
                     [widen(_mm256_maskz_loadu_epi16(m[0], bias as *const _)), widen(_mm256_maskz_loadu_epi16(m[1], bias.add(16) as *const _))]
                 };

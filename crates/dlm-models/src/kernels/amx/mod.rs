@@ -153,7 +153,8 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
                     }
                     // Each A and B tile is loaded just before its first product, so that the
                     // products start while the later loads are in flight (loading all four
-                    // first ran about 10% slower on an AMX Xeon).
+                    // first was 5-13% slower on three of BERT-base's four shapes in
+                    // `gemm_bench` on an AMX Xeon VM, docs/performance.md).
                     for q in (q0..q1).step_by(KS) {
                         t.load::<4>(ap.add(q * 4), astride);
                         t.load::<6>(bp.add(q * bstride), bstride);
