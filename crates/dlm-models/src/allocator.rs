@@ -10,6 +10,12 @@
 //!   of the same size class (8 per octave), up to [`KEPT_BYTES`] and 64 blocks, the
 //!   oldest released first, once `keep_freed_pages`
 //!   has switched it on.
+//!
+//! [`KeepLarge`] also starts every block of [`ALIGNED_FROM`] bytes and more on a 64-byte
+//! cache line. glibc's malloc returns 16 bytes past a line, so every 64-byte row that an
+//! AMX tile load or an AVX-512 load reads from a tensor or a packed operand straddled two
+//! lines: on an AMX Xeon VM a 32 x 32 x 768 tile block ran at half the rate on such rows
+//! (docs/performance.md).
 
 /// Tells glibc's malloc to keep freed pages (a no-op on other C libraries, and when
 /// `DLM_KEEP_PAGES=0`, for before/after measurements). Call once, early in `main`,
@@ -34,6 +40,11 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// Smallest block [`KeepLarge`] starts on a cache line.
+pub const ALIGNED_FROM: usize = 4096;
+/// A cache line, and AMX's tile row.
+const LINE: usize = 64;
+
 /// Smallest block [`KeepLarge`] keeps (glibc's largest mmap threshold).
 const LARGE: usize = 32 << 20;
 /// Size classes per octave: a large block is rounded up to the next of 8 steps per power
@@ -54,6 +65,12 @@ static FREE: Mutex<(Vec<(Layout, usize)>, usize)> = Mutex::new((Vec::new(), 0));
 pub struct KeepLarge;
 
 impl KeepLarge {
+    /// The layout a request is served with: a block of [`ALIGNED_FROM`] bytes and more at
+    /// least line-aligned (the same for a block's allocation and its release).
+    fn lined(layout: Layout) -> Layout {
+        if layout.size() >= ALIGNED_FROM { layout.align_to(LINE).unwrap_or(layout) } else { layout }
+    }
+
     /// The block layout of a large request: its size rounded up to the size class (large
     /// blocks always have it, kept or not, so any large block may serve its class).
     fn class(layout: Layout) -> Option<Layout> {
@@ -78,6 +95,7 @@ impl KeepLarge {
 // blocks are handed out once (under the lock) and only for requests of their class.
 unsafe impl GlobalAlloc for KeepLarge {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let layout = Self::lined(layout);
         match Self::class(layout) {
             // SAFETY: a class layout has a non-zero size.
             Some(class) => Self::take(class).unwrap_or_else(|| unsafe { System.alloc(class) }),
@@ -87,6 +105,7 @@ unsafe impl GlobalAlloc for KeepLarge {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let layout = Self::lined(layout);
         match Self::class(layout) {
             Some(class) => match Self::take(class) {
                 Some(p) => {
@@ -103,6 +122,7 @@ unsafe impl GlobalAlloc for KeepLarge {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let layout = Self::lined(layout);
         let Some(class) = Self::class(layout) else {
             // SAFETY: allocated by System with this layout.
             return unsafe { System.dealloc(ptr, layout) };
@@ -170,6 +190,29 @@ mod tests {
             let s = Layout::from_size_align(64, 8).unwrap();
             let t = KeepLarge.alloc(s);
             KeepLarge.dealloc(t, s);
+        }
+    }
+
+    /// Blocks of 4 KiB and more start on a 64-byte line, however they are allocated, and
+    /// one grown past 4 KiB (`realloc`) moves to a line with its contents.
+    #[test]
+    fn blocks_of_a_page_and_more_start_on_a_line() {
+        // SAFETY: every block is freed (or grown) with the layout it was allocated with.
+        unsafe {
+            for size in [ALIGNED_FROM, ALIGNED_FROM + 16, 1 << 20, LARGE + 3] {
+                let l = Layout::from_size_align(size, 2).unwrap();
+                let (p, q) = (KeepLarge.alloc(l), KeepLarge.alloc_zeroed(l));
+                assert_eq!((p as usize % LINE, q as usize % LINE), (0, 0), "{size} bytes");
+                KeepLarge.dealloc(p, l);
+                KeepLarge.dealloc(q, l);
+            }
+            let small = Layout::from_size_align(100, 2).unwrap();
+            let p = KeepLarge.alloc(small);
+            p.write_bytes(9, 100);
+            let q = KeepLarge.realloc(p, small, 3 * ALIGNED_FROM);
+            assert_eq!(q as usize % LINE, 0);
+            assert!(std::slice::from_raw_parts(q, 100).iter().all(|&x| x == 9));
+            KeepLarge.dealloc(q, Layout::from_size_align(3 * ALIGNED_FROM, 2).unwrap());
         }
     }
 }

@@ -11,12 +11,11 @@
 //! all of them) are packed as `[row][k-pair]` u32, zero-padded to whole tiles. Zero padding
 //! makes every tile full, so one configuration serves all shapes.
 //!
-//! Cache blocking ([`Blocking`]): rows of A in blocks that fit in L2 (all column panels
-//! walk one block before the next is read, instead of every panel streaming all of A from
-//! L3 when K is 3072), and on long contractions K in blocks whose B panel fits in L1, the
-//! C tiles kept in an f32 scratch between K blocks (stored and reloaded exactly, so the
-//! sums are bitwise those of one pass). Column panels are spread over rayon's threads;
-//! each run of panels configures its own tiles.
+//! Cache blocking ([`Blocking`]): rows of A in groups that fit in L2, and column panels in
+//! runs that fit in L2 beside them, the runs spread over rayon's threads (each configures
+//! its own tiles). K is never cut: a 32 x 32 block's four C tiles are stored once, when
+//! done. (Cutting K so that a block's panel fits in L1 gained nothing once the operands
+//! started on cache lines, and cost a store and a reload of the C tiles per cut.)
 
 pub(super) mod self_test;
 #[cfg(test)]
@@ -37,36 +36,36 @@ const NB: usize = PANEL;
 const _: () = assert!(NB == 2 * ROW_BYTES / 4, "a B panel is two tiles wide");
 /// k-pairs per step: one tile row of A.
 const KS: usize = ROW_BYTES / 4;
-/// Bytes of A one row block may hold (half of the 2 MiB L2 of Sapphire/Emerald/Granite
-/// Rapids cores).
-const A_BLOCK_BYTES: usize = 1 << 20;
-/// k-pairs of a B panel up to which K is not blocked (768 k: a 48 KiB panel), and the
-/// most pairs of one K block past it (a 32 KiB panel, in a 48 KiB L1 beside A's tiles).
-const WHOLE_K_PAIRS: usize = 384;
-const K_BLOCK_PAIRS: usize = 256;
+/// Bytes of A one row group may hold (half of the 2 MiB L2 of Sapphire/Emerald/Granite
+/// Rapids cores): every run of column panels reads the whole group.
+const A_GROUP_BYTES: usize = 1 << 20;
+/// Bytes of B one run of column panels may hold: the run is read once per 32-row block
+/// of A, so it should stay in L2 beside A's group.
+const B_RUN_BYTES: usize = 768 << 10;
 
-/// Rows of A per L2 block and k-pairs per L1 block, multiples of 32 and 16.
+/// Rows of A per L2 group (a multiple of 32) and column panels per run.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Blocking {
     rows: usize,
-    pairs: usize,
+    panels: usize,
 }
 
 impl Blocking {
-    /// The blocking for `kp` padded k-pairs: as many rows of A as [`A_BLOCK_BYTES`] hold
-    /// (at least one 32-row block); K whole up to [`WHOLE_K_PAIRS`], else in equal blocks
-    /// of at most [`K_BLOCK_PAIRS`].
-    fn for_pairs(kp: usize) -> Blocking {
-        let rows = (A_BLOCK_BYTES / (kp * 4) / MB * MB).max(MB);
-        let pairs = if kp <= WHOLE_K_PAIRS { kp } else { kp.div_ceil(kp.div_ceil(K_BLOCK_PAIRS)).next_multiple_of(KS) };
-        Blocking { rows, pairs }
+    /// The blocking for `kp` padded k-pairs and `panels` column panels over `threads`:
+    /// as many rows of A as [`A_GROUP_BYTES`] hold (at least one 32-row block); runs of
+    /// panels that fit in [`B_RUN_BYTES`], at least one run per thread, of equal length.
+    fn for_shape(kp: usize, panels: usize, threads: usize) -> Blocking {
+        let rows = (A_GROUP_BYTES / (kp * 4) / MB * MB).max(MB);
+        let fit = (B_RUN_BYTES / (kp * 4 * NB)).max(1);
+        let runs = panels.div_ceil(fit).next_multiple_of(threads.max(1)).min(panels);
+        Blocking { rows, panels: panels.div_ceil(runs) }
     }
 
-    /// Given block sizes (tests: small blocks must give bitwise the same product).
+    /// Given block sizes (tests: any blocking must give bitwise the same product).
     #[cfg(test)]
-    pub(super) fn new(rows: usize, pairs: usize) -> Blocking {
-        assert!(rows.is_multiple_of(MB) && pairs.is_multiple_of(KS) && rows * pairs > 0, "blocks of 32 rows and 16 pairs");
-        Blocking { rows, pairs }
+    pub(super) fn new(rows: usize, panels: usize) -> Blocking {
+        assert!(rows.is_multiple_of(MB) && panels > 0, "groups of 32-row blocks, runs of panels");
+        Blocking { rows, panels }
     }
 }
 
@@ -82,7 +81,13 @@ pub unsafe fn gemm(a: View, b: Operand, dims: (usize, usize, usize), c: Dst, bia
 }
 
 /// The driver over any tile backend; `tiles` configures a fresh set on the calling thread;
-/// `blocking` overrides [`Blocking::for_pairs`].
+/// `blocking` overrides [`Blocking::for_shape`].
+///
+/// Loop order: row groups of A (in L2) one after another; in each, runs of column panels
+/// (in L2) spread over the threads; in a run, each 32-row block of A meets every panel of
+/// the run, over the whole of K at once (the four C tiles are stored once, when done).
+/// All operands must start on 64-byte lines to run at speed: the binaries' allocator
+/// ([`crate::allocator::KeepLarge`]) sees to it.
 ///
 /// # Safety
 /// `tiles()` must be safe to call on any rayon thread; the rest as in [`gemm`].
@@ -100,7 +105,9 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
     assert!(m * n * k > 0, "empty products are the caller's (Bf16Matmul)");
     assert!(bias.is_none_or(|b| b.len() == n), "bias of {n} columns");
     let kp = k.div_ceil(2).next_multiple_of(KS); // padded k-pairs
-    let Blocking { rows: mc, pairs: kc } = blocking.unwrap_or(Blocking::for_pairs(kp));
+    let panels = n.div_ceil(NB);
+    let threads = if parallel { rayon::current_num_threads() } else { 1 };
+    let Blocking { rows: mc, panels: nc } = blocking.unwrap_or(Blocking::for_shape(kp, panels, threads));
     let direct = a.cs == 1 && k % (2 * KS) == 0;
     let mfull = if direct { m / MB * MB } else { 0 };
     let rest = View {
@@ -111,51 +118,37 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
     pa.resize((m - mfull).next_multiple_of(MB) * kp, 0);
     let (pb, bkp) = b.panels(n, (k, kp), parallel); // [panel][bkp][NB]
     let bias = Bias(bias.map_or(std::ptr::null(), <[bf16]>::as_ptr));
-    // Rows m0..m1 of one column panel; `t` are the calling thread's tiles, configured once
-    // per run of panels (a run never yields to another rayon job, which could release
-    // them); `scratch` holds the rows' C tiles between K blocks ([rows][NB] f32), or one
-    // block's on its way to C when K is one block.
-    let panel = |(t, scratch): &mut (T, Vec<f32>), (j, (m0, m1)): (usize, (usize, usize))| {
+    // Panels j0..j1 over rows m0..m1; `t` are the calling thread's tiles, configured once
+    // per run (a run never yields to another rayon job, which could release them);
+    // `scratch` holds one block's C tiles on their way to C ([MB][NB] f32).
+    let run = |(t, scratch): &mut (T, Vec<f32>), ((j0, j1), (m0, m1)): ((usize, usize), (usize, usize))| {
         let bias = &bias;
-        let bp = pb[j * bkp * NB..].as_ptr() as *const u8;
         let (bstride, cstride) = (NB * 4, NB * 4);
-        let cols = NB.min(n - j * NB);
-        let bj = if bias.0.is_null() { bias.0 } else { bias.0.wrapping_add(j * NB) };
-        let blocked = kc < kp;
-        scratch.resize(if blocked { (m1 - m0).next_multiple_of(MB) } else { MB } * NB, 0.0);
-        for q0 in (0..kp).step_by(kc) {
-            let q1 = kp.min(q0 + kc);
-            for r0 in (m0..m1).step_by(MB) {
-                let (ap, astride) = if r0 < mfull {
-                    // SAFETY: r0 < mfull ≤ m is a row of A.
-                    (unsafe { a.row(r0) } as *const u8, a.rs * 2)
-                } else {
-                    (pa[(r0 - mfull) * kp..].as_ptr() as *const u8, kp * 4)
-                };
-                let at = if blocked { (r0 - m0) * NB } else { 0 };
-                let acc = scratch[at..].as_mut_ptr() as *mut u8; // [MB][NB] f32
+        scratch.resize(MB * NB, 0.0);
+        let acc = scratch.as_mut_ptr() as *mut u8;
+        for r0 in (m0..m1).step_by(MB) {
+            let (ap, astride) = if r0 < mfull {
+                // SAFETY: r0 < mfull ≤ m is a row of A.
+                (unsafe { a.row(r0) } as *const u8, a.rs * 2)
+            } else {
+                (pa[(r0 - mfull) * kp..].as_ptr() as *const u8, kp * 4)
+            };
+            for j in j0..j1 {
+                let bp = pb[j * bkp * NB..].as_ptr() as *const u8;
                 // SAFETY: A tiles read rows r0..r0+32 (inside A, or the zero-padded pack)
                 // and pairs q..q+16 < kp of them (K is whole tiles when direct); B tiles
-                // read pairs q..q+16 of this panel; C tiles load and store this block's
-                // MB x NB f32 of `scratch`.
+                // read pairs q..q+16 of this panel; C tiles store the block's MB x NB f32
+                // to `scratch`.
                 unsafe {
-                    let c_tiles = [acc, acc.add(ROW_BYTES), acc.add(ROWS * cstride), acc.add(ROWS * cstride + ROW_BYTES)];
-                    if q0 == 0 {
-                        t.zero::<0>();
-                        t.zero::<1>();
-                        t.zero::<2>();
-                        t.zero::<3>();
-                    } else {
-                        t.load::<0>(c_tiles[0], cstride);
-                        t.load::<1>(c_tiles[1], cstride);
-                        t.load::<2>(c_tiles[2], cstride);
-                        t.load::<3>(c_tiles[3], cstride);
-                    }
-                    // Each A and B tile is loaded just before its first product, so that the
-                    // products start while the later loads are in flight (loading all four
-                    // first was 5-13% slower on three of BERT-base's four shapes in
+                    t.zero::<0>();
+                    t.zero::<1>();
+                    t.zero::<2>();
+                    t.zero::<3>();
+                    // Each A and B tile is loaded just before its first product, so that
+                    // the products start while the later loads are in flight (loading all
+                    // four first was 5-13% slower on three of BERT-base's four shapes in
                     // `gemm_bench` on an AMX Xeon VM, docs/performance.md).
-                    for q in (q0..q1).step_by(KS) {
+                    for q in (0..kp).step_by(KS) {
                         t.load::<4>(ap.add(q * 4), astride);
                         t.load::<6>(bp.add(q * bstride), bstride);
                         t.dot_bf16::<0, 4, 6>();
@@ -165,29 +158,28 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
                         t.dot_bf16::<2, 5, 6>();
                         t.dot_bf16::<3, 5, 7>();
                     }
-                    t.store::<0>(c_tiles[0], cstride);
-                    t.store::<1>(c_tiles[1], cstride);
-                    t.store::<2>(c_tiles[2], cstride);
-                    t.store::<3>(c_tiles[3], cstride);
+                    t.store::<0>(acc, cstride);
+                    t.store::<1>(acc.add(ROW_BYTES), cstride);
+                    t.store::<2>(acc.add(ROWS * cstride), cstride);
+                    t.store::<3>(acc.add(ROWS * cstride + ROW_BYTES), cstride);
                 }
-                if q1 < kp {
-                    continue;
-                }
+                let cols = NB.min(n - j * NB);
+                let bj = if bias.0.is_null() { bias.0 } else { bias.0.wrapping_add(j * NB) };
                 // SAFETY: rows r0.., columns j*NB..j*NB+cols of C belong to this task only;
                 // the bias holds those columns; the scratch holds the block's MB rows.
-                unsafe { c.add(r0 * n + j * NB).store_block(&scratch[at..], (MB.min(m - r0), cols), n, bj) };
+                unsafe { c.add(r0 * n + j * NB).store_block(scratch, (MB.min(m - r0), cols), n, bj) };
             }
         }
     };
-    let panels = n.div_ceil(NB);
+    let runs: Vec<(usize, usize)> = (0..panels).step_by(nc).map(|j0| (j0, panels.min(j0 + nc))).collect();
     let init = || (tiles(), Vec::new());
     for m0 in (0..m).step_by(mc) {
         let rows = (m0, m.min(m0 + mc));
         if parallel {
-            (0..panels).into_par_iter().map(|j| (j, rows)).for_each_init(init, panel);
+            runs.par_iter().map(|&r| (r, rows)).for_each_init(init, run);
         } else {
             let mut state = init();
-            (0..panels).for_each(|j| panel(&mut state, (j, rows)));
+            runs.iter().for_each(|&r| run(&mut state, (r, rows)));
         }
     }
 }
@@ -210,8 +202,8 @@ mod tests {
         c
     }
 
-    /// Row blocks and K blocks (the C tiles stored to the scratch and reloaded between
-    /// them) give bitwise the sums of one pass, with A read in place and packed.
+    /// Row groups and runs of panels give bitwise the product of one group and one run,
+    /// with A read in place and packed.
     #[test]
     fn blocks_give_bitwise_the_unblocked_product() {
         for (m, k, n) in [(100, 192, 70), (70, 70, 33), (33, 256, 32)] {
@@ -220,10 +212,10 @@ mod tests {
             let rows = View { ptr: av.as_ptr(), rs: k, cs: 1 }; // in place when k % 32 == 0
             let cols = View { ptr: av.as_ptr(), rs: 1, cs: m }; // a transposed A: packed
             for a in [rows, cols] {
-                let whole = Blocking::new(m.next_multiple_of(MB), k.div_ceil(2).next_multiple_of(KS));
+                let whole = Blocking::new(m.next_multiple_of(MB), n.div_ceil(NB));
                 let one = product(Some(whole), a, b, (m, n, k), Some(&bias));
                 assert!(one.iter().all(|x| x.is_finite()), "every element written");
-                let blockings = [None, Some(Blocking::new(MB, KS)), Some(Blocking::new(2 * MB, 3 * KS)), Some(Blocking::new(MB, 2 * KS))];
+                let blockings = [None, Some(Blocking::new(MB, 1)), Some(Blocking::new(2 * MB, 2)), Some(Blocking::new(MB, 3))];
                 for blocking in blockings {
                     let blocked = product(blocking, a, b, (m, n, k), Some(&bias));
                     let same = one.iter().zip(&blocked).all(|(x, y)| x.to_bits() == y.to_bits());
@@ -236,7 +228,7 @@ mod tests {
     /// On a CPU with AMX, the real tiles give the tile model's products up to the order of
     /// the f32 additions inside `TDPBF16PS` (the hardware's sums differ from the SDM's
     /// pseudo-code in the last bits: measured on a Xeon, up to 1e-5 relative where the sum
-    /// cancels), and K blocks give bitwise the sums of one pass, as on the model; elsewhere
+    /// cancels), and other blockings give bitwise the same sums, as on the model; elsewhere
     /// the test says it skipped.
     #[test]
     fn the_tiles_give_the_models_product() {
@@ -272,22 +264,23 @@ mod tests {
                     let close = ((x - y).abs() as f64) <= 1e-6 * scale[e] + 1e-6;
                     assert!(close, "{m}x{k}x{n} {name}: C[{}, {}] = {x} on the tiles, {y} on the model", e / n, e % n);
                 }
-                let blocked = on(Some(Blocking::new(MB, 2 * KS)), false);
-                assert!(tiles.iter().zip(&blocked).all(|(x, y)| x.to_bits() == y.to_bits()), "{m}x{k}x{n} {name}: K blocks");
+                let blocked = on(Some(Blocking::new(MB, 2)), false);
+                assert!(tiles.iter().zip(&blocked).all(|(x, y)| x.to_bits() == y.to_bits()), "{m}x{k}x{n} {name}: blocks");
             }
         }
     }
 
-    /// K stays whole up to 768 (a 48 KiB B panel) and is cut in equal blocks of at most 256
-    /// pairs past it; A's row block fits in 1 MiB.
+    /// A's row group fits in 1 MiB; runs of panels fit in 768 KiB, one run per thread at
+    /// least, of equal length.
     #[test]
     fn blocking_follows_the_caches() {
-        let b = Blocking::for_pairs(384);
-        assert_eq!((b.rows, b.pairs), (672, 384));
-        let b = Blocking::for_pairs(1536); // K = 3072
-        assert_eq!((b.rows, b.pairs), (160, 256));
-        let b = Blocking::for_pairs(400);
-        assert_eq!(b.pairs, 208); // two blocks of 200 pairs, whole tiles
-        assert_eq!(Blocking::for_pairs(1 << 20).rows, MB);
+        let b = Blocking::for_shape(384, 96, 2); // K = 768, N = 3072: 48 KiB panels
+        assert_eq!((b.rows, b.panels), (672, 16)); // 6 runs of 16
+        let b = Blocking::for_shape(384, 24, 2); // N = 768: 2 runs of 12, not 16 + 8
+        assert_eq!((b.rows, b.panels), (672, 12));
+        let b = Blocking::for_shape(1536, 24, 2); // K = 3072: 192 KiB panels
+        assert_eq!((b.rows, b.panels), (160, 4));
+        assert_eq!(Blocking::for_shape(1536, 3, 4).panels, 1); // fewer panels than threads
+        assert_eq!(Blocking::for_shape(1 << 20, 1, 1).rows, MB);
     }
 }
