@@ -5,8 +5,10 @@
 //! several layers that read the same input as one product (fused Q/K/V): the weights are
 //! concatenated on every call, so the optimizer's in-place updates are always seen; a
 //! frozen model concatenates them once (`Dense::frozen_cat`). A frozen layer also keeps
-//! its bf16 weight packed for the kernels after the first product ([`kernels::Prepacked`]).
+//! its bf16 weight packed for the kernels after the first product ([`kernels::Prepacked`]),
+//! and applies GELU as its product's epilogue (`Dense::forward_act`).
 
+use crate::config::Activation;
 use crate::kernels;
 use candle_core::{Result, Tensor};
 
@@ -50,6 +52,17 @@ impl Dense {
 
     pub fn bias(&self) -> &Tensor {
         &self.bias
+    }
+
+    /// `act(x · Wᵀ + b)`: [..., in] → [..., out]. A frozen bf16 layer applies exact-erf
+    /// GELU as the product's epilogue ([`kernels::Linear::forward_gelu`]); other layers
+    /// (trainable ones, whose backward needs the product) write the product and apply the
+    /// fused bias + activation op to it.
+    pub fn forward_act(&self, act: Activation, x: &Tensor) -> Result<Tensor> {
+        if act == Activation::Gelu && self.prepacked.is_some() && kernels::Linear::gelu_applies(x, &self.weight) {
+            return kernels::Linear::forward_gelu(x, &self.weight, &self.bias, self.prepacked.as_ref());
+        }
+        crate::elementwise::bias_act(act, &self.product(x)?, &self.bias)
     }
 
     /// A frozen layer's packed bf16 weight (for products over blocks of its rows).

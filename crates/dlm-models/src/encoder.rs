@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::names;
 use crate::params::ParamBuilder;
 use candle_core::{DType, Module, Tensor};
-use crate::elementwise::{Keys, Norm, attention, bias_act};
+use crate::elementwise::{Keys, Norm, attention};
 use candle_nn::Embedding;
 
 fn linear(pb: &ParamBuilder, family: Family, prefix: &str, out: usize, inp: usize) -> Result<Dense> {
@@ -158,7 +158,7 @@ impl Layer {
         let context = attention(&qkv, keys, self.heads, drop.mask(self.attention_dropout))?; // [b, s, h]
         let out = self.attention_out.product(&context)?;
         let x = self.attention_norm.forward_add(&out, Some(self.attention_out.bias()), Some(x), drop.mask(self.hidden_dropout))?;
-        let inner = bias_act(self.act, &self.intermediate.product(&x)?, self.intermediate.bias())?; // [b, s, ffn]
+        let inner = self.intermediate.forward_act(self.act, &x)?; // [b, s, ffn]
         let out = self.output.product(&inner)?;
         Ok(self.output_norm.forward_add(&out, Some(self.output.bias()), Some(&x), drop.mask(self.hidden_dropout))?)
     }

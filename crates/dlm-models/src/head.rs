@@ -11,7 +11,7 @@ use crate::kernels::vocab_reduce;
 use crate::names::{self, HeadPart};
 use crate::params::ParamBuilder;
 use candle_core::Tensor;
-use crate::elementwise::{Norm, bias_act};
+use crate::elementwise::Norm;
 
 pub(crate) struct MlmHead {
     dense: Dense,
@@ -55,7 +55,7 @@ impl MlmHead {
 
     /// dense → activation → LayerNorm: [..., hidden] → [..., hidden]
     fn transform(&self, hidden: &Tensor) -> Result<Tensor> {
-        let x = bias_act(self.act, &self.dense.product(hidden)?, self.dense.bias())?; // [..., hidden]
+        let x = self.dense.forward_act(self.act, hidden)?; // [..., hidden]
         Ok(self.norm.forward(&x)?)
     }
 }

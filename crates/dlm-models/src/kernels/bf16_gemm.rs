@@ -335,18 +335,9 @@ unsafe fn kernel(
             (widen(_mm256_maskz_loadu_epi16(m0, bias as *const _)), widen(_mm256_maskz_loadu_epi16(m1, bias.add(16) as *const _)))
         };
         for (r, acc) in acc.iter().enumerate().take(rows) {
-            let (y0, y1) = (_mm512_add_ps(acc[0], b0), _mm512_add_ps(acc[1], b1));
-            match c.add(r * ldc) {
-                Dst::Bf16(row) => {
-                    let row = row as *mut i16;
-                    _mm256_mask_storeu_epi16(row, m0, core::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(y0)));
-                    _mm256_mask_storeu_epi16(row.add(16), m1, core::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(y1)));
-                }
-                Dst::F32(row) => {
-                    _mm512_mask_storeu_ps(row, m0, y0);
-                    _mm512_mask_storeu_ps(row.add(16), m1, y1);
-                }
-            }
+            let row = c.add(r * ldc);
+            row.put16(_mm512_add_ps(acc[0], b0), m0);
+            row.add(16).put16(_mm512_add_ps(acc[1], b1), m1);
         }
     }
 }
@@ -363,12 +354,16 @@ unsafe fn widen(x: __m256i) -> __m512 {
     unsafe { _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(x))) }
 }
 
-/// Where a product's sums go: rounded once to bf16 (the kernels' products), or as they are
-/// in f32 (attention's scores of bf16 operands); `C[i, j]` at element `i·n + j` from here.
+/// Where a product's sums go: rounded once to bf16 (the kernels' products), as they are in
+/// f32 (attention's scores of bf16 operands), or rounded once to bf16 and then through
+/// exact-erf GELU, rounded again (an inference FFN's `gelu(x·Wᵀ + b)`: what PyTorch's
+/// bf16 `addmm` followed by `gelu` computes, without writing and re-reading the product);
+/// `C[i, j]` at element `i·n + j` from here.
 #[derive(Clone, Copy)]
 pub enum Dst {
     Bf16(*mut bf16),
     F32(*mut f32),
+    Bf16Gelu(*mut bf16),
 }
 // SAFETY: parallel tasks write disjoint parts of the output.
 unsafe impl Send for Dst {}
@@ -385,24 +380,63 @@ impl Dst {
             match self {
                 Dst::Bf16(p) => Dst::Bf16(p.add(i)),
                 Dst::F32(p) => Dst::F32(p.add(i)),
+                Dst::Bf16Gelu(p) => Dst::Bf16Gelu(p.add(i)),
             }
         }
     }
 
-    /// `dst[r·ldc + j] = acc[r·NR + j] + bias[j]` for `r < rows`, `j < cols ≤ NR` (no bias
-    /// when null): a block of C from its f32 sums `acc` (`[rows][NR]`), rounded to nearest
-    /// even when bf16: 16 lanes at a time with AVX512-BF16 where the CPU has it
+    /// The first `len` of 16 sums `y` (`len` the set lanes of `mask`) written here, in the
+    /// destination's form.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F/BW/VL and AVX512-BF16; the masked lanes must be
+    /// writable.
+    #[inline(always)]
+    unsafe fn put16(self, y: __m512, mask: __mmask16) {
+        unsafe {
+            let rounded = |y| core::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(y));
+            match self {
+                Dst::Bf16(p) => _mm256_mask_storeu_epi16(p as *mut _, mask, rounded(y)),
+                Dst::F32(p) => _mm512_mask_storeu_ps(p, mask, y),
+                Dst::Bf16Gelu(p) => {
+                    let mut z = [0f32; 16];
+                    _mm512_storeu_ps(z.as_mut_ptr(), widen(rounded(y)));
+                    for z in &mut z {
+                        *z = super::gelu::gelu(*z);
+                    }
+                    _mm256_mask_storeu_epi16(p as *mut _, mask, rounded(_mm512_loadu_ps(z.as_ptr())));
+                }
+            }
+        }
+    }
+
+    /// [`Dst::put16`] of one sum, without vector instructions.
+    ///
+    /// # Safety
+    /// `self` must be writable.
+    pub(super) unsafe fn put(self, y: f32) {
+        unsafe {
+            match self {
+                Dst::Bf16(p) => p.write(bf16::from_f32(y)),
+                Dst::F32(p) => p.write(y),
+                Dst::Bf16Gelu(p) => p.write(bf16::from_f32(super::gelu::gelu(bf16::from_f32(y).to_f32()))),
+            }
+        }
+    }
+
+    /// `dst[r·ldc + j] = acc[r·NR + j] + bias[j]` for `r` in `rows`, `j < cols ≤ NR` (no
+    /// bias when null): rows of a block of C from its f32 sums `acc` (`[..][NR]`), in the
+    /// destination's form: 16 lanes at a time with AVX512-BF16 where the CPU has it
     /// (`vcvtneps2bf16`, which reads denormal sums as zero), else one element at a time (the
-    /// AMX driver on the tile model, on CPUs without it). One call per block: the feature
-    /// test and the bias's load are made once for its rows.
+    /// AMX driver on the tile model, on CPUs without it).
     ///
     /// # Safety
     /// `self` must be writable at `r·ldc + j` and `bias` (when not null) readable for `cols`
-    /// elements; `acc` must hold `rows` rows of NR.
-    pub(super) unsafe fn store_block(self, acc: &[f32], (rows, cols): (usize, usize), ldc: usize, bias: *const bf16) {
-        assert!(cols <= NR && acc.len() >= rows * NR, "a block of at most {NR} columns");
+    /// elements; `acc` must hold `rows.end` rows of NR.
+    pub(super) unsafe fn store_block(self, acc: &[f32], (rows, cols): (std::ops::Range<usize>, usize), ldc: usize, bias: *const bf16) {
+        assert!(cols <= NR && acc.len() >= rows.end * NR, "a block of at most {NR} columns");
         #[target_feature(enable = "avx512f,avx512bf16,avx512bw,avx512vl")]
-        unsafe fn vector(dst: Dst, acc: &[f32], (rows, cols): (usize, usize), ldc: usize, bias: *const bf16) {
+        unsafe fn vector(dst: Dst, acc: &[f32], (rows, cols): (std::ops::Range<usize>, usize), ldc: usize, bias: *const bf16) {
             unsafe {
                 let m = [lanes(cols), lanes(cols.saturating_sub(16))];
                 let b = if bias.is_null() {
@@ -410,16 +444,10 @@ impl Dst {
                 } else {
                     [widen(_mm256_maskz_loadu_epi16(m[0], bias as *const _)), widen(_mm256_maskz_loadu_epi16(m[1], bias.add(16) as *const _))]
                 };
-                for r in 0..rows {
+                for r in rows {
                     for h in 0..2 {
                         let y = _mm512_add_ps(_mm512_maskz_loadu_ps(m[h], acc.as_ptr().add(r * NR + 16 * h)), b[h]);
-                        match dst {
-                            Dst::Bf16(p) => {
-                                let y = core::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(y));
-                                _mm256_mask_storeu_epi16(p.add(r * ldc + 16 * h) as *mut _, m[h], y);
-                            }
-                            Dst::F32(p) => _mm512_mask_storeu_ps(p.add(r * ldc + 16 * h), m[h], y),
-                        }
+                        dst.add(r * ldc + 16 * h).put16(y, m[h]);
                     }
                 }
             }
@@ -428,13 +456,9 @@ impl Dst {
             if is_x86_feature_detected!("avx512bf16") && is_x86_feature_detected!("avx512bw") {
                 return vector(self, acc, (rows, cols), ldc, bias);
             }
-            for r in 0..rows {
+            for r in rows {
                 for (j, &v) in acc[r * NR..][..cols].iter().enumerate() {
-                    let y = v + if bias.is_null() { 0.0 } else { (*bias.add(j)).to_f32() };
-                    match self {
-                        Dst::Bf16(p) => p.add(r * ldc + j).write(bf16::from_f32(y)),
-                        Dst::F32(p) => p.add(r * ldc + j).write(y),
-                    }
+                    self.add(r * ldc + j).put(v + if bias.is_null() { 0.0 } else { (*bias.add(j)).to_f32() });
                 }
             }
         }

@@ -68,23 +68,62 @@ impl Bf16Kernel {
         self,
         a: super::bf16_gemm::View,
         b: super::bf16_gemm::Operand,
-        (m, n, k): (usize, usize, usize),
+        dims: (usize, usize, usize),
         bias: Option<&[half::bf16]>,
         parallel: bool,
     ) -> Vec<half::bf16> {
-        if m * n * k == 0 {
-            return match bias {
-                Some(bias) => bias.iter().copied().cycle().take(m * n).collect(),
-                None => vec![half::bf16::ZERO; m * n],
-            };
-        }
+        // SAFETY: as the caller promised.
+        unsafe { self.new_output(a, b, dims, bias, parallel, false) }
+    }
+
+    /// [`Bf16Kernel::new_product`] through exact-erf GELU, each sum rounded before it
+    /// ([`super::bf16_gemm::Dst::Bf16Gelu`]).
+    ///
+    /// # Safety
+    /// As [`Bf16Kernel::new_product`].
+    #[cfg(target_arch = "x86_64")]
+    pub(super) unsafe fn new_gelu_product(
+        self,
+        a: super::bf16_gemm::View,
+        b: super::bf16_gemm::Operand,
+        dims: (usize, usize, usize),
+        bias: Option<&[half::bf16]>,
+        parallel: bool,
+    ) -> Vec<half::bf16> {
+        // SAFETY: as the caller promised.
+        unsafe { self.new_output(a, b, dims, bias, parallel, true) }
+    }
+
+    /// The two above.
+    ///
+    /// # Safety
+    /// As [`Bf16Kernel::new_product`].
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn new_output(
+        self,
+        a: super::bf16_gemm::View,
+        b: super::bf16_gemm::Operand,
+        (m, n, k): (usize, usize, usize),
+        bias: Option<&[half::bf16]>,
+        parallel: bool,
+        gelu: bool,
+    ) -> Vec<half::bf16> {
+        use super::bf16_gemm::Dst;
         let mut c = Vec::with_capacity(m * n);
-        // SAFETY: as the caller promised; the kernel writes all `m * n` elements of the
-        // reserved buffer without reading them, so they are initialised before `set_len`.
-        unsafe {
-            self.gemm(a, b, (m, n, k), super::bf16_gemm::Dst::Bf16(c.as_mut_ptr()), bias, parallel);
-            c.set_len(m * n);
+        let dst = if gelu { Dst::Bf16Gelu(c.as_mut_ptr()) } else { Dst::Bf16(c.as_mut_ptr()) };
+        if m * n * k == 0 {
+            let sum = |j: usize| bias.map_or(0.0, |b| b[j].to_f32());
+            for i in 0..m * n {
+                // SAFETY: i < m * n, inside the reservation; each element written once.
+                unsafe { dst.add(i).put(sum(i % n)) };
+            }
+        } else {
+            // SAFETY: as the caller promised; the kernel writes all `m * n` elements of the
+            // reserved buffer without reading them.
+            unsafe { self.gemm(a, b, (m, n, k), dst, bias, parallel) };
         }
+        // SAFETY: all m * n elements were written above.
+        unsafe { c.set_len(m * n) };
         c
     }
 

@@ -120,12 +120,29 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
     let bias = Bias(bias.map_or(std::ptr::null(), <[bf16]>::as_ptr));
     // Panels j0..j1 over rows m0..m1; `t` are the calling thread's tiles, configured once
     // per run (a run never yields to another rayon job, which could release them);
-    // `scratch` holds one block's C tiles on their way to C ([MB][NB] f32).
+    // `scratch` holds two blocks' C tiles ([2][MB][NB] f32): the block being summed, and
+    // the one before it, whose rows are written to C (rounded, with the bias, through the
+    // epilogue) a few at a time between the product steps of the next, so that this
+    // vector work runs while the tiles work (the C tiles can only be stored once a block's
+    // last product is done).
     let run = |(t, scratch): &mut (T, Vec<f32>), ((j0, j1), (m0, m1)): ((usize, usize), (usize, usize))| {
         let bias = &bias;
         let (bstride, cstride) = (NB * 4, NB * 4);
-        scratch.resize(MB * NB, 0.0);
-        let acc = scratch.as_mut_ptr() as *mut u8;
+        scratch.resize(2 * MB * NB, 0.0);
+        let per_step = MB.div_ceil(kp / KS); // rows of the last block written per step
+        // Rows `rows` of block (r0, j), summed in half `h` of the scratch, written to C.
+        let write = |scratch: &[f32], (h, r0, j): (usize, usize, usize), rows: std::ops::Range<usize>| {
+            let rows = rows.start.min(m - r0)..rows.end.min(m - r0);
+            if rows.is_empty() {
+                return;
+            }
+            let cols = NB.min(n - j * NB);
+            let bj = if bias.0.is_null() { bias.0 } else { bias.0.wrapping_add(j * NB) };
+            // SAFETY: rows r0.., columns j*NB..j*NB+cols of C belong to this task only; the
+            // bias holds those columns; the scratch's half h holds the block's MB rows.
+            unsafe { c.add(r0 * n + j * NB).store_block(&scratch[h * MB * NB..], (rows, cols), n, bj) };
+        };
+        let mut last: Option<(usize, usize, usize)> = None; // (half, r0, j) of the block before
         for r0 in (m0..m1).step_by(MB) {
             let (ap, astride) = if r0 < mfull {
                 // SAFETY: r0 < mfull ≤ m is a row of A.
@@ -135,10 +152,10 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
             };
             for j in j0..j1 {
                 let bp = pb[j * bkp * NB..].as_ptr() as *const u8;
+                let h = last.map_or(0, |(h, _, _)| 1 - h);
                 // SAFETY: A tiles read rows r0..r0+32 (inside A, or the zero-padded pack)
                 // and pairs q..q+16 < kp of them (K is whole tiles when direct); B tiles
-                // read pairs q..q+16 of this panel; C tiles store the block's MB x NB f32
-                // to `scratch`.
+                // read pairs q..q+16 of this panel.
                 unsafe {
                     t.zero::<0>();
                     t.zero::<1>();
@@ -148,7 +165,7 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
                     // the products start while the later loads are in flight (loading all
                     // four first was 5-13% slower on three of BERT-base's four shapes in
                     // `gemm_bench` on an AMX Xeon VM, docs/performance.md).
-                    for q in (0..kp).step_by(KS) {
+                    for (step, q) in (0..kp).step_by(KS).enumerate() {
                         t.load::<4>(ap.add(q * 4), astride);
                         t.load::<6>(bp.add(q * bstride), bstride);
                         t.dot_bf16::<0, 4, 6>();
@@ -157,18 +174,25 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
                         t.load::<5>(ap.add(ROWS * astride + q * 4), astride);
                         t.dot_bf16::<2, 5, 6>();
                         t.dot_bf16::<3, 5, 7>();
+                        if let Some(before) = last {
+                            write(scratch, before, (step * per_step).min(MB)..((step + 1) * per_step).min(MB));
+                        }
                     }
+                }
+                let acc = scratch[h * MB * NB..].as_mut_ptr() as *mut u8; // [MB][NB] f32
+                // SAFETY: the C tiles store the block's MB x NB f32 to its half of `scratch`,
+                // whose rows were all written to C above.
+                unsafe {
                     t.store::<0>(acc, cstride);
                     t.store::<1>(acc.add(ROW_BYTES), cstride);
                     t.store::<2>(acc.add(ROWS * cstride), cstride);
                     t.store::<3>(acc.add(ROWS * cstride + ROW_BYTES), cstride);
                 }
-                let cols = NB.min(n - j * NB);
-                let bj = if bias.0.is_null() { bias.0 } else { bias.0.wrapping_add(j * NB) };
-                // SAFETY: rows r0.., columns j*NB..j*NB+cols of C belong to this task only;
-                // the bias holds those columns; the scratch holds the block's MB rows.
-                unsafe { c.add(r0 * n + j * NB).store_block(scratch, (MB.min(m - r0), cols), n, bj) };
+                last = Some((h, r0, j));
             }
+        }
+        if let Some(before) = last {
+            write(scratch, before, 0..MB);
         }
     };
     let runs: Vec<(usize, usize)> = (0..panels).step_by(nc).map(|j0| (j0, panels.min(j0 + nc))).collect();
