@@ -57,9 +57,10 @@ impl Bf16Kernel {
         }
     }
 
-    /// `A · Bᵀ (+ bias)` as a new row-major `[m, n]` vector (see [`Bf16Kernel::gemm`]),
-    /// written once, never zeroed first; an empty contraction (`k` 0) gives the bias, or
-    /// zeros.
+    /// `A · Bᵀ (+ bias)` as a new row-major `[m, n]` vector (see [`Bf16Kernel::gemm`]) in
+    /// the form `out` gives its destination (`Dst::Bf16`, or `Dst::Bf16Gelu` for GELU of
+    /// each rounded sum), written once, never zeroed first; an empty contraction (`k` 0)
+    /// gives the bias, or zeros, in that form.
     ///
     /// # Safety
     /// As [`Bf16Kernel::gemm`], but any of `m`, `n`, `k` may be 0.
@@ -68,49 +69,13 @@ impl Bf16Kernel {
         self,
         a: super::bf16_gemm::View,
         b: super::bf16_gemm::Operand,
-        dims: (usize, usize, usize),
-        bias: Option<&[half::bf16]>,
-        parallel: bool,
-    ) -> Vec<half::bf16> {
-        // SAFETY: as the caller promised.
-        unsafe { self.new_output(a, b, dims, bias, parallel, false) }
-    }
-
-    /// [`Bf16Kernel::new_product`] through exact-erf GELU, each sum rounded before it
-    /// ([`super::bf16_gemm::Dst::Bf16Gelu`]).
-    ///
-    /// # Safety
-    /// As [`Bf16Kernel::new_product`].
-    #[cfg(target_arch = "x86_64")]
-    pub(super) unsafe fn new_gelu_product(
-        self,
-        a: super::bf16_gemm::View,
-        b: super::bf16_gemm::Operand,
-        dims: (usize, usize, usize),
-        bias: Option<&[half::bf16]>,
-        parallel: bool,
-    ) -> Vec<half::bf16> {
-        // SAFETY: as the caller promised.
-        unsafe { self.new_output(a, b, dims, bias, parallel, true) }
-    }
-
-    /// The two above.
-    ///
-    /// # Safety
-    /// As [`Bf16Kernel::new_product`].
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn new_output(
-        self,
-        a: super::bf16_gemm::View,
-        b: super::bf16_gemm::Operand,
         (m, n, k): (usize, usize, usize),
         bias: Option<&[half::bf16]>,
         parallel: bool,
-        gelu: bool,
+        out: fn(*mut half::bf16) -> super::bf16_gemm::Dst,
     ) -> Vec<half::bf16> {
-        use super::bf16_gemm::Dst;
         let mut c = Vec::with_capacity(m * n);
-        let dst = if gelu { Dst::Bf16Gelu(c.as_mut_ptr()) } else { Dst::Bf16(c.as_mut_ptr()) };
+        let dst = out(c.as_mut_ptr());
         if m * n * k == 0 {
             let sum = |j: usize| bias.map_or(0.0, |b| b[j].to_f32());
             for i in 0..m * n {

@@ -182,7 +182,7 @@ impl Linear {
 /// bf16 operands as the kernels' `(row, k)` views: element `(i, k)` at `ptr[i·rs + k·cs]`.
 #[cfg(target_arch = "x86_64")]
 mod bf16_views {
-    pub(super) use super::super::bf16_gemm::{Operand, PANEL, Packed, View};
+    pub(super) use super::super::bf16_gemm::{Dst, Operand, PANEL, Packed, View};
     use half::bf16;
 
     pub(super) fn view(v: &[bf16], rs: usize, cs: usize) -> View {
@@ -247,7 +247,7 @@ fn slices<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
 /// sums.
 #[cfg(target_arch = "x86_64")]
 fn fwd_bf16(op: &Linear, x: &[bf16], w: &[bf16], bias: Option<&[bf16]>, (rows, inp, out): (usize, usize, usize)) -> Result<Vec<bf16>> {
-    use bf16_views::{Operand, view, w_oi};
+    use bf16_views::{Dst, Operand, view, w_oi};
     // B(o, i) = W[o, i], read in place or packed before.
     let wv = match &op.packed {
         Some((p, first)) => Operand::Packed(p, *first),
@@ -256,24 +256,25 @@ fn fwd_bf16(op: &Linear, x: &[bf16], w: &[bf16], bias: Option<&[bf16]>, (rows, i
     let (kernel, xv, dims) = (op.kernel()?, view(x, inp, 1), (rows, out, inp));
     // SAFETY: the kernel is the level's (or a test's among those the CPU runs); the views
     // address rows x in and out x in elements of their slices (geometry checked).
-    Ok(unsafe { if op.gelu { kernel.new_gelu_product(xv, wv, dims, bias, true) } else { kernel.new_product(xv, wv, dims, bias, true) } })
+    let out = if op.gelu { Dst::Bf16Gelu } else { Dst::Bf16 };
+    Ok(unsafe { kernel.new_product(xv, wv, dims, bias, true, out) })
 }
 
 /// [`grads`] in bf16: `dx = dy · W` and `dW = dyᵀ · x` in the weight operand's layout.
 #[cfg(target_arch = "x86_64")]
 fn grads_bf16(op: &Linear, x: &[bf16], w: &[bf16], dy: &[bf16], (rows, inp, out): (usize, usize, usize)) -> Result<(Vec<bf16>, Vec<bf16>)> {
-    use bf16_views::{Operand, view};
+    use bf16_views::{Dst, Operand, view};
     let kernel = op.kernel()?;
     // B(i, o) = W[o, i]; A(o, r) = dy[r, o]; (i, r) = x[r, i].
     let w_io = Operand::View(if op.transposed { view(w, out, 1) } else { view(w, 1, inp) });
     let (dy_ro, dy_or, x_ir) = (view(dy, out, 1), view(dy, 1, out), view(x, 1, inp));
     // SAFETY: as in `fwd_bf16`; every view addresses its matrix inside its slice.
     unsafe {
-        let dx = kernel.new_product(dy_ro, w_io, (rows, inp, out), None, true); // [rows, in]
+        let dx = kernel.new_product(dy_ro, w_io, (rows, inp, out), None, true, Dst::Bf16); // [rows, in]
         let dw = if op.transposed {
-            kernel.new_product(x_ir, Operand::View(dy_or), (inp, out, rows), None, true) // [in, out]
+            kernel.new_product(x_ir, Operand::View(dy_or), (inp, out, rows), None, true, Dst::Bf16) // [in, out]
         } else {
-            kernel.new_product(dy_or, Operand::View(x_ir), (out, inp, rows), None, true) // [out, in]
+            kernel.new_product(dy_or, Operand::View(x_ir), (out, inp, rows), None, true, Dst::Bf16) // [out, in]
         };
         Ok((dx, dw))
     }

@@ -141,7 +141,7 @@ impl CustomOp2 for Bf16Matmul {
             vec![bf16::ZERO; batch * m * n]
         } else if batch == 1 {
             let (av, bv) = views(0);
-            unsafe { self.0.new_product(av, bv, (m, n, k), None, true) }
+            unsafe { self.0.new_product(av, bv, (m, n, k), None, true, bf16_gemm::Dst::Bf16) }
         } else {
             // Items in parallel, each written in place into its part of one buffer.
             let mut c = Vec::with_capacity(batch * m * n);
