@@ -150,8 +150,12 @@ unsafe impl GlobalAlloc for KeepLarge {
 mod tests {
     use super::*;
 
+    /// The kept-block list is the process's: tests that free large blocks take turns.
+    static TURN: Mutex<()> = Mutex::new(());
+
     #[test]
     fn large_blocks_are_kept_and_reused_zeroed_on_request() {
+        let _turn = TURN.lock();
         keep_freed_pages();
         let (a, b) = (Layout::from_size_align(LARGE + 5, 64).unwrap(), Layout::from_size_align(LARGE + 1000, 64).unwrap());
         // SAFETY: layouts are non-zero; every block is freed with the layout it was
@@ -197,6 +201,7 @@ mod tests {
     /// one grown past 4 KiB (`realloc`) moves to a line with its contents.
     #[test]
     fn blocks_of_a_page_and_more_start_on_a_line() {
+        let _turn = TURN.lock();
         // SAFETY: every block is freed (or grown) with the layout it was allocated with.
         unsafe {
             for size in [ALIGNED_FROM, ALIGNED_FROM + 16, 1 << 20, LARGE + 3] {
