@@ -161,6 +161,41 @@ fn gather<E: Elem>(x: &[E], g: &Geometry, (n, head, part): (usize, usize, Option
     out
 }
 
+/// Rows `[rows, parts·h]` (the output, or the Q/K/V gradient) from the per-(sequence,
+/// head) f32 results `heads[n·heads + head]`, each `[parts][len][d]`: element `(part, i,
+/// j)` goes to row `start + i`, column `part·h + head·d + j`, rounded to `E`. Rows are
+/// written whole, chunks of them in parallel and vectorised (a serial loop over the heads
+/// here was about 8% of a bf16 BERT-base forward); the spans cover every row once.
+fn scatter<E: Elem>(heads: &[Vec<f32>], g: &Geometry, parts: usize) -> Vec<E> {
+    let rows = g.out.elem_count() / g.h;
+    let mut owner = vec![None; rows]; // (sequence, row in it) of each row
+    for (n, sp) in g.spans.iter().enumerate() {
+        for i in 0..sp.len {
+            owner[sp.start + i] = Some((n, i));
+        }
+    }
+    let owner: Vec<(usize, usize)> = owner.into_iter().map(|o| o.expect("the spans cover every row")).collect();
+    let (width, chunk) = (parts * g.h, vector::rows_per_task(rows, parts * g.h));
+    // SAFETY: every chunk of whole rows is written whole, part by part and head by head.
+    unsafe {
+        vector::par_fill(rows * width, chunk * width, |c, yc| {
+            vector::vectorised(#[inline(always)] || {
+                for (r, row) in yc.chunks_mut(width).enumerate() {
+                    let (n, i) = owner[c * chunk + r];
+                    let len = g.spans[n].len;
+                    for (ph, o) in row.chunks_mut(g.d).enumerate() {
+                        let (part, head) = (ph / g.heads, ph % g.heads);
+                        let src = &heads[n * g.heads + head][(part * len + i) * g.d..][..g.d];
+                        for (o, &x) in o.iter_mut().zip(src) {
+                            o.write(E::put(x));
+                        }
+                    }
+                }
+            })
+        })
+    }
+}
+
 /// `x` as bf16 elements when `E` is bf16.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -326,17 +361,7 @@ impl Attention {
             .into_par_iter()
             .map(|t| vector::vectorised(#[inline(always)] || self.fwd_head(qkv, bias, g, (t / g.heads, t % g.heads))))
             .collect();
-        let mut out = vec![E::ZERO; g.out.elem_count()];
-        for (t, head) in heads.iter().enumerate() {
-            let (n, hd) = (t / g.heads, t % g.heads);
-            for (i, row) in head.chunks(g.d).enumerate() {
-                let o = &mut out[(g.spans[n].start + i) * g.h + hd * g.d..][..g.d];
-                for (o, &x) in o.iter_mut().zip(row) {
-                    *o = E::put(x);
-                }
-            }
-        }
-        out
+        scatter(&heads, g, 1)
     }
 
     fn bwd<E: Elem>(&self, qkv: &[E], bias: &[E], dout: &[E], g: &Geometry) -> Vec<E> {
@@ -344,19 +369,7 @@ impl Attention {
             .into_par_iter()
             .map(|t| vector::vectorised(#[inline(always)] || self.bwd_head(qkv, bias, dout, g, (t / g.heads, t % g.heads))))
             .collect();
-        let mut dqkv = vec![E::ZERO; qkv.len()];
-        for (t, grads) in heads.iter().enumerate() {
-            let (n, hd) = (t / g.heads, t % g.heads);
-            for (part, grad) in grads.chunks(g.spans[n].len * g.d).enumerate() {
-                for (i, row) in grad.chunks(g.d).enumerate() {
-                    let o = &mut dqkv[g.at(n, part, hd, i)..][..g.d];
-                    for (o, &x) in o.iter_mut().zip(row) {
-                        *o = E::put(x);
-                    }
-                }
-            }
-        }
-        dqkv
+        scatter(&heads, g, 3)
     }
 }
 
