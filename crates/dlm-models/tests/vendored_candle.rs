@@ -6,7 +6,8 @@ use candle_core::{DType, Device, Tensor, Var};
 /// A bf16 sum keeps its total in f32 and rounds once: 100,000 ones sum to 100,000 (to
 /// bf16's ulp of 512 there), where adding into a bf16 total stalls at 256 (256 + 1 rounds
 /// back to 256); a row-wise sum of mixed signs is within one bf16 ulp of the f32 sum
-/// (a bf16 total drifts by several).
+/// (a bf16 total drifts by several); a long sum, in parallel blocks, is within one bf16
+/// step of the exact one and the same every time.
 #[test]
 fn bf16_sums_accumulate_in_f32() {
     let ones = Tensor::ones(100_000, DType::BF16, &Device::Cpu).unwrap();
@@ -20,6 +21,16 @@ fn bf16_sums_accumulate_in_f32() {
     for (i, (got, want)) in rows.iter().zip(&want).enumerate() {
         assert!((got - want).abs() <= want.abs() / 128.0, "row {i}: bf16 sum {got}, f32 sum rounded {want}");
     }
+
+    // Past 64 Ki elements the blocks are summed in parallel and added in order: within one
+    // bf16 step of the exact sum, and the same bits every time.
+    let v: Vec<f32> = (0..1_000_003).map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 4.0).collect();
+    let x = Tensor::from_vec(v, 1_000_003, &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap();
+    let exact: f64 = x.to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap().iter().map(|&v| v as f64).sum();
+    let sum = || x.sum_all().unwrap().to_dtype(DType::F32).unwrap().to_scalar::<f32>().unwrap();
+    let total = sum();
+    assert!((total as f64 - exact).abs() <= exact.abs() / 128.0, "parallel bf16 sum {total}, exact {exact}");
+    assert!((0..5).all(|_| sum().to_bits() == total.to_bits()), "the same total every time");
 }
 
 /// A node's first gradient is stored as it is, later ones added: `y = x·x + 3x` has two

@@ -219,19 +219,31 @@ impl VecOps for half::bf16 {
     }
 
     /// dlm patch (vendor/README.md): the sum kept in f32, 16 lanes, rounded once, as
-    /// PyTorch sums bf16; upstream adds into a bf16 total, one rounding per element.
+    /// PyTorch sums bf16; upstream adds into a bf16 total, one rounding per element. Past
+    /// 64 Ki elements, blocks of 64 Ki are summed on rayon's threads and their sums added
+    /// in order (the same total whatever the thread count).
     #[inline(always)]
     unsafe fn vec_reduce_sum(xs: *const Self, res: *mut Self, len: usize) {
-        let xs = std::slice::from_raw_parts(xs, len);
-        let mut acc = [0f32; 16];
-        let chunks = xs.chunks_exact(16);
-        let tail: f32 = chunks.remainder().iter().map(|x| x.to_f32()).sum();
-        for c in chunks {
-            for (a, x) in acc.iter_mut().zip(c) {
-                *a += x.to_f32();
+        fn lanes(xs: &[half::bf16]) -> f32 {
+            let mut acc = [0f32; 16];
+            let chunks = xs.chunks_exact(16);
+            let tail: f32 = chunks.remainder().iter().map(|x| x.to_f32()).sum();
+            for c in chunks {
+                for (a, x) in acc.iter_mut().zip(c) {
+                    *a += x.to_f32();
+                }
             }
+            acc.iter().sum::<f32>() + tail
         }
-        *res = half::bf16::from_f32(acc.iter().sum::<f32>() + tail);
+        const BLOCK: usize = 1 << 16;
+        let xs = std::slice::from_raw_parts(xs, len);
+        let total = if len > BLOCK {
+            use rayon::prelude::*;
+            xs.par_chunks(BLOCK).map(lanes).collect::<Vec<f32>>().iter().sum()
+        } else {
+            lanes(xs)
+        };
+        *res = half::bf16::from_f32(total);
     }
 }
 impl VecOps for u8 {

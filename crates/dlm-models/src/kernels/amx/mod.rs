@@ -174,8 +174,8 @@ pub(super) unsafe fn gemm_on<T: Tiles>(
                         t.load::<5>(ap.add(ROWS * astride + q * 4), astride);
                         t.dot_bf16::<2, 5, 6>();
                         t.dot_bf16::<3, 5, 7>();
-                        if let Some(before) = last {
-                            write(scratch, before, (step * per_step).min(MB)..((step + 1) * per_step).min(MB));
+                        if let Some(before) = last.filter(|_| step * per_step < MB) {
+                            write(scratch, before, step * per_step..((step + 1) * per_step).min(MB));
                         }
                     }
                 }
