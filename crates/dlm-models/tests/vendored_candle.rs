@@ -24,7 +24,7 @@ fn bf16_sums_accumulate_in_f32() {
 
     // Past 64 Ki elements the blocks are summed in parallel and added in order: within one
     // bf16 step of the exact sum, and the same bits every time.
-    let v: Vec<f32> = (0..1_000_003).map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 4.0).collect();
+    let v: Vec<f32> = (0..1_000_003u64).map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 4.0).collect();
     let x = Tensor::from_vec(v, 1_000_003, &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap();
     let exact: f64 = x.to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap().iter().map(|&v| v as f64).sum();
     let sum = || x.sum_all().unwrap().to_dtype(DType::F32).unwrap().to_scalar::<f32>().unwrap();
