@@ -8,7 +8,6 @@
 use crate::config::{Config, Family};
 use crate::dropout::Dropout;
 use crate::error::{ModelError, Result};
-use crate::head::MlmHead;
 use crate::masked_lm::{Argmax, MaskedLm, composed_project_argmax, padded_encode_rows};
 use crate::names::{self, HeadPart};
 use crate::network::{Arch, Body, Head, Pass};
@@ -95,12 +94,12 @@ impl Backbone {
         let init = Init::new(seed, std, config.pad_id());
         let init = match &arch {
             Arch::ModernBert(m) => init.truncated(Some(m.init_cutoff())),
-            Arch::Bert(_) => init,
+            Arch::Bert(_) | Arch::Llama(_) => init,
         };
         let pb = ParamBuilder::new(weights, init, opts.dtype, opts.device.clone(), opts.trainable);
         let body = Body::load(&pb, &arch, &config)?;
         // Only a loaded checkpoint can lack a head; a random model is fresh throughout.
-        let fresh_head = weights.is_some() && !MlmHead::present(&pb, family);
+        let fresh_head = weights.is_some() && !Head::present(&pb, &arch, &config);
         if fresh_head {
             tracing::warn!(
                 "{}: checkpoint has no MLM head; initialising a fresh one (train before use)",
@@ -134,6 +133,9 @@ impl Backbone {
     /// config's `pad_token_id` stays right for every family).
     pub fn prune_vocab(&self, keep: &[u32]) -> Result<Backbone> {
         let invalid = |message: String| ModelError::Invalid { path: self.dir.clone(), message };
+        if matches!(self.family, Family::Llada | Family::Dream) {
+            return Err(invalid(format!("vocabulary pruning is not supported for {}", self.config.model_type)));
+        }
         let vocab = self.config.vocab_size;
         let mut seen = vec![false; vocab];
         for &id in keep {
@@ -234,7 +236,12 @@ impl Backbone {
             .params
             .tensors()
             .iter()
-            .filter(|(n, _)| n.contains("embeddings.") || n.ends_with("decoder.weight"))
+            .filter(|(n, _)| {
+                n.contains("embeddings.")
+                    || n.ends_with("decoder.weight")
+                    || n.ends_with(self.family.word_embeddings())
+                    || matches!(n.as_str(), "lm_head.weight" | "model.transformer.ff_out.weight")
+            })
             .map(|(_, t)| t.elem_count())
             .sum();
         let total = self.params.count();

@@ -14,6 +14,11 @@ pub enum Family {
     XlmRoberta,
     /// `ModernBertForMaskedLM`: rotary positions, local/global attention, GeGLU.
     ModernBert,
+    /// LLaDA (`LLaDAModelLM`, `model_type: "llada"`): a bidirectional Llama.
+    Llada,
+    /// Dream (`DreamModel`, `model_type: "Dream"`): a bidirectional Qwen2 whose logits at
+    /// position i predict the token at i + 1.
+    Dream,
 }
 
 impl Family {
@@ -22,7 +27,8 @@ impl Family {
         match self {
             Family::Bert => "bert",
             Family::Roberta | Family::XlmRoberta => "roberta",
-            Family::ModernBert => "model",
+            Family::ModernBert | Family::Dream => "model",
+            Family::Llada => "model.transformer",
         }
     }
     /// Whether position ids start at `padding_idx + 1` (fairseq convention).
@@ -33,6 +39,8 @@ impl Family {
     pub fn word_embeddings(self) -> &'static str {
         match self {
             Family::ModernBert => "embeddings.tok_embeddings.weight",
+            Family::Llada => "wte.weight",
+            Family::Dream => "embed_tokens.weight",
             _ => "embeddings.word_embeddings.weight",
         }
     }
@@ -46,6 +54,9 @@ pub enum Activation {
     GeluTanh,
     #[serde(rename = "relu")]
     Relu,
+    /// SiLU (`x·σ(x)`), the gate of LLaDA's and Dream's SwiGLU MLPs.
+    #[serde(rename = "silu")]
+    Silu,
 }
 
 fn default_act() -> Activation {
@@ -76,6 +87,36 @@ const BERT_ONLY: [&str; 6] = [
     "layer_norm_eps",
     "position_embedding_type",
 ];
+
+/// LLaDA's `config.json` names (`LLaDAConfig`) of the fields every family shares:
+/// (shared name, LLaDA's name).
+const LLADA_ALIASES: [(&str, &str); 4] =
+    [("hidden_size", "d_model"), ("num_hidden_layers", "n_layers"), ("num_attention_heads", "n_heads"), ("intermediate_size", "mlp_hidden_size")];
+
+/// A LLaDA config's own names copied to the shared ones (the MLP width from `mlp_ratio`
+/// when `mlp_hidden_size` is null, the context from `max_sequence_length`, tying from
+/// `weight_tying`); other configs are left as they are.
+fn llada_aliases(map: &mut serde_json::Map<String, serde_json::Value>) {
+    if map.get("model_type").and_then(|v| v.as_str()) != Some("llada") {
+        return;
+    }
+    for (alias, own) in LLADA_ALIASES {
+        if let Some(v) = map.remove(own).filter(|v| !v.is_null()) {
+            map.insert(alias.into(), v);
+        }
+    }
+    if !map.contains_key("intermediate_size")
+        && let (Some(d), Some(r)) = (map.get("hidden_size").and_then(|v| v.as_u64()), map.get("mlp_ratio").and_then(|v| v.as_u64()))
+    {
+        map.insert("intermediate_size".into(), (d * r).into());
+    }
+    if let Some(v) = map.remove("max_sequence_length") {
+        map.insert("max_position_embeddings".into(), v);
+    }
+    if let Some(v) = map.remove("weight_tying") {
+        map.insert("tie_word_embeddings".into(), v);
+    }
+}
 
 /// The fields of HF's `BertConfig`/`RobertaConfig`/`XLMRobertaConfig` that the encoder and
 /// its MLM head use, and those all families share (ModernBERT's own are read from `extra`).
@@ -113,7 +154,12 @@ impl Config {
     pub fn from_file(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ModelError::Io { path: path.into(), source })?;
-        let config: Config = serde_json::from_str(&text)
+        let mut value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| ModelError::Config { path: path.into(), message: e.to_string() })?;
+        if let Some(map) = value.as_object_mut() {
+            llada_aliases(map);
+        }
+        let config: Config = serde_json::from_value(value)
             .map_err(|e| ModelError::Config { path: path.into(), message: e.to_string() })?;
         config.validate(path)?;
         Ok(config)
@@ -152,6 +198,8 @@ impl Config {
             "roberta" | "camembert" => Ok(Family::Roberta),
             "xlm-roberta" => Ok(Family::XlmRoberta),
             "modernbert" => Ok(Family::ModernBert),
+            "llada" => Ok(Family::Llada),
+            "Dream" | "dream" => Ok(Family::Dream),
             other => Err(ModelError::UnknownModelType { path: path.into(), found: other.into() }),
         }
     }
@@ -170,20 +218,34 @@ impl Config {
     /// BERT and ModernBERT (rotary, 8192) use all of them.
     pub fn max_sequence_length(&self) -> usize {
         match self.model_type.as_str() {
-            "bert" | "modernbert" => self.max_position_embeddings,
+            "bert" | "modernbert" | "llada" | "Dream" | "dream" => self.max_position_embeddings,
             _ => self.max_position_embeddings.saturating_sub(self.pad_id() as usize + 1),
         }
     }
 
-    /// The JSON written by `Backbone::save`. ModernBERT has no BERT-only fields
-    /// (`hidden_act`, `layer_norm_eps`, ...); their defaults are left out, not invented.
+    /// The JSON written by `Backbone::save`. ModernBERT, LLaDA and Dream have no BERT-only
+    /// fields (`layer_norm_eps`, ...; Dream has `hidden_act`); their defaults are left
+    /// out, not invented. LLaDA's config is written under LLaDA's own names.
     pub fn to_json(&self) -> serde_json::Result<serde_json::Value> {
         let mut value = serde_json::to_value(self)?;
-        if self.model_type == "modernbert"
-            && let Some(map) = value.as_object_mut()
-        {
-            for key in BERT_ONLY {
+        let own_fields = !matches!(self.model_type.as_str(), "bert" | "roberta" | "camembert" | "xlm-roberta");
+        if own_fields && let Some(map) = value.as_object_mut() {
+            // Dream (a Qwen2 config) keeps its `hidden_act`; no other BERT-only field.
+            for key in BERT_ONLY.into_iter().filter(|&k| !(k == "hidden_act" && self.model_type == "Dream")) {
                 map.remove(key);
+            }
+            if self.model_type == "llada" {
+                // LLaDAConfig reads its own names; `hidden_size` & co. are read-only
+                // properties there, so writing them would make the config unloadable.
+                for (alias, own) in LLADA_ALIASES {
+                    if let Some(v) = map.remove(alias) {
+                        map.insert(own.into(), v);
+                    }
+                }
+                map.remove("max_position_embeddings");
+                map.remove("tie_word_embeddings");
+                map.insert("max_sequence_length".into(), self.max_position_embeddings.into());
+                map.insert("weight_tying".into(), self.tie_word_embeddings.into());
             }
         }
         Ok(value)

@@ -119,6 +119,46 @@ fn product(x: &Tensor, weight: &Tensor, prepacked: Option<&kernels::Prepacked>) 
     y.reshape(out)
 }
 
+/// A linear layer whose bias the config may leave out: `x·Wᵀ (+ b)`.
+pub(crate) struct Linear {
+    /// Without a bias, `dense` holds a zero bias that is never added (and is no parameter).
+    dense: Dense,
+    has_bias: bool,
+}
+
+impl Linear {
+    /// `weight`: [out, in]; `bias`: [out]; `trainable` as [`Dense::for_model`].
+    pub fn new(weight: Tensor, bias: Option<Tensor>, trainable: bool) -> Result<Linear> {
+        let has_bias = bias.is_some();
+        let bias = match bias {
+            Some(b) => b,
+            None => Tensor::zeros(weight.dim(0)?, weight.dtype(), weight.device())?,
+        };
+        Ok(Linear {
+            dense: Dense::for_model(weight, bias, trainable),
+            has_bias,
+        })
+    }
+
+    /// `x`: [..., in] → [..., out]
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.has_bias { self.dense.forward(x) } else { self.dense.product(x) }
+    }
+
+    /// `layers` side by side as one frozen layer `[Σ out, in]` (biased if any is; the
+    /// others' biases are zeros).
+    pub fn frozen_cat(layers: &[&Linear]) -> Result<Linear> {
+        let dense = Dense::frozen_cat(&layers.iter().map(|l| &l.dense).collect::<Vec<_>>())?;
+        Ok(Linear { dense, has_bias: layers.iter().any(|l| l.has_bias) })
+    }
+
+    /// `x`: [..., in] → [..., Σ out], the outputs of `layers` side by side (weights
+    /// concatenated on every call, so in-place updates are seen).
+    pub fn forward_cat(layers: &[&Linear], x: &Tensor) -> Result<Tensor> {
+        Dense::forward_cat(&layers.iter().map(|l| &l.dense).collect::<Vec<_>>(), x)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -92,6 +92,7 @@ fn plain_bias_act(act: Activation, x: &Tensor, bias: &Tensor) -> Result<Tensor> 
         Activation::Gelu => z.gelu_erf(),
         Activation::GeluTanh => z.gelu(),
         Activation::Relu => z.relu(),
+        Activation::Silu => z.silu(),
     }
 }
 

@@ -9,7 +9,7 @@ pub enum ModelError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: not a valid config.json: {message}")]
     Config { path: PathBuf, message: String },
-    #[error("{path}: model_type {found:?} is not supported (expected one of: bert, roberta, camembert, xlm-roberta, modernbert)")]
+    #[error("{path}: model_type {found:?} is not supported (expected one of: bert, roberta, camembert, xlm-roberta, modernbert, llada, Dream)")]
     UnknownModelType { path: PathBuf, found: String },
     #[error("{dir}: no weights found (expected model.safetensors, model.safetensors.index.json or pytorch_model.bin)")]
     NoWeights { dir: PathBuf },

@@ -64,6 +64,6 @@ impl MlmHead {
 fn head_activation(family: Family, c: &Config) -> Activation {
     match family {
         Family::Bert => c.hidden_act,
-        Family::Roberta | Family::XlmRoberta | Family::ModernBert => Activation::Gelu,
+        Family::Roberta | Family::XlmRoberta | Family::ModernBert | Family::Llada | Family::Dream => Activation::Gelu,
     }
 }

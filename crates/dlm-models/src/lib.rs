@@ -1,4 +1,5 @@
-//! Masked language models (BERT, RoBERTa, XLM-R, ModernBERT) on candle, loaded from
+//! Masked language models (BERT, RoBERTa, XLM-R, ModernBERT) and the diffusion LMs LLaDA
+//! and Dream on candle, loaded from
 //! HuggingFace checkpoints and computing what `transformers` computes; the [`MaskedLm`]
 //! trait that diffusion, sampling and evaluation are written against.
 
@@ -7,12 +8,15 @@ mod backbone;
 mod config;
 mod dense;
 mod device;
+mod dream;
 mod dropout;
 mod elementwise;
 mod encoder;
 mod error;
 mod fill_mask;
 mod head;
+mod llada;
+mod llama;
 pub mod kernels;
 mod masked_lm;
 mod modernbert;

@@ -80,7 +80,7 @@ pub(crate) fn head(family: Family, part: HeadPart) -> Name {
     };
     let (own, other) = match family {
         Family::Bert => (bert, roberta),
-        Family::Roberta | Family::XlmRoberta | Family::ModernBert => (roberta, bert),
+        Family::Roberta | Family::XlmRoberta | Family::ModernBert | Family::Llada | Family::Dream => (roberta, bert),
     };
     let candidates: Vec<String> = own.iter().chain(other).map(|s| s.to_string()).collect();
     Name { canonical: candidates[0].clone(), candidates: with_legacy(candidates) }
@@ -93,7 +93,7 @@ pub(crate) fn decoder_bias_alias(family: Family) -> Option<&'static str> {
     match family {
         Family::Bert => Some(BERT_DECODER_BIAS[1]),
         Family::Roberta | Family::XlmRoberta => Some(ROBERTA_DECODER_BIAS[1]),
-        Family::ModernBert => None,
+        Family::ModernBert | Family::Llada | Family::Dream => None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The network behind a [`crate::Backbone`], per architecture: the body (ids → final
 //! hidden states) and the MLM head (hidden states → logits). BERT, RoBERTa and XLM-R share
 //! the post-LN encoder of `encoder` and the head of `head`; ModernBERT has its own
-//! (`modernbert`).
+//! (`modernbert`); LLaDA and Dream share the bidirectional Llama of `llama`.
 
 use crate::config::{Config, Family};
 use crate::dropout::Dropout;
@@ -9,7 +9,9 @@ use crate::elementwise::Keys;
 use crate::encoder::{Embeddings, Layer, attention_bias};
 use crate::error::Result;
 use crate::head::MlmHead;
+use crate::llama::{self, LlamaConfig};
 use crate::modernbert::{self, ModernBertConfig};
+use crate::names;
 use crate::params::ParamBuilder;
 use candle_core::{DType, Device, Tensor};
 use std::path::Path;
@@ -18,6 +20,8 @@ use std::path::Path;
 pub(crate) enum Arch {
     Bert(Family),
     ModernBert(ModernBertConfig),
+    /// LLaDA or Dream.
+    Llama(LlamaConfig),
 }
 
 impl Arch {
@@ -27,6 +31,8 @@ impl Arch {
             Family::ModernBert => {
                 Arch::ModernBert(ModernBertConfig::from_config(config, config_path)?)
             }
+            Family::Llada => Arch::Llama(crate::llada::config(config, config_path)?),
+            Family::Dream => Arch::Llama(crate::dream::config(config, config_path)?),
             family => Arch::Bert(family),
         })
     }
@@ -47,12 +53,14 @@ pub(crate) enum Body {
         layers: Vec<Layer>,
     },
     ModernBert(modernbert::Encoder),
+    Llama(llama::Encoder),
 }
 
 impl Body {
     pub fn load(pb: &ParamBuilder, arch: &Arch, config: &Config) -> Result<Body> {
         Ok(match arch {
             Arch::ModernBert(m) => Body::ModernBert(modernbert::Encoder::load(pb, config, m)?),
+            Arch::Llama(m) => Body::Llama(llama::Encoder::load(pb, config, m)?),
             &Arch::Bert(family) => Body::Bert {
                 embeddings: Embeddings::load(pb, family, config)?,
                 layers: (0..config.num_hidden_layers)
@@ -67,6 +75,7 @@ impl Body {
         match self {
             Body::Bert { embeddings, .. } => &embeddings.word,
             Body::ModernBert(e) => &e.word,
+            Body::Llama(e) => &e.word,
         }
     }
 
@@ -79,13 +88,19 @@ impl Body {
                 layers.iter().try_fold(x, |x, layer| layer.forward(&x, &keys, pass.drop))
             }
             Body::ModernBert(e) => e.forward(ids, pass),
+            Body::Llama(e) => e.forward(ids, pass.mask, pass.dtype),
         }
     }
 
     /// Sequences packed end to end without padding (see [`crate::MaskedLm::encode_rows`]):
     /// `rows` → [Σ len, hidden]; `None` for a body without a packed path (ModernBERT).
+    /// LLaDA and Dream attend to every id, `pad` included (see `llama`).
     pub fn forward_rows(&self, rows: &[&[u32]], pad: u32, dtype: DType, drop: &Dropout, device: &Device) -> Result<Option<Tensor>> {
-        let Body::Bert { embeddings, layers } = self else { return Ok(None) };
+        let (embeddings, layers) = match self {
+            Body::Bert { embeddings, layers } => (embeddings, layers),
+            Body::Llama(e) => return e.forward_rows(rows, dtype, device).map(Some),
+            Body::ModernBert(_) => return Ok(None),
+        };
         let flat: Vec<u32> = rows.concat();
         let total = flat.len();
         let real: Vec<u32> = flat.iter().map(|&id| u32::from(id != pad)).collect();
@@ -99,13 +114,25 @@ impl Body {
 pub(crate) enum Head {
     Bert(MlmHead),
     ModernBert(modernbert::Head),
+    Llama(llama::Head),
 }
 
 impl Head {
+    /// Whether the checkpoint holds this architecture's head (a tied LLaDA/Dream
+    /// projection is the embeddings themselves).
+    pub fn present(pb: &ParamBuilder, arch: &Arch, config: &Config) -> bool {
+        match arch {
+            &Arch::Bert(family) => MlmHead::present(pb, family),
+            Arch::ModernBert(_) => pb.has(&names::head(Family::ModernBert, names::HeadPart::DenseWeight).candidates),
+            Arch::Llama(m) => config.tie_word_embeddings || pb.has(&[m.tensor(llama::Part::LmHead, 0, "weight")]),
+        }
+    }
+
     /// Loads the head, tying its decoder to `word` when the config says so.
     pub fn load(pb: &ParamBuilder, arch: &Arch, config: &Config, word: &Tensor) -> Result<Head> {
         Ok(match arch {
             Arch::ModernBert(m) => Head::ModernBert(modernbert::Head::load(pb, config, m, word)?),
+            Arch::Llama(m) => Head::Llama(llama::Head::load(pb, config, m, word)?),
             &Arch::Bert(family) => Head::Bert(MlmHead::load(pb, family, config, word)?),
         })
     }
@@ -115,6 +142,7 @@ impl Head {
         match self {
             Head::Bert(h) => h.forward(hidden),
             Head::ModernBert(h) => h.forward(hidden),
+            Head::Llama(h) => h.forward(hidden),
         }
     }
 
@@ -123,7 +151,7 @@ impl Head {
     pub fn project_argmax(&self, hidden: &Tensor, excluded: u32) -> Result<Option<Vec<(u32, f32)>>> {
         match self {
             Head::Bert(h) => Ok(Some(h.project_argmax(hidden, excluded)?)),
-            Head::ModernBert(_) => Ok(None),
+            Head::ModernBert(_) | Head::Llama(_) => Ok(None),
         }
     }
 }

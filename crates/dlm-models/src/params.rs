@@ -59,7 +59,7 @@ impl Init {
     /// cutoff), with the padding row of the word (and RoBERTa position) embeddings zeroed.
     fn tensor(&self, name: &str, shape: &[usize], std: f64, device: &Device) -> Result<Tensor> {
         let n: usize = shape.iter().product();
-        let is_norm = name.contains("LayerNorm") || name.contains("layer_norm") || name.contains("norm.");
+        let is_norm = name.contains("LayerNorm") || name.contains("layer_norm") || name.contains("norm.") || name.ends_with("ln_f.weight");
         let values: Vec<f32> = if is_norm && name.ends_with(".weight") {
             vec![1.0; n]
         } else if name.ends_with("bias") {

@@ -15,7 +15,7 @@ mod layer;
 pub(crate) use config::ModernBertConfig;
 
 use crate::config::{Activation, Config, Family};
-use crate::dense::Dense;
+pub(super) use crate::dense::Linear;
 use crate::elementwise::Norm;
 use crate::encoder::attention_bias;
 use crate::error::Result;
@@ -30,37 +30,6 @@ use layer::Layer;
 /// An encoder tensor's name under the `model.` prefix.
 fn name(n: &str) -> Name {
     names::encoder(Family::ModernBert, n)
-}
-
-/// A linear layer whose bias the config may leave out: `x·Wᵀ (+ b)`.
-pub(super) struct Linear {
-    /// Without a bias, `dense` holds a zero bias that is never added (and is no parameter).
-    dense: Dense,
-    has_bias: bool,
-}
-
-impl Linear {
-    /// `weight`: [out, in]; `bias`: [out]; `trainable` as [`Dense::for_model`].
-    fn new(weight: Tensor, bias: Option<Tensor>, trainable: bool) -> Result<Linear> {
-        let has_bias = bias.is_some();
-        let bias = match bias {
-            Some(b) => b,
-            None => Tensor::zeros(weight.dim(0)?, weight.dtype(), weight.device())?,
-        };
-        Ok(Linear {
-            dense: Dense::for_model(weight, bias, trainable),
-            has_bias,
-        })
-    }
-
-    /// `x`: [..., in] → [..., out]
-    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if self.has_bias {
-            self.dense.forward(x)
-        } else {
-            self.dense.product(x)
-        }
-    }
 }
 
 /// `prefix.weight` [out, in] (fresh ~ N(0, std)) and, with `bias`, `prefix.bias` [out].
@@ -79,7 +48,7 @@ fn dense(
     } else {
         None
     };
-    Linear::new(weight, bias, pb.trainable)
+    Ok(Linear::new(weight, bias, pb.trainable)?)
 }
 
 /// `act(x)`, differentiable.
@@ -88,6 +57,7 @@ fn activate(act: Activation, x: &Tensor) -> candle_core::Result<Tensor> {
         Activation::Gelu => x.gelu_erf(),
         Activation::GeluTanh => x.gelu(),
         Activation::Relu => x.relu(),
+        Activation::Silu => x.silu(),
     }
 }
 
