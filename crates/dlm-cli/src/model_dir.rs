@@ -130,8 +130,7 @@ pub fn mask_id_without_tokenizer(model: &Backbone, given: Option<u32>) -> anyhow
 /// `eos_token_id`, `pad_token_id`, and the mask id of [`mask_id_without_tokenizer`].
 pub fn special_ids_without_tokenizer(model: &Backbone, mask: Option<u32>) -> anyhow::Result<SpecialIds> {
     let need = |key: &str| {
-        let id = if key == "pad_token_id" { model.config().pad_token_id } else { config_id(model, key) };
-        id.with_context(|| {
+        config_id(model, key).with_context(|| {
             format!("{}: no tokenizer and no {key} in config.json; give --tokenizer PATH", model.dir().display())
         })
     };
@@ -144,5 +143,5 @@ pub fn special_ids_without_tokenizer(model: &Backbone, mask: Option<u32>) -> any
 }
 
 fn config_id(model: &Backbone, key: &str) -> Option<u32> {
-    model.config().extra.get(key).and_then(|v| v.as_u64()).and_then(|v| u32::try_from(v).ok())
+    model.config().special_id(key)
 }

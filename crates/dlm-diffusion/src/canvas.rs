@@ -48,6 +48,18 @@ impl Canvas {
         Ok(Canvas { ids, generate })
     }
 
+    /// The canvas `model` was trained on: [`Canvas::new`] for the BERT family, and for
+    /// models whose generation code appends nothing after the generated positions (LLaDA,
+    /// Dream) `prefix <mask>×length`.
+    pub fn for_model(model: &dyn dlm_models::MaskedLm, prefix: &[u32], length: usize, special: SpecialIds) -> Result<Canvas> {
+        let mut canvas = Canvas::new(prefix, length, special)?;
+        if !model.closes_canvas_with_eos() {
+            canvas.ids.pop();
+            canvas.generate.pop();
+        }
+        Ok(canvas)
+    }
+
     /// The oracle-length canvas of a formatted example (the released code's
     /// `oracle_length=True`): every position that is not fixed and not `<pad>`, `<s>` or
     /// `</s>` is generated, i.e. replaced by `<mask>`.

@@ -326,6 +326,10 @@ impl MaskedLm for Backbone {
         }
     }
 
+    fn closes_canvas_with_eos(&self) -> bool {
+        !matches!(self.family, Family::Llada | Family::Dream)
+    }
+
     fn vocab_size(&self) -> usize {
         self.config.vocab_size
     }

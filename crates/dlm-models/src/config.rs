@@ -251,6 +251,26 @@ impl Config {
         Ok(value)
     }
 
+    /// A special token id of `config.json` (`bos_token_id`, `eos_token_id`,
+    /// `pad_token_id`, `mask_token_id`), or, where LLaDA's or Dream's config leaves it out,
+    /// the id of the released models' tokenizers (LLaDA: `<|startoftext|>` 126080,
+    /// `<|endoftext|>` 126081 as end and padding, `<|mdm_mask|>` 126336; Dream:
+    /// `<|endoftext|>` 151643 as start, end and padding, `<|mask|>` 151666).
+    pub fn special_id(&self, key: &str) -> Option<u32> {
+        let given = match key {
+            "pad_token_id" => self.pad_token_id,
+            _ => self.extra.get(key).and_then(|v| v.as_u64()).and_then(|v| u32::try_from(v).ok()),
+        };
+        given.or(match (self.model_type.as_str(), key) {
+            ("llada", "bos_token_id") => Some(126_080),
+            ("llada", "eos_token_id" | "pad_token_id") => Some(126_081),
+            ("llada", "mask_token_id") => Some(126_336),
+            ("Dream" | "dream", "bos_token_id" | "eos_token_id" | "pad_token_id") => Some(151_643),
+            ("Dream" | "dream", "mask_token_id") => Some(151_666),
+            _ => None,
+        })
+    }
+
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
     }

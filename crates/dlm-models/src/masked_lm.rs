@@ -36,7 +36,8 @@ pub trait MaskedLm {
     /// Ids equal to `pad` inside a row are masked as keys, as [`MaskedLm::encode`] masks
     /// them. Equals `encode` of the rows padded on the right with `pad`, at the real
     /// positions (the default computes exactly that); a backbone may override it to run
-    /// no product on padding rows.
+    /// no product on padding rows. LLaDA and Dream attend to every id of a row, as their
+    /// generation code does (LLaDA's padding id is its end-of-text id).
     fn encode_rows(&self, rows: &[&[u32]], pad: u32) -> Result<Tensor> {
         padded_encode_rows(self, rows, pad)
     }
@@ -63,6 +64,13 @@ pub trait MaskedLm {
     /// and its log-probability. The default is [`composed_project_argmax`].
     fn project_argmax(&self, hidden: &Tensor, excluded: u32) -> Result<Vec<Argmax>> {
         composed_project_argmax(self, hidden, excluded)
+    }
+
+    /// Whether a generation canvas ends with `</s>` after the generated positions (the
+    /// BERT family's layout, SPEC §2: `<s> prompt <mask>×L </s>`), or at the last generated
+    /// position (LLaDA and Dream, whose generation code appends nothing).
+    fn closes_canvas_with_eos(&self) -> bool {
+        true
     }
 
     /// Width of the output vocabulary (the number of logits per position).

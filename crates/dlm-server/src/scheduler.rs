@@ -294,7 +294,7 @@ impl Loop<'_> {
         for (spec, ls) in request.choices.iter().zip(&lengths) {
             for &l in ls {
                 let row =
-                    Canvas::new(&spec.prefix, l, self.engine.special).and_then(|c| batch.add(&c, spec.cfg.clone()));
+                    Canvas::for_model(self.engine.lm.as_ref(), &spec.prefix, l, self.engine.special).and_then(|c| batch.add(&c, spec.cfg.clone()));
                 match row {
                     Ok(id) => added.push(id),
                     Err(e) => {

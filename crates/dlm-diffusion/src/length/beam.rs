@@ -46,7 +46,7 @@ pub fn generate_with_length_beam(
     let mut canvases = Vec::with_capacity(prefixes.len() * beam);
     for (prefix, ls) in prefixes.iter().zip(&lengths) {
         for &l in ls {
-            canvases.push(Canvas::new(prefix, l, special)?);
+            canvases.push(Canvas::for_model(model, prefix, l, special)?);
         }
     }
     let mut outputs = denoise(model, &canvases, cfg, special)?.into_iter();
