@@ -1,5 +1,6 @@
 //! Rust side of the forward benchmark (see scripts/bench/forward.sh): loads the model the
-//! PyTorch side saved, runs batch 8 x 128 through encoder + MLM head, prints one JSON line
+//! PyTorch side saved, runs batch 8 x 128 (or the `SHAPE` env names, e.g. `1x320`) through
+//! encoder + MLM head (any backbone: BERT family, ModernBERT, LLaDA, Dream), prints one JSON line
 //! with median seconds per forward in f32 and bf16 (or only the dtype named, for profiling),
 //! on the device `DEVICE` names (env: cpu, the default, or cuda[:N]).
 //! Usage: cargo run --release -p dlm-models --example forward_bench -- DIR [REPEATS] [f32|bf16]
@@ -16,8 +17,13 @@ fn median(mut xs: Vec<f64>) -> f64 {
 fn bench(dir: &std::path::Path, dtype: DType, repeats: usize) -> dlm_models::Result<f64> {
     let device = dlm_models::device_from_env("DEVICE")?;
     let model = Backbone::load(dir, &LoadOptions { dtype, device: device.clone(), ..LoadOptions::default() })?;
-    let ids: Vec<u32> = (0..8 * 128).map(|i| 1000 + (i * 7919 % 29000) as u32).collect();
-    let ids = Tensor::from_vec(ids, (8, 128), &device)?;
+    let shape = std::env::var("SHAPE").unwrap_or_else(|_| "8x128".into());
+    let (b, s) = shape
+        .split_once('x')
+        .and_then(|(b, s)| Some((b.parse::<usize>().ok()?, s.parse::<usize>().ok()?)))
+        .ok_or_else(|| dlm_models::ModelError::Invalid { path: dir.into(), message: format!("SHAPE={shape:?}: expected BATCHxSEQ, e.g. 1x320") })?;
+    let ids: Vec<u32> = (0..b * s).map(|i| 1000 + (i * 7919 % 29000) as u32).collect();
+    let ids = Tensor::from_vec(ids, (b, s), &device)?;
     let mask = ids.ones_like()?;
     model.logits(&ids, &mask)?; // warm-up
     let mut times = Vec::new();
