@@ -148,14 +148,17 @@ fn shards(index: &Path) -> Result<Vec<PathBuf>> {
         .ok_or_else(|| corrupt(index, "missing \"weight_map\" object"))?;
     let dir = index.parent().unwrap_or(Path::new("."));
     let mut files: Vec<PathBuf> = Vec::new();
-    for value in map.values() {
+    for (tensor, value) in map {
         let file = value.as_str().ok_or_else(|| corrupt(index, "weight_map values must be file names"))?;
         let path = dir.join(file);
         if !files.contains(&path) {
             if !path.is_file() {
                 return Err(ModelError::Invalid {
                     path: index.into(),
-                    message: format!("names shard {file:?}, which does not exist"),
+                    message: format!(
+                        "weight_map entry {tensor:?} names shard {file:?}, which does not exist (expected {})",
+                        path.display()
+                    ),
                 });
             }
             files.push(path);

@@ -186,3 +186,45 @@ fn a_saved_checkpoint_loads_back_with_the_reference_names_and_the_same_logits() 
         assert_eq!(logits(&again, &ids), logits(&model, &ids), "{name}");
     }
 }
+
+#[test]
+fn sharded_checkpoints_load_and_a_missing_shard_names_the_file_and_the_entry() {
+    // The tiny LLaDA split into two shards with a `model.safetensors.index.json`, as the
+    // released 8B models are stored.
+    let src = fixtures().join("llada-tiny");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(src.join("config.json"), dir.path().join("config.json")).unwrap();
+    let tensors = candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    let (first, second) = names.split_at(names.len() / 2);
+    let mut map = serde_json::Map::new();
+    for (file, part) in [("model-00001-of-00002.safetensors", first), ("model-00002-of-00002.safetensors", second)] {
+        let shard: std::collections::HashMap<String, Tensor> = part.iter().map(|n| ((*n).clone(), tensors[*n].clone())).collect();
+        candle_core::safetensors::save(&shard, dir.path().join(file)).unwrap();
+        for n in part {
+            map.insert((*n).clone(), Value::from(file));
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": map});
+    std::fs::write(dir.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let sharded = Backbone::load(dir.path(), &LoadOptions { device: device(), ..LoadOptions::default() }).unwrap();
+    let ids = u32s(&golden()["llada"]["logits"]["sequences"][0]["ids"]);
+    assert_eq!(logits(&sharded, &ids), logits(&load("llada", DType::F32, false), &ids));
+
+    std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).unwrap();
+    let e = Backbone::load(dir.path(), &LoadOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("model-00002-of-00002.safetensors") && e.contains("model.safetensors.index.json"), "{e}");
+    assert!(second.iter().any(|n| e.contains(n.as_str())), "the error names no index entry: {e}");
+}
+
+#[test]
+fn an_unknown_model_type_names_the_supported_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("dream-tiny/config.json")).unwrap()).unwrap();
+    config["model_type"] = "mamba".into();
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let e = Backbone::load(dir.path(), &LoadOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("mamba") && e.contains("llada") && e.contains("Dream") && e.contains("config.json"), "{e}");
+}
