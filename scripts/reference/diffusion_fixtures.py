@@ -181,6 +181,9 @@ sampler_fixture = dict(prefixes=sample_prefixes, lengths=sample_lengths, steps=s
 
 
 # ---------------------------------------------------------------- LLaDA and Fast-dLLM (argmax)
+# As the references do, the argmax and the softmax range over the whole vocabulary: <mask>
+# is not forbidden, and a position whose transferred prediction is <mask> stays masked (it
+# competes again at the next step; the per-step counts stay those of the block's start).
 def llada_generate(prefix, gen_length, steps, block_length):
     x = torch.tensor([prefix + [MASK] * gen_length + [EOS]])
     p = len(prefix)
@@ -195,7 +198,6 @@ def llada_generate(prefix, gen_length, steps, block_length):
         for i in range(spb):
             mask_index = x == MASK
             lg = logits_of(x)
-            lg[..., MASK] = -math.inf
             x0 = lg.argmax(-1)
             prob = F.softmax(lg, dim=-1)
             x0_p = torch.gather(prob, -1, x0.unsqueeze(-1)).squeeze(-1)
@@ -218,9 +220,8 @@ def fast_dllm_generate(prefix, gen_length, block_length, threshold):
         while (x[:, start:end] == MASK).any():
             mask_index = x == MASK
             lg = logits_of(x)
-            lg[..., MASK] = -math.inf
             x0 = lg.argmax(-1)
-            prob = F.softmax(lg, dim=-1)
+            prob = F.softmax(lg.to(torch.float64), dim=-1)  # as Fast-dLLM's get_transfer_index
             x0_p = torch.gather(prob, -1, x0.unsqueeze(-1)).squeeze(-1)
             x0_p[:, end:] = -np.inf
             conf = torch.where(mask_index, x0_p, torch.tensor(-np.inf))
@@ -231,7 +232,12 @@ def fast_dllm_generate(prefix, gen_length, block_length, threshold):
             for k in range(1, n):
                 if conf[0, sel[k]] < threshold:
                     transfer[sel[k]] = False
+            before = x.clone()
             x[0, transfer] = x0[0, transfer]
+            if torch.equal(before, x):
+                # Every transfer was <mask>: the reference would repeat this step forever;
+                # dlm moves on to the next block (with nothing recorded).
+                break
             history.append(unpad(x[0], x.shape[1]))
     return history
 

@@ -2,13 +2,16 @@
 //! length (`--length`) or the model directory's length predictor (`--length-beam`, SPEC §5);
 //! optionally the whole denoising trajectory, in the terminal, as JSON or as an SVG picture.
 //! A prompt given as token ids (`--prompt-ids`) needs no tokenizer; the text is then absent.
+//! With `--chat` the prompt is one user message through the model's chat template
+//! (`tokenizer_config.json`, `dlm_data::ChatTemplate`), tokenized without added special
+//! tokens.
 
 use crate::model_dir::{ModelArgs, special_ids_without_tokenizer};
-use dlm_data::{Tokenizer, canvas_prefix};
+use dlm_data::{ChatMessage, ChatTemplate, Tokenizer, canvas_prefix, chat_prefix};
 use anyhow::Context;
 use dlm_diffusion::{
-    BeamChoice, Canvas, Decoding, Denoised, LENGTH_PREDICTOR_WEIGHTS, LengthPredictor, SamplerConfig, Schedule, SpecialIds,
-    StrategyKnobs, StrategyName, denoise, generate_with_length_beam, render_canvas, trajectory_svg,
+    BeamChoice, Canvas, Decoding, Denoised, DreamAlg, LENGTH_PREDICTOR_WEIGHTS, LengthPredictor, Remasking, SamplerConfig,
+    Schedule, SpecialIds, StrategyKnobs, StrategyName, denoise, generate_with_length_beam, render_canvas, trajectory_svg,
 };
 use dlm_models::MaskedLm;
 use serde_json::json;
@@ -28,10 +31,34 @@ pub enum StrategyArg {
     Cmlm,
     /// Fill the leftmost mask each step
     Ar,
-    /// LLaDA low-confidence remasking, block by block (--block-length)
+    /// LLaDA's generate(): low-confidence (or --remasking random) unmasking, block by block (--block-length)
     Llada,
-    /// Fast-dLLM: in the current block, unmask every position with probability ≥ --threshold (at least one); adaptive steps
+    /// Fast-dLLM: in the current block, unmask every position with probability ≥ --threshold (or by --factor; at least one); adaptive steps
     FastDllm,
+    /// Dream's diffusion_generate(): --alg chooses the positions unmasked at each step (--alg-temp, --top-p, --top-k)
+    Dream,
+}
+
+/// `--remasking` values (llada).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RemaskingArg {
+    /// Rank masked positions by the probability of their predicted token
+    LowConfidence,
+    /// Rank masked positions by a uniform draw (seeded; not torch's random stream)
+    Random,
+}
+
+/// `--alg` values (dream).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum AlgArg {
+    /// Each masked position is unmasked with probability 1 − s/t (seeded)
+    Origin,
+    /// Confidence: the probability of the predicted token
+    MaskgitPlus,
+    /// Confidence: top-1 minus top-2 probability
+    TopkMargin,
+    /// Confidence: negative entropy of the distribution
+    Entropy,
 }
 
 impl From<StrategyArg> for StrategyName {
@@ -44,6 +71,7 @@ impl From<StrategyArg> for StrategyName {
             StrategyArg::Ar => StrategyName::Ar,
             StrategyArg::Llada => StrategyName::Llada,
             StrategyArg::FastDllm => StrategyName::FastDllm,
+            StrategyArg::Dream => StrategyName::Dream,
         }
     }
 }
@@ -66,6 +94,12 @@ pub struct Args {
     /// No tokenizer needed; the output then has ids but no text
     #[arg(long, value_delimiter = ',', value_name = "IDS")]
     prompt_ids: Option<Vec<u32>>,
+    /// Instruction-tuned models (LLaDA-8B-Instruct, Dream-v0-Instruct-7B): apply the model's
+    /// chat template (tokenizer_config.json's chat_template) to --prompt as one user
+    /// message, with the assistant's turn opened, and tokenize the result without adding
+    /// special tokens (the template writes them)
+    #[arg(long)]
+    chat: bool,
     /// With --prompt-ids and no tokenizer: the mask token's id (default: config.json's
     /// mask_token_id; bos, eos and pad come from config.json)
     #[arg(long, value_name = "N", requires = "prompt_ids")]
@@ -102,6 +136,29 @@ pub struct Args {
     /// schedule's rate (default 1.0, the released RDM code's `stochastic1.0`)
     #[arg(long, value_name = "S")]
     noise_scale: Option<f64>,
+    /// llada: how masked positions are ranked (default low-confidence; LLaDA's `remasking`)
+    #[arg(long, value_enum)]
+    remasking: Option<RemaskingArg>,
+    /// fast-dllm: factor-based parallel decoding instead of --threshold: unmask the n most
+    /// confident positions of the block while (n + 1)(1 − p_n) ≤ F (Fast-dLLM's
+    /// get_transfer_index_dynamic)
+    #[arg(long, value_name = "F", conflicts_with = "threshold")]
+    factor: Option<f64>,
+    /// dream: how the positions unmasked at each step are chosen (default entropy, as in
+    /// Dream's README)
+    #[arg(long, value_enum)]
+    alg: Option<AlgArg>,
+    /// dream: draw the unmasked positions from softmax(confidence / T) instead of taking
+    /// the most confident (0: the most confident)
+    #[arg(long, value_name = "T")]
+    alg_temp: Option<f64>,
+    /// dream: nucleus filtering of each position's distribution before tokens and
+    /// confidences are read off
+    #[arg(long, value_name = "P")]
+    top_p: Option<f64>,
+    /// dream: keep only the K most likely tokens of each position's distribution
+    #[arg(long, value_name = "K")]
+    top_k: Option<usize>,
     /// Seed of the sampler's random generator
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -118,7 +175,25 @@ pub struct Args {
 
 fn sampler_config(args: &Args) -> anyhow::Result<SamplerConfig> {
     let name = StrategyName::from(args.strategy);
-    let knobs = StrategyKnobs { block_length: args.block_length, threshold: args.threshold, noise_scale: args.noise_scale };
+    let knobs = StrategyKnobs {
+        block_length: args.block_length,
+        threshold: args.threshold,
+        noise_scale: args.noise_scale,
+        remasking: args.remasking.map(|r| match r {
+            RemaskingArg::LowConfidence => Remasking::LowConfidence,
+            RemaskingArg::Random => Remasking::Random,
+        }),
+        factor: args.factor,
+        alg: args.alg.map(|a| match a {
+            AlgArg::Origin => DreamAlg::Origin,
+            AlgArg::MaskgitPlus => DreamAlg::MaskgitPlus,
+            AlgArg::TopkMargin => DreamAlg::TopkMargin,
+            AlgArg::Entropy => DreamAlg::Entropy,
+        }),
+        alg_temp: args.alg_temp,
+        top_p: args.top_p,
+        top_k: args.top_k,
+    };
     if let Some(flag) = name.unused_knobs(&knobs).first() {
         let users = StrategyName::ALL.into_iter().filter(|s| !s.unused_knobs(&knobs).contains(flag));
         let users: Vec<&str> = users.map(StrategyName::as_str).collect();
@@ -139,11 +214,23 @@ fn sampler_config(args: &Args) -> anyhow::Result<SamplerConfig> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = sampler_config(&args)?;
+    if args.chat && args.prompt_ids.is_some() {
+        anyhow::bail!(
+            "--chat applies the model's chat template to the text of --prompt, but --prompt-ids gives tokens: \
+             give --prompt TEXT with --chat, or leave --chat out"
+        );
+    }
     let (model, tokenizer, special, prefix) = match (&args.prompt, &args.prompt_ids) {
         (Some(prompt), _) => {
             let loaded = args.model.load()?;
             let special = SpecialIds::from(loaded.special);
-            let prefix = canvas_prefix(&loaded.tokenizer, prompt, special.eos)?;
+            let prefix = if args.chat {
+                let text = chat_prompt(&loaded.tokenizer, loaded.model.dir(), prompt)?;
+                tracing::debug!("chat prompt: {text:?}");
+                chat_prefix(&loaded.tokenizer, &text)?
+            } else {
+                canvas_prefix(&loaded.tokenizer, prompt, special.eos)?
+            };
             (loaded.model, Some(loaded.tokenizer), special, prefix)
         }
         (None, Some(ids)) => {
@@ -172,7 +259,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let predictor_path = dir.join(LENGTH_PREDICTOR_WEIGHTS);
     let (out, beam): (Denoised, Option<BeamChoice>) = match (args.length, args.length_beam) {
         (Some(length), _) => {
-            let canvas = Canvas::new(&prefix, length, special)?;
+            let canvas = Canvas::for_model(&model, &prefix, length, special)?;
             (one(denoise(&model, &[canvas], &cfg, special)?)?, None)
         }
         (None, beam) => {
@@ -222,6 +309,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         _ => println!("{}", out.generated.iter().map(u32::to_string).collect::<Vec<_>>().join(",")),
     }
     Ok(())
+}
+
+/// `prompt` as one user message through the chat template of the tokenizer's folder (else
+/// the model's), with the generation prompt: the text `--chat` tokenizes.
+fn chat_prompt(tokenizer: &Tokenizer, model_dir: &std::path::Path, prompt: &str) -> anyhow::Result<String> {
+    let mut dirs = vec![tokenizer.dir()];
+    if tokenizer.dir() != model_dir {
+        dirs.push(model_dir);
+    }
+    for dir in &dirs {
+        if let Some(template) = ChatTemplate::from_model_dir(dir)? {
+            return Ok(template.render(&[ChatMessage::user(prompt)], true)?);
+        }
+    }
+    let looked: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    anyhow::bail!(
+        "--chat: no chat template in {} (looked for chat_template in tokenizer_config.json and for \
+         chat_template.jinja); leave --chat out and write the prompt as the model expects it",
+        looked.join(" or ")
+    )
 }
 
 /// The denoising step by step in the terminal, masks visible.

@@ -261,3 +261,40 @@ fn bad_inputs_fail_with_clear_messages() {
     let err = failure(&["generate", "--model", "/nonexistent", "--prompt", "x", "--length", "3"]);
     assert!(err.contains("not a model directory"), "{err}");
 }
+
+#[test]
+fn chat_renders_the_models_template_and_adds_no_special_tokens() {
+    // tiny-xlmr plus a chat template: the user's text, then " a" as the assistant cue; no
+    // <s> in the template, so none in the canvas (the tokenizer adds none with --chat).
+    let dir = temp_dir("chat");
+    let model = root().join("crates/dlm-models/tests/fixtures/tiny-xlmr");
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(model.join(f), dir.join(f)).unwrap();
+    }
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("tokenizer_config.json")).unwrap()).unwrap();
+    config["chat_template"] = serde_json::json!(
+        "{% for m in messages %}{% if m.role != 'user' %}{{ raise_exception('users only') }}{% endif %}{{ m.content | trim }}{% endfor %}{% if add_generation_prompt %} a{% endif %}"
+    );
+    std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
+    let d = dir.display().to_string();
+    let out = dlm(&["generate", "--model", &d, "--prompt", " and to ", "--chat", "--length", "4", "--steps", "2", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let canvas = ids(&v["ids"]);
+    // "and to a" (7 8 10), 4 generated positions, </s>.
+    assert_eq!(&canvas[..3], &[7, 8, 10]);
+    assert_eq!(canvas.len(), 3 + 4 + 1);
+    assert_eq!(*canvas.last().unwrap(), 2);
+    // Without --chat the same folder tokenizes the prompt as always: <s> and to.
+    let out = dlm(&["generate", "--model", &d, "--prompt", "and to", "--length", "4", "--steps", "2", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(&ids(&v["ids"])[..3], &[0, 7, 8]);
+
+    let err = failure(&["generate", "--model", &d, "--prompt-ids", "0,7,8", "--chat", "--length", "4"]);
+    assert!(err.contains("--chat") && err.contains("--prompt TEXT"), "{err}");
+    let plain = tiny();
+    let err = failure(&["generate", "--model", &plain, "--prompt", "and to", "--chat", "--length", "4"]);
+    assert!(err.contains("no chat template") && err.contains("tokenizer_config.json"), "{err}");
+}

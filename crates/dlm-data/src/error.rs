@@ -72,6 +72,10 @@ pub enum DataError {
     #[error("tokenizer {path}: {message}")]
     Tokenize { path: PathBuf, message: String },
 
+    /// A chat template that cannot be read, compiled or rendered (the file it came from).
+    #[error("chat template {path}: {message}")]
+    ChatTemplate { path: PathBuf, message: String },
+
     #[error("cannot format example: {0}")]
     Format(String),
 }

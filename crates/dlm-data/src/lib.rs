@@ -1,8 +1,9 @@
 //! Text side of dlm: tokenizers and special tokens, prompt-response formatting (SPEC §2),
 //! the generation canvas (SPEC §4), padding into flat batches, and the paper's prompted
 //! JSONL data, readers for raw instruction formats (`sources`: Flan CoT TSV, Alpaca, GSM8K)
-//! and fixed-ratio mixing of sources (`mixture`, SPEC §7). No tensor dependency:
-//! everything here is plain `Vec`s and shapes.
+//! and fixed-ratio mixing of sources (`mixture`, SPEC §7), and the Jinja chat templates of
+//! instruction-tuned models (`chat_template`, rendered with minijinja as transformers
+//! does). No tensor dependency: everything here is plain `Vec`s and shapes.
 //!
 //! ```text
 //! Tokenizer::from_dir(model dir) ──► encode(prompt), encode(response)   (<s> … </s> each)
@@ -11,6 +12,7 @@
 //! ```
 
 pub mod batch;
+pub mod chat_template;
 pub mod error;
 pub mod fairseq_dict;
 pub mod format;
@@ -22,6 +24,7 @@ pub mod tokenizer;
 pub mod vocab_map;
 
 pub use batch::{Batch, FixedSequence, batches_by_tokens, collate};
+pub use chat_template::{ChatMessage, ChatTemplate, chat_prefix};
 pub use error::DataError;
 pub use fairseq_dict::FairseqDictionary;
 pub use format::{

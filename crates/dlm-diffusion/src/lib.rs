@@ -1,5 +1,6 @@
 //! Diffusion language models on pretrained masked LMs (arXiv 2308.12219, SPEC §2-5):
-//! coupled absorbing-diffusion corruption and the reparameterized training objective,
+//! coupled absorbing-diffusion corruption and the reparameterized training objective (and
+//! LLaDA's SFT objective, `sft`),
 //! iterative-unmasking samplers with their schedules and trajectories (as text, as step
 //! events, as an SVG picture), and length prediction with length beams. Everything is
 //! written against [`dlm_models::MaskedLm`].
@@ -12,6 +13,7 @@ mod length;
 mod objective;
 mod sampler;
 mod schedule;
+mod sft;
 #[cfg(test)]
 mod testing;
 mod trajectory;
@@ -27,9 +29,10 @@ pub use length::{
 };
 pub use objective::{LossForm, ObjectiveConfig, ObjectiveMetrics, ObjectiveOutput, RdmWeighting, Weighting, objective, objective_with};
 pub use sampler::{
-    Advanced, Decoding, Denoised, RowId, SamplerConfig, StepBatch, StepEvent, StepReport, Strategy, StrategyKnobs, StrategyName,
-    TopK, Update, denoise, denoise_with,
+    Advanced, Decoding, Denoised, DreamAlg, Parallel, Remasking, RowId, SamplerConfig, StepBatch, StepEvent, StepReport, Strategy,
+    StrategyKnobs, StrategyName, TopK, Update, denoise, denoise_with,
 };
 pub use schedule::{Schedule, transfer_counts};
+pub use sft::{LLADA_MASK_EPS, SftConfig, SftMasks, SftMetrics, SftOutput, sample_sft_masks, sft_objective, sft_objective_with};
 pub use trajectory::{Trajectory, render_canvas};
 pub use trajectory_svg::trajectory_svg;

@@ -4,7 +4,7 @@
 //! Variants: constant weighting, a fixed masking ratio (via [`TimestepSampler::Fixed`]) and
 //! RDM's original normalisation (SPEC §3.7).
 
-use crate::batch::{TokenBatch, ids_and_attention};
+use crate::batch::TokenBatch;
 use crate::corruption::{Corruption, TimestepSampler, sample_coupled};
 use crate::error::{DiffusionError, Result};
 use candle_core::{D, DType, Tensor};
@@ -178,6 +178,21 @@ pub(crate) fn plan(batch: &TokenBatch, corruption: &Corruption, cfg: &ObjectiveC
     out
 }
 
+/// `[B * seq]`: the real (attended) positions of `batch`: ids other than `pad`, and every
+/// position up to the last maskable one of its row. Padding is only ever on the right and
+/// never maskable, so this is `ids != pad` unless a row holds the padding id itself, as
+/// LLaDA's and Dream's rows do (their `</s>` is their padding id).
+pub(crate) fn attended(batch: &TokenBatch, pad: u32) -> Vec<bool> {
+    let s = batch.seq;
+    let mut out = Vec::with_capacity(batch.batch * s);
+    for r in 0..batch.batch {
+        let row = r * s..(r + 1) * s;
+        let last = batch.maskable[row.clone()].iter().rposition(|&m| m);
+        out.extend(batch.ids[row].iter().enumerate().map(|(j, &id)| id != pad || last.is_some_and(|l| j <= l)));
+    }
+    out
+}
+
 /// Evaluates the loss for given timesteps and masks (the deterministic half of
 /// [`objective`], so that tests can feed fixed corruptions).
 pub fn objective_with(model: &dyn MaskedLm, batch: &TokenBatch, corruption: &Corruption, cfg: &ObjectiveConfig) -> Result<ObjectiveOutput> {
@@ -201,7 +216,12 @@ pub fn objective_with(model: &dyn MaskedLm, batch: &TokenBatch, corruption: &Cor
         let src = &batch.ids[(r % b) * s..(r % b + 1) * s];
         x_t.extend(src.iter().zip(&corruption.masked[r * s..(r + 1) * s]).map(|(&id, &mk)| if mk { cfg.mask_id } else { id }));
     }
-    let (ids, attention) = ids_and_attention(&x_t, 2 * b, s, cfg.pad_id, device)?;
+    // Both copies attend to the real positions of their source row (not `x_t != pad`:
+    // with LLaDA/Dream `</s>` is the padding id, and an unmasked final `</s>` is real).
+    let real = attended(batch, cfg.pad_id);
+    let attention: Vec<u32> = real.iter().chain(&real).map(|&a| u32::from(a)).collect();
+    let ids = Tensor::from_vec(x_t, (2 * b, s), device)?;
+    let attention = Tensor::from_vec(attention, (2 * b, s), device)?;
     let hidden = model.encode(&ids, &attention)?; // [2B, seq, h]
     let h = hidden.dim(D::Minus1)?;
     let index = Tensor::from_vec(plan.index, m, device)?;
@@ -353,6 +373,16 @@ mod tests {
         corruption.masked[0] = true;
         let r = objective_with(&hand_model(), &batch, &corruption, &cfg(LossForm::Dlm { weighting: Weighting::Linear }, 0.0));
         assert!(matches!(r, Err(DiffusionError::InvalidBatch(_))));
+    }
+
+    #[test]
+    fn a_final_eos_that_is_the_padding_id_is_attended() {
+        // LLaDA/Dream: </s> = pad = 1. Row 0 ends with its real </s>; row 1 is padded.
+        let batch = TokenBatch { ids: vec![0, 5, 6, 1, 0, 7, 1, 1], maskable: vec![false, true, true, true, false, true, false, false], batch: 2, seq: 4 };
+        assert_eq!(attended(&batch, 1), vec![true, true, true, true, true, true, false, false]);
+        // Without the padding id inside rows this is `ids != pad`.
+        let (batch, _) = hand_batch();
+        assert_eq!(attended(&batch, 9), batch.ids.iter().map(|&id| id != 9).collect::<Vec<_>>());
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! on the device `DLM_TEST_DEVICE` names (default cpu; `cuda` on a GPU build).
 
 use dlm_diffusion::{
-    Canvas, Corruption, LengthPredictor, LossForm, ObjectiveConfig, RdmWeighting, SamplerConfig, Schedule, SpecialIds,
-    Strategy, TimestepSampler, TokenBatch, TopK, Update, Weighting, denoise, generate_with_length_beam, objective_with,
+    Canvas, Corruption, LengthPredictor, LossForm, ObjectiveConfig, Parallel, RdmWeighting, Remasking, SamplerConfig, Schedule,
+    SpecialIds, Strategy, TimestepSampler, TokenBatch, TopK, Update, Weighting, denoise, generate_with_length_beam, objective_with,
 };
 use dlm_models::{Backbone, LoadOptions};
 use serde_json::Value;
@@ -178,14 +178,17 @@ fn llada_and_fast_dllm_trajectories_match_reference() {
     let l = &g["llada"];
     let cfg = SamplerConfig {
         steps: l["steps"].as_u64().expect("steps") as usize,
-        strategy: Strategy::LowConfidence { block_length: Some(l["block_length"].as_u64().expect("bl") as usize) },
+        strategy: Strategy::LowConfidence {
+            block_length: Some(l["block_length"].as_u64().expect("bl") as usize),
+            remasking: Remasking::LowConfidence,
+        },
         record_trajectory: true,
         ..SamplerConfig::default()
     };
     let f = &g["fast_dllm"];
     let fast = SamplerConfig {
         strategy: Strategy::ConfidenceThreshold {
-            threshold: f["threshold"].as_f64().expect("threshold"),
+            rule: Parallel::Threshold(f["threshold"].as_f64().expect("threshold")),
             block_length: Some(f["block_length"].as_u64().expect("bl") as usize),
         },
         ..cfg.clone()

@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::params::{Fields, wrong_type};
 use crate::template::ChatTemplate;
 use dlm_data::{SpecialTokens, Tokenizer, canvas_prefix};
-use dlm_diffusion::{Decoding, DiffusionError, SamplerConfig, Schedule, StrategyKnobs, StrategyName};
+use dlm_diffusion::{Decoding, DiffusionError, DreamAlg, Remasking, SamplerConfig, Schedule, StrategyKnobs, StrategyName};
 use serde_json::Value;
 
 /// `max_tokens` when neither it nor a length predictor is there (OpenAI's default).
@@ -117,8 +117,11 @@ pub fn parse(endpoint: Endpoint, body: &Value, info: &ModelInfo) -> Result<GenRe
     let mut choices = Vec::with_capacity(prompts.len() * n);
     let mut prompt_tokens = 0;
     for (p, text) in prompts.iter().enumerate() {
-        let prefix = canvas_prefix(&info.tokenizer, text, info.special.eos)
-            .map_err(|e| ApiError::invalid(prompt_field(endpoint), format!("cannot tokenize the prompt: {e}")))?;
+        let prefix = match endpoint {
+            Endpoint::Chat => info.template.prompt_ids(&info.tokenizer, text, &info.special),
+            Endpoint::Completions => canvas_prefix(&info.tokenizer, text, info.special.eos),
+        }
+        .map_err(|e| ApiError::invalid(prompt_field(endpoint), format!("cannot tokenize the prompt: {e}")))?;
         check_fits(endpoint, prefix.len(), length, max_tokens_field, info.max_positions)?;
         prompt_tokens += prefix.len();
         for j in 0..n {
@@ -192,7 +195,27 @@ fn sampler_config(
         block_length: f.usize_in("block_length", 1, limits.max_tokens)?,
         threshold: f.f64_in("threshold", 0.0, 1.0)?,
         noise_scale: f.f64_in("noise_scale", 0.0, 100.0)?,
+        remasking: match f.str("remasking")? {
+            None => None,
+            Some(r) => Some(Remasking::parse(r).ok_or_else(|| {
+                ApiError::invalid("remasking", format!("unknown remasking {r:?}; expected low_confidence or random"))
+            })?),
+        },
+        factor: f.f64_in("factor", f64::MIN_POSITIVE, 1e6)?,
+        alg: match f.str("alg")? {
+            None => None,
+            Some(a) => Some(DreamAlg::parse(a).ok_or_else(|| {
+                ApiError::invalid("alg", format!("unknown alg {a:?}; expected origin, maskgit_plus, topk_margin or entropy"))
+            })?),
+        },
+        alg_temp: f.f64_in("alg_temp", 0.0, 100.0)?,
+        // OpenAI's `top_p` is accepted and ignored by the other strategies (docs/serving.md).
+        top_p: if name == StrategyName::Dream { f.f64_in("top_p", 0.0, 1.0)? } else { None },
+        top_k: f.usize_in("top_k", 1, u32::MAX as usize)?,
     };
+    if let Some((a, b)) = name.conflicting_knobs(&knobs) {
+        return Err(ApiError::invalid(b, format!("`{a}` and `{b}` are alternatives for strategy {}: give one", name.as_str())));
+    }
     if let Some(knob) = name.unused_knobs(&knobs).first() {
         let users: Vec<&str> =
             StrategyName::ALL.iter().filter(|s| !s.unused_knobs(&knobs).contains(knob)).map(|s| s.as_str()).collect();
@@ -255,6 +278,10 @@ pub fn diffusion_error(e: &DiffusionError) -> ApiError {
         DiffusionError::InvalidConfig(m) if m.contains("temperature") => "temperature",
         DiffusionError::InvalidConfig(m) if m.contains("threshold") => "threshold",
         DiffusionError::InvalidConfig(m) if m.contains("block length") => "block_length",
+        DiffusionError::InvalidConfig(m) if m.contains("factor") => "factor",
+        DiffusionError::InvalidConfig(m) if m.contains("alg-temp") => "alg_temp",
+        DiffusionError::InvalidConfig(m) if m.contains("top-p") => "top_p",
+        DiffusionError::InvalidConfig(m) if m.contains("top-k") => "top_k",
         DiffusionError::InvalidConfig(_) => "strategy",
         _ => return ApiError::internal(e.to_string()),
     };

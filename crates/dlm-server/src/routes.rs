@@ -212,14 +212,17 @@ async fn generate(app: Arc<App>, endpoint: Endpoint, req: Request) -> Result<Res
 }
 
 /// `POST /tokenize`: `{"prompt": text}` or `{"messages": [...]}` (through the chat
-/// template) → `{"tokens", "count", "max_model_len"}`; `add_special_tokens` (default true)
-/// adds `<s>`/`</s>` as the model sees them.
+/// template) → `{"tokens", "count", "max_model_len"}`; `add_special_tokens` adds
+/// `<s>`/`</s>` as the model sees them (default true, but false for `messages` rendered by
+/// the model's own Jinja template, whose text already holds its special tokens).
 async fn tokenize(State(app): State<Arc<App>>, req: Request) -> Response {
     let result = async {
         let body = read_json(req, app.info.limits.max_body_bytes).await?;
         let f = Fields::new(&body)?;
-        let add_special = f.bool("add_special_tokens")?.unwrap_or(true);
-        let text = match (f.str("prompt")?, f.get("messages")) {
+        let add_special = f.bool("add_special_tokens")?;
+        let prompt = f.str("prompt")?;
+        let add_special = add_special.unwrap_or(!(prompt.is_none() && app.info.template.is_jinja()));
+        let text = match (prompt, f.get("messages")) {
             (Some(p), _) => p.to_owned(),
             (None, Some(m)) => app.info.template.render(m)?,
             (None, None) => return Err(ApiError::invalid("prompt", "give `prompt` (a string) or `messages`")),

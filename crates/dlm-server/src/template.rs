@@ -13,9 +13,17 @@
 //!
 //! Each message becomes its role's pattern with `{content}` replaced; the results are
 //! joined by `separator`, and `generation_prompt` is appended.
+//!
+//! A model with its own Jinja chat template (`tokenizer_config.json`'s `chat_template`, or
+//! `chat_template.jinja`: instruction-tuned models such as LLaDA-8B-Instruct or
+//! Dream-v0-Instruct-7B) is served through that instead ([`dlm_data::ChatTemplate`], as
+//! transformers' `apply_chat_template(messages, add_generation_prompt=True)`), and its text
+//! is tokenized without adding special tokens (the template writes them); a
+//! `chat_template.json` beside it is then not used.
 
 use crate::error::{ApiError, ServerError};
 use crate::params::{type_name, wrong_type};
+use dlm_data::{ChatMessage, DataError, SpecialTokens, Tokenizer, canvas_prefix, chat_prefix};
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::Path;
@@ -31,6 +39,10 @@ pub struct ChatTemplate {
     pub assistant: String,
     pub separator: String,
     pub generation_prompt: String,
+    /// The model's own Jinja template; when present it renders the messages instead of the
+    /// patterns above.
+    #[serde(skip)]
+    pub jinja: Option<dlm_data::ChatTemplate>,
 }
 
 impl Default for ChatTemplate {
@@ -41,14 +53,22 @@ impl Default for ChatTemplate {
             assistant: "{content}".into(),
             separator: "\n\n".into(),
             generation_prompt: String::new(),
+            jinja: None,
         }
     }
 }
 
 impl ChatTemplate {
-    /// `dir/chat_template.json` when present, else the default.
+    /// The model's Jinja chat template when it has one, else `dir/chat_template.json` when
+    /// present, else the default.
     pub fn for_model(dir: &Path) -> Result<ChatTemplate, ServerError> {
         let path = dir.join(CHAT_TEMPLATE_FILE);
+        if let Some(jinja) = dlm_data::ChatTemplate::from_model_dir(dir)? {
+            if path.exists() {
+                tracing::warn!("{} is not used: the model's own chat template {} is", path.display(), jinja.path().display());
+            }
+            return Ok(ChatTemplate { jinja: Some(jinja), ..ChatTemplate::default() });
+        }
         if !path.exists() {
             return Ok(ChatTemplate::default());
         }
@@ -69,6 +89,7 @@ impl ChatTemplate {
             return Err(ApiError::invalid("messages", "`messages` must contain at least one message"));
         }
         let mut parts = Vec::with_capacity(list.len());
+        let mut chat = Vec::with_capacity(list.len());
         for (i, m) in list.iter().enumerate() {
             let field = |name: &str| format!("messages[{i}].{name}");
             let Some(obj) = m.as_object() else {
@@ -94,9 +115,31 @@ impl ChatTemplate {
                 }
             };
             let content = content_text(obj.get("content"), &field("content"))?;
-            parts.push(pattern.replace("{content}", &content));
+            match &self.jinja {
+                // OpenAI's `developer` is the `system` of the models' templates.
+                Some(_) => chat.push(ChatMessage::new(if role == "developer" { "system" } else { role }, content)),
+                None => parts.push(pattern.replace("{content}", &content)),
+            }
         }
-        Ok(parts.join(&self.separator) + &self.generation_prompt)
+        match &self.jinja {
+            Some(jinja) => jinja.render(&chat, true).map_err(|e| ApiError::invalid("messages", e.to_string())),
+            None => Ok(parts.join(&self.separator) + &self.generation_prompt),
+        }
+    }
+
+    /// Whether the model's own Jinja template renders the messages (its text is then
+    /// tokenized without adding special tokens).
+    pub fn is_jinja(&self) -> bool {
+        self.jinja.is_some()
+    }
+
+    /// The canvas prefix of a rendered chat prompt: with the model's Jinja template its ids
+    /// as they are ([`chat_prefix`]), else `<s> prompt` as for a completion ([`canvas_prefix`]).
+    pub fn prompt_ids(&self, tokenizer: &Tokenizer, text: &str, special: &SpecialTokens) -> Result<Vec<u32>, DataError> {
+        match self.jinja {
+            Some(_) => chat_prefix(tokenizer, text),
+            None => canvas_prefix(tokenizer, text, special.eos),
+        }
     }
 }
 
@@ -158,5 +201,35 @@ mod tests {
         std::fs::write(dir.path().join(CHAT_TEMPLATE_FILE), r#"{"usr": "x"}"#).unwrap();
         let e = ChatTemplate::for_model(dir.path()).unwrap_err().to_string();
         assert!(e.contains("chat_template.json") && e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn the_models_jinja_template_wins_and_its_errors_are_the_clients() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CHAT_TEMPLATE_FILE), r#"{"user": "Q: {content}"}"#).unwrap();
+        std::fs::write(
+            dir.path().join("tokenizer_config.json"),
+            r#"{"bos_token": "<s>", "chat_template": "{{ bos_token }}{% for m in messages %}{% if m.role == 'tool' %}{{ raise_exception('no tools') }}{% endif %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"}"#,
+        )
+        .unwrap();
+        let t = ChatTemplate::for_model(dir.path()).unwrap();
+        assert!(t.is_jinja());
+        let msgs = json!([{"role": "developer", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "Hi"}]}]);
+        assert_eq!(t.render(&msgs).unwrap(), "<s><system>Be brief.<user>Hi<assistant>");
+        // Messages are still checked field by field before the template sees them.
+        assert_eq!(t.render(&json!([{"role": "tool", "content": "x"}])).unwrap_err().param.as_deref(), Some("messages[0].role"));
+        std::fs::write(
+            dir.path().join("tokenizer_config.json"),
+            r#"{"chat_template": "{% if messages | length > 1 %}{{ raise_exception('one message only') }}{% endif %}x"}"#,
+        )
+        .unwrap();
+        let t = ChatTemplate::for_model(dir.path()).unwrap();
+        let two = json!([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]);
+        let e = t.render(&two).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages"));
+        assert!(e.message.contains("one message only"), "{}", e.message);
+        std::fs::write(dir.path().join("tokenizer_config.json"), r#"{"chat_template": "{% if %}"}"#).unwrap();
+        let e = ChatTemplate::for_model(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("tokenizer_config.json") && e.contains("does not compile"), "{e}");
     }
 }

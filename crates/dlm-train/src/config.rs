@@ -146,6 +146,10 @@ pub enum ObjectiveKind {
     Diffusion,
     /// Autoregressive baseline: causal attention, next-token CE on the response.
     Ar,
+    /// LLaDA's SFT objective (`dlm_diffusion::sft_objective`): per example
+    /// `t ~ U(0, 1)`, each response token masked with `p = (1 − ε)·t + ε`, CE at the
+    /// masked positions divided by `p` and by the answer length, mean over the batch.
+    LladaSft,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -180,6 +184,19 @@ pub struct ObjectiveSection {
     /// ε of SPEC §3.6.
     #[serde(default)]
     pub label_smoothing: f64,
+    /// `llada_sft` only: ε of `p_mask = (1 − ε)·t + ε`, the smallest masking probability
+    /// (LLaDA: 1e-3).
+    #[serde(default = "default_mask_eps")]
+    pub mask_eps: f64,
+    /// `llada_sft` only: pad the rows of a micro-batch to its longest with `</s>` and score
+    /// the padding as response (LLaDA's own batching, Appendix B.1); off: each example's
+    /// response and its one `</s>`, whatever its batch mates.
+    #[serde(default)]
+    pub eos_padding: bool,
+}
+
+fn default_mask_eps() -> f64 {
+    dlm_diffusion::LLADA_MASK_EPS
 }
 
 fn default_timesteps() -> u32 {
@@ -469,7 +486,22 @@ impl RunConfig {
     /// Range checks that serde cannot express.
     pub fn validate(&self) -> std::result::Result<(), String> {
         let o = &self.optimizer;
-        let checks: [(bool, String); 15] = [
+        let sft = self.objective.kind == ObjectiveKind::LladaSft;
+        let checks: [(bool, String); 17] = [
+            (
+                (0.0..1.0).contains(&self.objective.mask_eps),
+                format!(
+                    "objective.mask_eps must lie in [0, 1), got {}",
+                    self.objective.mask_eps
+                ),
+            ),
+            (
+                !sft || (self.objective.label_smoothing == 0.0
+                    && self.objective.mask_ratio.is_none()),
+                "objective.kind = \"llada_sft\" has no label smoothing and no fixed mask ratio \
+                 (LLaDA's recipe); leave objective.label_smoothing and objective.mask_ratio unset"
+                    .into(),
+            ),
             (
                 self.distributed.bucket_mb.is_finite() && self.distributed.bucket_mb > 0.0,
                 format!(
@@ -729,6 +761,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("data.train or [[data.sources]]"), "{e}");
+    }
+
+    #[test]
+    fn llada_sft_parses_and_rejects_settings_it_does_not_have() {
+        let c = parse(MINIMAL, &["objective.kind=llada_sft"]).unwrap();
+        assert_eq!(c.objective.kind, ObjectiveKind::LladaSft);
+        assert_eq!(
+            (c.objective.mask_eps, c.objective.eos_padding),
+            (1e-3, false)
+        );
+        assert_eq!(parse(&c.to_toml().unwrap(), &[]).unwrap(), c);
+        for bad in ["objective.label_smoothing=0.1", "objective.mask_ratio=0.5"] {
+            let e = parse(MINIMAL, &["objective.kind=llada_sft", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("llada_sft"), "{e}");
+        }
+        let e = parse(MINIMAL, &["objective.mask_eps=1.0"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mask_eps"), "{e}");
     }
 
     #[test]

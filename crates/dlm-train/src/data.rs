@@ -59,6 +59,22 @@ pub struct SourceDraw {
     pub drawn: usize,
 }
 
+/// `text` encoded as `bos … eos`: with the tokenizer's own special tokens, and `bos`/`eos`
+/// added where its post-processor does not put them (decoder tokenizers such as LLaDA's
+/// and Dream's add at most a leading bos), so that every example is SPEC §2's
+/// `<s> prompt response </s>` and the response ends with the `</s>` that LLaDA's SFT
+/// recipe scores.
+fn encode_wrapped(tokenizer: &Tokenizer, text: &str, special: &SpecialTokens) -> Result<Vec<u32>> {
+    let mut ids = tokenizer.encode(text, true)?;
+    if ids.first() != Some(&special.bos) {
+        ids.insert(0, special.bos);
+    }
+    if ids.len() < 2 || ids.last() != Some(&special.eos) {
+        ids.push(special.eos);
+    }
+    Ok(ids)
+}
+
 /// Tokenizes and formats one pair.
 fn example(
     row: &PromptResponse,
@@ -66,8 +82,8 @@ fn example(
     special: &SpecialTokens,
     max_length: usize,
 ) -> Result<Example> {
-    let src = tokenizer.encode(&row.inputs, true)?;
-    let tgt = tokenizer.encode(&row.targets, true)?;
+    let src = encode_wrapped(tokenizer, &row.inputs, special)?;
+    let tgt = encode_wrapped(tokenizer, &row.targets, special)?;
     let seq = format_pair(&src, &tgt, special, max_length)?;
     Ok(Example {
         seq,
@@ -96,11 +112,11 @@ fn few_shot_example(
     }
     let picks = dlm_data::exemplar_rows(table.len(), row, spec.shots, derive_seed(seed, &[FEW_SHOT_TAG]));
     let exemplars: Vec<&PromptResponse> = picks.iter().filter_map(|&i| table.get(i)).collect();
-    let target_len = tokenizer.encode(&query.targets, true)?.len();
+    let target_len = encode_wrapped(tokenizer, &query.targets, special)?.len();
     for n in (1..=exemplars.len()).rev() {
         let inputs = spec.few_shot.prompt(&exemplars[..n], &query.inputs);
         // `<s> prompt response </s>` = src[:-1] + tgt[1:] (SPEC §2)
-        if (tokenizer.encode(&inputs, true)?.len() + target_len).saturating_sub(2) <= max_length {
+        if (encode_wrapped(tokenizer, &inputs, special)?.len() + target_len).saturating_sub(2) <= max_length {
             let shot = PromptResponse { inputs, targets: query.targets.clone() };
             return example(&shot, tokenizer, special, max_length);
         }

@@ -1,8 +1,9 @@
 //! Training for dlm (SPEC §3, §5, §6, §7): a model-agnostic loop ([`Trainer`]) driving a
-//! [`TrainObjective`] — the diffusion objective, the autoregressive baseline or the length
-//! predictor stage — with our own AdamW (fp32 master weights), LR schedules, gradient
-//! accumulation and clipping, seeded dropout, validation by BLEU/ROUGE, atomic checkpoints
-//! that `transformers` loads, exact resume, task-specific vocabulary pruning and plots.
+//! [`TrainObjective`] — the diffusion objective, LLaDA's SFT objective, the autoregressive
+//! baseline or the length predictor stage — with our own AdamW (fp32 master weights), LR
+//! schedules, gradient accumulation and clipping, seeded dropout, validation by BLEU/ROUGE,
+//! atomic checkpoints that `transformers` loads, exact resume, task-specific vocabulary
+//! pruning and plots.
 //!
 //! ```text
 //! run.toml ──► RunConfig ──► session::build ──► Session { objective, tokenizer, data }

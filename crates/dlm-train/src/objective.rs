@@ -6,7 +6,9 @@
 //! - [`Diffusion`]: the RDM objective of SPEC §3 (dlm-diffusion's `objective`);
 //! - [`Autoregressive`]: the AR baseline, the same backbone with causal attention and
 //!   next-token cross-entropy on the response positions (incl. `</s>`), mean over tokens;
-//! - [`LengthStage`]: the length predictor of SPEC §5 on a frozen backbone.
+//! - [`LengthStage`]: the length predictor of SPEC §5 on a frozen backbone;
+//! - [`LladaSft`]: LLaDA's SFT objective (dlm-diffusion's `sft_objective`), for the
+//!   LLaDA and Dream backbones (or any other: it is written against `MaskedLm`).
 
 use crate::ar::{AR_FLAG, mark_objective};
 use crate::beam::{BeamConfig, beam_search};
@@ -14,7 +16,8 @@ use crate::data::Example;
 use crate::error::{Result, TrainError};
 use candle_core::{D, DType, Tensor, Var};
 use dlm_diffusion::{
-    Canvas, LengthPredictor, ObjectiveConfig, SamplerConfig, SpecialIds, TokenBatch, denoise,
+    Canvas, LengthPredictor, ObjectiveConfig, SamplerConfig, SftConfig, SftMasks, SftOutput,
+    SpecialIds, TokenBatch, denoise,
 };
 use dlm_models::{Backbone, MaskedLm};
 use rand::SeedableRng;
@@ -67,6 +70,52 @@ fn special_ids(s: &dlm_data::SpecialTokens) -> SpecialIds {
     }
 }
 
+/// A micro-batch as a [`TokenBatch`]: rows padded on the right with `pad`, maskable = the
+/// response positions of each row (`!fixed`: the response and its final `</s>`, SPEC §2).
+/// Unlike `TokenBatch::from_rows` this keeps a final `</s>` that is the padding id
+/// maskable, as it is for LLaDA and Dream (`</s>` = pad). With `eos_padding = Some(eos)`
+/// shorter rows are padded with `eos` instead, and that padding is response too (LLaDA's
+/// SFT batching: the padded `</s>` are masked, scored and counted in the answer length).
+pub fn response_batch(batch: &[&Example], pad: u32, eos_padding: Option<u32>) -> TokenBatch {
+    let seq = batch.iter().map(|e| e.seq.len()).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(batch.len() * seq);
+    let mut maskable = Vec::with_capacity(batch.len() * seq);
+    for e in batch {
+        let fill = seq - e.seq.len();
+        ids.extend_from_slice(&e.seq.ids);
+        ids.extend(std::iter::repeat_n(eos_padding.unwrap_or(pad), fill));
+        maskable.extend(e.seq.fixed.iter().map(|f| !f));
+        maskable.extend(std::iter::repeat_n(eos_padding.is_some(), fill));
+    }
+    TokenBatch {
+        ids,
+        maskable,
+        batch: batch.len(),
+        seq,
+    }
+}
+
+/// Validation responses of a diffusion-trained model: the oracle-length canvas of each
+/// example denoised in `steps` iterations with the default sampler.
+fn oracle_generate(
+    model: &Backbone,
+    special: &dlm_data::SpecialTokens,
+    batch: &[&Example],
+    steps: usize,
+) -> Result<Option<Vec<Vec<u32>>>> {
+    let special = special_ids(special);
+    let canvases = batch
+        .iter()
+        .map(|e| Canvas::oracle(&e.seq.ids, &e.seq.fixed, special))
+        .collect::<dlm_diffusion::Result<Vec<_>>>()?;
+    let cfg = SamplerConfig {
+        steps,
+        ..SamplerConfig::default()
+    };
+    let out = denoise(model, &canvases, &cfg, special)?;
+    Ok(Some(out.into_iter().map(|d| d.generated).collect()))
+}
+
 /// SPEC §3 on a trainable backbone.
 pub struct Diffusion {
     pub model: Backbone,
@@ -82,11 +131,7 @@ impl TrainObjective for Diffusion {
         self.model.set_dropout(seed);
     }
     fn step(&mut self, batch: &[&Example], rng: &mut ChaCha8Rng) -> Result<StepOutput> {
-        let rows: Vec<(Vec<u32>, Vec<bool>)> = batch
-            .iter()
-            .map(|e| (e.seq.ids.clone(), e.seq.fixed.iter().map(|f| !f).collect()))
-            .collect();
-        let tb = TokenBatch::from_rows(&rows, self.cfg.pad_id)?;
+        let tb = response_batch(batch, self.cfg.pad_id, None);
         let out = dlm_diffusion::objective(&self.model, &tb, &self.cfg, rng)?;
         let m = out.metrics;
         let metrics = StepMetrics {
@@ -101,21 +146,78 @@ impl TrainObjective for Diffusion {
         })
     }
     fn generate(&self, batch: &[&Example], steps: usize) -> Result<Option<Vec<Vec<u32>>>> {
-        let special = special_ids(&self.special);
-        let canvases = batch
-            .iter()
-            .map(|e| Canvas::oracle(&e.seq.ids, &e.seq.fixed, special))
-            .collect::<dlm_diffusion::Result<Vec<_>>>()?;
-        let cfg = SamplerConfig {
-            steps,
-            ..SamplerConfig::default()
-        };
-        let out = denoise(&self.model, &canvases, &cfg, special)?;
-        Ok(Some(out.into_iter().map(|d| d.generated).collect()))
+        oracle_generate(&self.model, &self.special, batch, steps)
     }
     fn save(&self, dir: &Path) -> Result<()> {
         self.model.save(dir)?;
         mark_objective(dir, "diffusion")
+    }
+}
+
+/// The `dlm_objective` value of checkpoints trained with [`LladaSft`].
+pub const LLADA_SFT_FLAG: &str = "llada_sft";
+
+/// LLaDA's SFT objective on a trainable backbone (`objective.kind = "llada_sft"`; see
+/// `dlm_diffusion::sft_objective` for the formula and the reference): one noisy copy per
+/// example, `t ~ U(0, 1)` drawn from the step's seeded `rng`, the response (with its
+/// final `</s>`) masked with probability `p = (1 − ε)·t + ε`, the prompt never;
+/// `Σ CE/p / answer length`, mean over the micro-batch.
+pub struct LladaSft {
+    pub model: Backbone,
+    pub cfg: SftConfig,
+    pub special: dlm_data::SpecialTokens,
+    /// Pad rows with `</s>` and score the padding (LLaDA's batching); off: per example.
+    pub eos_padding: bool,
+}
+
+impl LladaSft {
+    /// The micro-batch the objective scores ([`response_batch`]).
+    pub fn token_batch(&self, batch: &[&Example]) -> TokenBatch {
+        let eos = self.eos_padding.then_some(self.special.eos);
+        response_batch(batch, self.cfg.pad_id, eos)
+    }
+
+    /// The loss of `batch` for given masks and masking probabilities (`masks` over
+    /// [`LladaSft::token_batch`]'s `[B, seq]`): the deterministic half of
+    /// [`TrainObjective::step`], for tests with a fixed mask pattern.
+    pub fn step_with(&self, batch: &[&Example], masks: &SftMasks) -> Result<StepOutput> {
+        let tb = self.token_batch(batch);
+        let out = dlm_diffusion::sft_objective_with(&self.model, &tb, masks, &self.cfg)?;
+        Ok(Self::output(out, batch))
+    }
+
+    fn output(out: SftOutput, batch: &[&Example]) -> StepOutput {
+        let m = out.metrics;
+        StepOutput {
+            loss: out.loss,
+            metrics: StepMetrics {
+                loss: m.loss,
+                correct: m.correct,
+                scored: m.masked_tokens,
+                tokens: tokens(batch),
+            },
+        }
+    }
+}
+
+impl TrainObjective for LladaSft {
+    fn vars(&self) -> Vec<(String, Var)> {
+        self.model.params().vars().to_vec()
+    }
+    fn set_dropout(&mut self, seed: Option<u64>) {
+        self.model.set_dropout(seed);
+    }
+    fn step(&mut self, batch: &[&Example], rng: &mut ChaCha8Rng) -> Result<StepOutput> {
+        let tb = self.token_batch(batch);
+        let out = dlm_diffusion::sft_objective(&self.model, &tb, &self.cfg, rng)?;
+        Ok(Self::output(out, batch))
+    }
+    fn generate(&self, batch: &[&Example], steps: usize) -> Result<Option<Vec<Vec<u32>>>> {
+        oracle_generate(&self.model, &self.special, batch, steps)
+    }
+    fn save(&self, dir: &Path) -> Result<()> {
+        self.model.save(dir)?;
+        mark_objective(dir, LLADA_SFT_FLAG)
     }
 }
 

@@ -7,11 +7,12 @@ use crate::ar::load_options_for;
 use crate::config::{Init, LossFormKind, ObjectiveKind, Precision, RunConfig, StageKind};
 use crate::data::Dataset;
 use crate::error::{Result, TrainError};
-use crate::objective::{Autoregressive, Diffusion, LengthStage, TrainObjective};
+use crate::objective::{Autoregressive, Diffusion, LengthStage, LladaSft, TrainObjective};
 use dlm_data::{SpecialTokens, Tokenizer, VocabMap};
 use candle_core::{DType, Device};
 use dlm_diffusion::{
-    LengthPredictor, LengthPredictorConfig, LossForm, ObjectiveConfig, TimestepSampler,
+    LengthPredictor, LengthPredictorConfig, LossForm, ObjectiveConfig, SftConfig,
+    TimestepSampler,
 };
 use dlm_models::{Backbone, LoadOptions};
 use std::path::Path;
@@ -186,20 +187,29 @@ pub fn build(cfg: &RunConfig, from: Option<&Path>) -> Result<Session> {
             v.remap(&map, special.unk);
         }
     }
-    let objective: Box<dyn TrainObjective> = if ar {
-        Box::new(Autoregressive {
+    let objective: Box<dyn TrainObjective> = match cfg.objective.kind {
+        ObjectiveKind::Ar => Box::new(Autoregressive {
             model,
             label_smoothing: cfg.objective.label_smoothing,
             special,
             beam: cfg.validate.beam,
             len_penalty: cfg.validate.len_penalty,
-        })
-    } else {
-        Box::new(Diffusion {
+        }),
+        ObjectiveKind::Diffusion => Box::new(Diffusion {
             model,
             cfg: objective_config(cfg, &special),
             special,
-        })
+        }),
+        ObjectiveKind::LladaSft => Box::new(LladaSft {
+            model,
+            cfg: SftConfig {
+                eps: cfg.objective.mask_eps,
+                mask_id: special.mask,
+                pad_id: special.pad,
+            },
+            special,
+            eos_padding: cfg.objective.eos_padding,
+        }),
     };
     Ok(Session {
         objective,

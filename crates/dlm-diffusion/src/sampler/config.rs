@@ -36,20 +36,116 @@ pub enum Strategy {
     Cmlm,
     /// Fill the leftmost mask at each step.
     Ar,
-    /// LLaDA: within semi-autoregressive blocks of `block_length` generation positions
-    /// (`None`: one block), unmask the most confident masked positions, an even share of
-    /// each block per step; decoded tokens are never re-masked. `steps` must be a multiple
-    /// of the number of blocks.
-    LowConfidence { block_length: Option<usize> },
-    /// Fast-dLLM parallel decoding: in the current block, unmask the most confident masked
-    /// position and every other one whose probability is at least `threshold`; the number
-    /// of steps is adaptive (at most one per generation position) and `steps` is unused.
-    ConfidenceThreshold { threshold: f64, block_length: Option<usize> },
+    /// LLaDA's `generate()` (ML-GSAI/LLaDA `generate.py`): within semi-autoregressive blocks
+    /// of `block_length` generation positions (`None`: one block), transfer an even share of
+    /// the block per step (`get_num_transfer_tokens`, fixed at the block's start) to the
+    /// highest-ranked masked positions up to the block's end; decoded tokens are never
+    /// re-masked. Predictions range over the whole vocabulary, `<mask>` included: a position
+    /// whose prediction is `<mask>` stays masked (and competes again at the next step).
+    /// `steps` must be a multiple of the number of blocks.
+    LowConfidence { block_length: Option<usize>, remasking: Remasking },
+    /// Fast-dLLM parallel decoding (NVlabs/Fast-dLLM `llada/generate.py`): in the current
+    /// block, each step transfers the most confident masked position and the others the
+    /// [`Parallel`] rule admits, until the block has no mask; the number of steps is
+    /// adaptive and `steps` is unused. Predictions range over the whole vocabulary,
+    /// `<mask>` included, as for [`Strategy::LowConfidence`]. A step that decodes nothing
+    /// (every transfer predicted `<mask>`, which the reference would repeat forever at
+    /// temperature 0) moves on to the next block, so a run takes at most N + blocks steps.
+    ConfidenceThreshold { rule: Parallel, block_length: Option<usize> },
+    /// Dream's `diffusion_generate` (`_sample` of Dream's `generation_utils.py`, as vendored
+    /// by NVlabs/Fast-dLLM `dream/model/generation_utils.py`): `steps` steps over
+    /// `timesteps = linspace(1, 1e-3, steps + 1)`; at each step `int(masked · (1 − s/t))`
+    /// masked positions (all of them at the last step) are transferred, chosen by `alg`.
+    /// Tokens and confidences come from `sample_tokens` (`top_p`, `top_k`, the decoding's
+    /// temperature), over the whole vocabulary.
+    Dream { alg: DreamAlg, alg_temp: Option<f64>, top_p: Option<f64>, top_k: Option<usize> },
+}
+
+/// How LLaDA ranks the masked positions (`remasking` of LLaDA's `generate()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Remasking {
+    /// By the probability of the predicted token (`low_confidence`).
+    #[default]
+    LowConfidence,
+    /// By a uniform draw per position (`random`), from the row's seeded generator.
+    Random,
+}
+
+impl Remasking {
+    pub const ALL: [Remasking; 2] = [Remasking::LowConfidence, Remasking::Random];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Remasking::LowConfidence => "low-confidence",
+            Remasking::Random => "random",
+        }
+    }
+
+    /// The name, with `-` or the reference's `_` (`low_confidence`).
+    pub fn parse(name: &str) -> Option<Remasking> {
+        Remasking::ALL.into_iter().find(|r| r.as_str() == name.replace('_', "-"))
+    }
+}
+
+/// Which masked positions of the current block a Fast-dLLM step transfers, besides the
+/// most confident one (always transferred). Confidences are probabilities of the predicted
+/// tokens, compared in f64 as the reference does.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Parallel {
+    /// Every other position whose confidence is at least the threshold (`get_transfer_index`
+    /// with `threshold`: a position is dropped when `confidence < threshold`).
+    Threshold(f64),
+    /// Factor-based parallel decoding (`get_transfer_index_dynamic`, NVlabs/Fast-dLLM
+    /// `llada/generate.py` at f6b35ec3f1b16e1b3d3357938046559ae2d350fa): with the
+    /// confidences sorted descending `c_0 ≥ c_1 ≥ …` (M of them), the n most confident,
+    /// where n is the first i ≥ 1 with `c_i < 1 − factor / (i + 2)` (the paper's rule: the
+    /// largest n whose n-th confidence has `(n + 1)(1 − c) < factor`; the reference keeps
+    /// equality), or all M when there is none — and, as the reference's loop does, also
+    /// all M when that first i is `M − 1`.
+    Factor(f64),
+}
+
+/// Dream's `alg`: how the positions transferred at a step are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DreamAlg {
+    /// Each masked position is transferred with probability `1 − s/t` (all at the last
+    /// step), from the row's seeded generator.
+    Origin,
+    /// Confidence: the probability of the predicted token.
+    MaskgitPlus,
+    /// Confidence: the top-1 minus the top-2 probability.
+    TopkMargin,
+    /// Confidence: the negative entropy `Σ p log(p + 1e-10)`.
+    Entropy,
+}
+
+impl DreamAlg {
+    pub const ALL: [DreamAlg; 4] = [DreamAlg::Origin, DreamAlg::MaskgitPlus, DreamAlg::TopkMargin, DreamAlg::Entropy];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DreamAlg::Origin => "origin",
+            DreamAlg::MaskgitPlus => "maskgit-plus",
+            DreamAlg::TopkMargin => "topk-margin",
+            DreamAlg::Entropy => "entropy",
+        }
+    }
+
+    /// The name, with `-` or Dream's `_` (`maskgit_plus`).
+    pub fn parse(name: &str) -> Option<DreamAlg> {
+        DreamAlg::ALL.into_iter().find(|a| a.as_str() == name.replace('_', "-"))
+    }
 }
 
 /// Fast-dLLM's confidence threshold and block length (its paper and evaluation scripts).
 pub const FAST_DLLM_THRESHOLD: f64 = 0.9;
 pub const FAST_DLLM_BLOCK_LENGTH: usize = 32;
+/// Dream's `alg` when none is given: its README's example (and Fast-dLLM's Dream evaluation)
+/// uses `entropy` (the generation config's own default is `origin`).
+pub const DREAM_ALG: DreamAlg = DreamAlg::Entropy;
 /// Gumbel noise scale of the released RDM code's `stochastic1.0` decoding.
 pub const NOISE_SCALE: f64 = 1.0;
 
@@ -64,6 +160,7 @@ pub enum StrategyName {
     Ar,
     Llada,
     FastDllm,
+    Dream,
 }
 
 /// The options some strategies take; `None` means the strategy's default.
@@ -75,10 +172,23 @@ pub struct StrategyKnobs {
     pub threshold: Option<f64>,
     /// stochastic: the scale of the Gumbel noise.
     pub noise_scale: Option<f64>,
+    /// llada: how masked positions are ranked.
+    pub remasking: Option<Remasking>,
+    /// fast-dllm: factor-based parallel decoding instead of the threshold.
+    pub factor: Option<f64>,
+    /// dream: how the transferred positions are chosen.
+    pub alg: Option<DreamAlg>,
+    /// dream: sample the transferred positions from `softmax(confidence / alg_temp)`
+    /// (0 or none: the most confident).
+    pub alg_temp: Option<f64>,
+    /// dream: nucleus filtering of the distribution before reading tokens and confidences.
+    pub top_p: Option<f64>,
+    /// dream: top-k filtering of the distribution before reading tokens and confidences.
+    pub top_k: Option<usize>,
 }
 
 impl StrategyName {
-    pub const ALL: [StrategyName; 7] = [
+    pub const ALL: [StrategyName; 8] = [
         StrategyName::ReparamUncond,
         StrategyName::ReparamCond,
         StrategyName::Stochastic,
@@ -86,6 +196,7 @@ impl StrategyName {
         StrategyName::Ar,
         StrategyName::Llada,
         StrategyName::FastDllm,
+        StrategyName::Dream,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -97,6 +208,7 @@ impl StrategyName {
             StrategyName::Ar => "ar",
             StrategyName::Llada => "llada",
             StrategyName::FastDllm => "fast-dllm",
+            StrategyName::Dream => "dream",
         }
     }
 
@@ -105,13 +217,20 @@ impl StrategyName {
     }
 
     /// The knob names (as `--flag` names without dashes: `block-length`, `threshold`,
-    /// `noise-scale`) that are given but that this strategy does not use.
+    /// `noise-scale`, `remasking`, `factor`, `alg`, `alg-temp`, `top-p`, `top-k`) that are
+    /// given but that this strategy does not use.
     pub fn unused_knobs(self, knobs: &StrategyKnobs) -> Vec<&'static str> {
-        use StrategyName::{FastDllm, Llada, Stochastic};
+        use StrategyName::{Dream, FastDllm, Llada, Stochastic};
         [
             ("block-length", knobs.block_length.is_some(), matches!(self, Llada | FastDllm)),
             ("threshold", knobs.threshold.is_some(), self == FastDllm),
             ("noise-scale", knobs.noise_scale.is_some(), self == Stochastic),
+            ("remasking", knobs.remasking.is_some(), self == Llada),
+            ("factor", knobs.factor.is_some(), self == FastDllm),
+            ("alg", knobs.alg.is_some(), self == Dream),
+            ("alg-temp", knobs.alg_temp.is_some(), self == Dream),
+            ("top-p", knobs.top_p.is_some(), self == Dream),
+            ("top-k", knobs.top_k.is_some(), self == Dream),
         ]
         .into_iter()
         .filter(|&(_, given, applies)| given && !applies)
@@ -119,8 +238,17 @@ impl StrategyName {
         .collect()
     }
 
+    /// Two knobs given together that exclude each other (fast-dllm: `threshold` and
+    /// `factor` are alternative rules), by their flag names.
+    pub fn conflicting_knobs(self, knobs: &StrategyKnobs) -> Option<(&'static str, &'static str)> {
+        (self == StrategyName::FastDllm && knobs.threshold.is_some() && knobs.factor.is_some()).then_some(("threshold", "factor"))
+    }
+
     /// The strategy, with the defaults of the released code and papers for knobs not given
-    /// (llada: one block; fast-dllm: threshold 0.9, blocks of 32; stochastic: scale 1.0).
+    /// (llada: one block, low-confidence remasking; fast-dllm: threshold 0.9 unless a
+    /// factor is given, blocks of 32; stochastic: scale 1.0; dream: `entropy`, no
+    /// `alg_temp`, no top-p/top-k filtering). A factor takes precedence over a threshold
+    /// ([`StrategyName::conflicting_knobs`] tells callers to refuse both).
     pub fn build(self, schedule: Schedule, knobs: StrategyKnobs) -> Strategy {
         let reparam = |update, topk| Strategy::Reparam { update, schedule, topk };
         match self {
@@ -131,10 +259,21 @@ impl StrategyName {
             }
             StrategyName::Cmlm => Strategy::Cmlm,
             StrategyName::Ar => Strategy::Ar,
-            StrategyName::Llada => Strategy::LowConfidence { block_length: knobs.block_length },
+            StrategyName::Llada => {
+                Strategy::LowConfidence { block_length: knobs.block_length, remasking: knobs.remasking.unwrap_or_default() }
+            }
             StrategyName::FastDllm => Strategy::ConfidenceThreshold {
-                threshold: knobs.threshold.unwrap_or(FAST_DLLM_THRESHOLD),
+                rule: match knobs.factor {
+                    Some(factor) => Parallel::Factor(factor),
+                    None => Parallel::Threshold(knobs.threshold.unwrap_or(FAST_DLLM_THRESHOLD)),
+                },
                 block_length: Some(knobs.block_length.unwrap_or(FAST_DLLM_BLOCK_LENGTH)),
+            },
+            StrategyName::Dream => Strategy::Dream {
+                alg: knobs.alg.unwrap_or(DREAM_ALG),
+                alg_temp: knobs.alg_temp,
+                top_p: knobs.top_p,
+                top_k: knobs.top_k,
             },
         }
     }
@@ -190,13 +329,29 @@ impl SamplerConfig {
             Strategy::Reparam { topk: TopK::Stochastic { scale }, .. } if !(scale >= 0.0 && scale.is_finite()) => {
                 Err(DiffusionError::InvalidConfig(format!("Gumbel noise scale must be non-negative, got {scale}")))
             }
-            Strategy::LowConfidence { block_length: Some(0) } | Strategy::ConfidenceThreshold { block_length: Some(0), .. } => {
+            Strategy::LowConfidence { block_length: Some(0), .. } | Strategy::ConfidenceThreshold { block_length: Some(0), .. } => {
                 Err(DiffusionError::InvalidConfig("block length must be at least 1".into()))
             }
-            Strategy::ConfidenceThreshold { threshold, .. } if !(0.0..=1.0).contains(&threshold) => {
+            Strategy::ConfidenceThreshold { rule: Parallel::Threshold(threshold), .. } if !(0.0..=1.0).contains(&threshold) => {
                 Err(DiffusionError::InvalidConfig(format!("confidence threshold must be in [0, 1], got {threshold}")))
             }
+            Strategy::ConfidenceThreshold { rule: Parallel::Factor(factor), .. } if !(factor > 0.0 && factor.is_finite()) => {
+                Err(DiffusionError::InvalidConfig(format!("parallel decoding factor must be positive and finite, got {factor}")))
+            }
+            Strategy::Dream { alg_temp: Some(t), .. } if !(t >= 0.0 && t.is_finite()) => {
+                Err(DiffusionError::InvalidConfig(format!("Dream alg-temp must be non-negative and finite, got {t}")))
+            }
+            Strategy::Dream { top_p: Some(p), .. } if !(p > 0.0 && p <= 1.0) => {
+                Err(DiffusionError::InvalidConfig(format!("Dream top-p must be in (0, 1], got {p}")))
+            }
+            Strategy::Dream { top_k: Some(0), .. } => Err(DiffusionError::InvalidConfig("Dream top-k must be at least 1".into())),
             _ => Ok(()),
         }
+    }
+
+    /// Whether the run stops after `steps` steps (every strategy but Fast-dLLM's, whose
+    /// number of steps is adaptive).
+    pub(crate) fn bounded(&self) -> bool {
+        !matches!(self.strategy, Strategy::ConfidenceThreshold { .. })
     }
 }

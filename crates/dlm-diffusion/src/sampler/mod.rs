@@ -6,6 +6,7 @@
 //! caller can stream the denoising as it happens.
 
 mod config;
+mod dream;
 mod predict;
 mod reparam;
 mod state;
@@ -14,7 +15,7 @@ mod step_batch;
 mod tests;
 mod unmask;
 
-pub use config::{Decoding, SamplerConfig, Strategy, StrategyKnobs, StrategyName, TopK, Update};
+pub use config::{Decoding, DreamAlg, Parallel, Remasking, SamplerConfig, Strategy, StrategyKnobs, StrategyName, TopK, Update};
 pub use step_batch::{Advanced, RowId, StepBatch, StepReport};
 
 use crate::canvas::{Canvas, SpecialIds};
@@ -22,7 +23,7 @@ use crate::error::{DiffusionError, Result};
 use crate::schedule::transfer_counts;
 use crate::trajectory::Trajectory;
 use dlm_models::MaskedLm;
-use predict::{ModelPredictor, Prediction, Predictor, Shared};
+use predict::{ModelPredictor, Prediction, Predictor, Readout, Shared};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use state::Row;
@@ -103,8 +104,9 @@ pub fn denoise_with(
     run(&mut predictor, canvases, cfg, special, on_step)
 }
 
-/// What one row does in one step: the slots to predict and a strategy parameter
-/// (k for reparam, the transfer count for LLaDA).
+/// What one row does in one step: the slots to predict (none: the step changes nothing
+/// and the model is not run for the row) and a strategy parameter (k for reparam, the
+/// transfer count for LLaDA and Dream, the current block for Fast-dLLM).
 struct Work {
     slots: Vec<usize>,
     param: usize,
@@ -139,21 +141,34 @@ fn plan_step(row: &Row, cfg: &SamplerConfig, step: usize) -> Result<Option<Work>
         }
         Strategy::Cmlm => Some(Work { slots: all(), param: 0 }),
         Strategy::Ar => (row.masked_count() > 0).then(|| Work { slots: all(), param: 0 }),
-        Strategy::LowConfidence { block_length } => {
+        Strategy::LowConfidence { block_length, .. } => {
+            // LLaDA runs every step of every block, even one that transfers nothing; it
+            // can only stop early when nothing is masked any more.
             let (len, per_block) = llada_blocks(n, block_length, cfg.steps)?;
             let (block, i) = ((step - 1) / per_block, (step - 1) % per_block);
             let range = unmask::block_slots(block, len, n);
             let count = transfer_counts(range.len(), per_block)[i];
-            let slots = masked_in(range);
-            (count > 0 && !slots.is_empty()).then_some(Work { slots, param: count })
+            // Candidates: every masked slot up to the block's end (LLaDA sets the confidence
+            // of positions past the block to −∞, not of those before it).
+            let slots = if count > 0 { masked_in(0..range.end) } else { Vec::new() };
+            (row.masked_count() > 0).then_some(Work { slots, param: count })
         }
-        Strategy::ConfidenceThreshold { block_length, .. } => match row.masked.iter().position(|&m| m) {
-            None => None,
-            Some(first) => {
-                let len = block_length.unwrap_or(n).max(1);
-                Some(Work { slots: masked_in(unmask::block_slots(first / len, len, n)), param: 0 })
-            }
-        },
+        Strategy::ConfidenceThreshold { block_length, .. } => {
+            // The current block: the first from `row.block` on that still has a masked
+            // slot. The reference leaves a block only once it is complete; a step that
+            // could not decode anything (every transfer predicted `<mask>`, which at
+            // temperature 0 the reference would repeat forever) moves `row.block` past it.
+            let len = block_length.unwrap_or(n).clamp(1, n.max(1));
+            let blocks = n.div_ceil(len);
+            let current = (row.block..blocks).find(|&b| unmask::block_slots(b, len, n).any(|j| row.masked[j]));
+            current.map(|b| Work { slots: masked_in(0..unmask::block_slots(b, len, n).end), param: b })
+        }
+        Strategy::Dream { alg, .. } => {
+            let masked = row.masked_count();
+            let count = dream::transfer_count(masked, step, cfg.steps);
+            let slots = if alg == DreamAlg::Origin || count > 0 { masked_in(0..n) } else { Vec::new() };
+            (masked > 0).then_some(Work { slots, param: count })
+        }
     })
 }
 
@@ -169,7 +184,8 @@ pub(crate) fn run(
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut rows: Vec<Row> = canvases.iter().map(Row::new).collect();
     let mut history: Vec<Vec<Vec<u32>>> = vec![Vec::new(); rows.len()];
-    let bounded = !matches!(cfg.strategy, Strategy::ConfidenceThreshold { .. });
+    let bounded = cfg.bounded();
+    let readout = Readout::of(&cfg.strategy);
     let mut steps_run = 0;
     for step in 1.. {
         if bounded && step > cfg.steps {
@@ -183,7 +199,7 @@ pub(crate) fn run(
         let inputs: Vec<&[u32]> = active.iter().map(|&i| rows[i].tokens.as_slice()).collect();
         let positions: Vec<Vec<usize>> =
             active.iter().filter_map(|&i| work[i].as_ref().map(|w| rows[i].positions(&w.slots))).collect();
-        let predictions = predictor.predict(&inputs, &positions, &mut Shared { decoding: cfg.decoding, rng: &mut rng })?;
+        let predictions = predictor.predict(&inputs, &positions, &mut Shared { decoding: cfg.decoding, readout, rng: &mut rng })?;
         for (&i, preds) in active.iter().zip(predictions) {
             if let Some(w) = &work[i] {
                 update_row(&mut rows[i], &preds, w, cfg, step, &mut rng, special.mask);
@@ -211,7 +227,7 @@ fn update_row(row: &mut Row, preds: &[Prediction], w: &Work, cfg: &SamplerConfig
     match cfg.strategy {
         Strategy::Reparam { update, schedule, topk } => {
             // Slots left out of the plan keep what they hold (only when k = 0, see plan_step).
-            let mut all: Vec<Prediction> = (0..row.n()).map(|j| Prediction { token: row.token(j), logp: row.scores[j] }).collect();
+            let mut all: Vec<Prediction> = (0..row.n()).map(|j| Prediction::new(row.token(j), row.scores[j])).collect();
             for (&j, &p) in w.slots.iter().zip(preds) {
                 all[j] = p;
             }
@@ -228,8 +244,17 @@ fn update_row(row: &mut Row, preds: &[Prediction], w: &Work, cfg: &SamplerConfig
         }
         Strategy::Cmlm => unmask::cmlm_update(row, preds, 1.0 / (cfg.steps - step + 1) as f64, rng),
         Strategy::Ar => unmask::ar_update(row, preds),
-        Strategy::LowConfidence { .. } => unmask::low_confidence_update(row, &w.slots, preds, w.param),
-        Strategy::ConfidenceThreshold { threshold, .. } => unmask::threshold_update(row, &w.slots, preds, threshold),
+        Strategy::LowConfidence { remasking, .. } => {
+            unmask::low_confidence_update(row, &w.slots, preds, w.param, remasking, rng, mask)
+        }
+        Strategy::ConfidenceThreshold { rule, .. } => {
+            if !unmask::parallel_update(row, &w.slots, preds, rule, mask) {
+                row.block = w.param + 1;
+            }
+        }
+        Strategy::Dream { alg, alg_temp, .. } => {
+            dream::dream_update(row, &w.slots, preds, alg, alg_temp, (step, cfg.steps, w.param), rng, mask)
+        }
     }
 }
 

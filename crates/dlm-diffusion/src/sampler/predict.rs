@@ -1,44 +1,108 @@
 //! One denoiser call (SPEC §4.1): run the model on the canvases (packed end to end,
-//! [`MaskedLm::encode_rows`]: no product runs on padding), project only at the
-//! requested generation positions, forbid `<mask>` (its logit set to −∞), take
-//! `log_softmax`, and read off `(token, log p)` per position by argmax or by sampling.
-//! How each row decodes and which generator it draws from are given per row ([`Draws`]):
-//! one shared generator for [`super::denoise`], one per row for [`super::StepBatch`].
+//! [`MaskedLm::encode_rows`]: no product runs on padding, and rows with no position to
+//! predict are left out), project only at the requested generation positions, take
+//! `log_softmax`, and read off `(token, log p, confidence)` per position.
+//! What is read off is given per row ([`Draws`]): how tokens are chosen ([`Decoding`]:
+//! argmax or sampling), what the strategy needs ([`Readout`]: the RDM-family strategies
+//! forbid `<mask>`, its logit −∞; the LLaDA, Fast-dLLM and Dream references take the whole
+//! vocabulary; Dream ranks by a confidence computed from the whole distribution), and the
+//! generator samples are drawn from: one shared generator for [`super::denoise`], one per
+//! row for [`super::StepBatch`].
 //! Argmax positions ask the model for just that ([`MaskedLm::project_argmax`]: the fused
-//! projection of the backbone writes no `[positions, vocab]` logits); sampled positions
-//! need the whole distribution and are projected [`PROJECT_CHUNK`] at a time. The only
-//! data that cross to the host per step are the chosen tokens and their log-probabilities.
+//! projection of the backbone writes no `[positions, vocab]` logits; "no id forbidden" is
+//! an excluded id past the vocabulary, [`NO_EXCLUDED`]); positions that need the whole
+//! distribution are projected [`PROJECT_CHUNK`] at a time. The only data that cross to the
+//! host per step are the chosen tokens, their log-probabilities and confidences.
 
-use super::config::Decoding;
+use super::config::{Decoding, DreamAlg, Strategy};
+use super::dream;
 use crate::error::{DiffusionError, Result};
 use candle_core::Tensor;
 use dlm_models::MaskedLm;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-/// The token chosen at one position and its log-probability under the model.
+/// The token chosen at one position, its log-probability under the model and the
+/// confidence the strategy ranks positions by.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Prediction {
     pub token: u32,
     pub logp: f32,
+    /// [`Readout::MaskForbidden`] and [`Readout::FullVocabulary`]: `logp` itself (ranking
+    /// by it is ranking by the probability). [`Readout::Dream`]: `sample_tokens`'
+    /// confidence for the row's `alg` (a probability, a margin or a negative entropy).
+    pub confidence: f32,
 }
+
+impl Prediction {
+    /// A prediction whose confidence is its log-probability.
+    pub fn new(token: u32, logp: f32) -> Prediction {
+        Prediction { token, logp, confidence: logp }
+    }
+}
+
+/// What a strategy reads off the model's distribution at a position.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Readout {
+    /// `<mask>` forbidden (its logit −∞), as the RDM-family code does; confidence = log p.
+    MaskForbidden,
+    /// The whole vocabulary, `<mask>` included, as LLaDA's and Fast-dLLM's `generate` do
+    /// (`argmax` over every id); confidence = log p.
+    FullVocabulary,
+    /// Dream's `sample_tokens` over the whole vocabulary: top-p, then top-k filtering, the
+    /// decoding's temperature, and the confidence of `alg`.
+    Dream { alg: DreamAlg, top_p: Option<f64>, top_k: Option<usize> },
+}
+
+impl Readout {
+    pub fn of(strategy: &Strategy) -> Readout {
+        match *strategy {
+            Strategy::Reparam { .. } | Strategy::Cmlm | Strategy::Ar => Readout::MaskForbidden,
+            Strategy::LowConfidence { .. } | Strategy::ConfidenceThreshold { .. } => Readout::FullVocabulary,
+            Strategy::Dream { alg, top_p, top_k, .. } => Readout::Dream { alg, top_p, top_k },
+        }
+    }
+
+    /// Whether the argmax and its log-probability are all this readout needs under
+    /// `decoding`. Dream at temperature 0: the token is the argmax whatever the filtering
+    /// (top-p and top-k keep the most likely token); `origin` needs no confidence and
+    /// `maskgit_plus` without filtering ranks by the argmax's probability `exp(log p)`.
+    fn argmax_suffices(self, decoding: Decoding) -> bool {
+        match (self, decoding) {
+            (_, Decoding::Sample { .. }) => false,
+            (Readout::MaskForbidden | Readout::FullVocabulary, Decoding::Argmax) => true,
+            (Readout::Dream { alg, top_p, top_k }, Decoding::Argmax) => {
+                alg == DreamAlg::Origin || (alg == DreamAlg::MaskgitPlus && top_p.is_none_or(|p| p >= 1.0) && top_k.is_none())
+            }
+        }
+    }
+}
+
+/// The excluded id that forbids nothing: past every vocabulary (the fused projection and
+/// the composed `log_softmax` both leave every column as it is).
+pub(crate) const NO_EXCLUDED: u32 = u32::MAX;
 
 /// Per row of a [`Predictor::predict`] call: how its tokens are read off and the
 /// generator its samples are drawn from.
 pub(crate) trait Draws {
     fn decoding(&self, row: usize) -> Decoding;
+    fn readout(&self, row: usize) -> Readout;
     fn rng(&mut self, row: usize) -> &mut ChaCha8Rng;
 }
 
 /// Every row decodes alike and draws from one generator, in row order.
 pub(crate) struct Shared<'r> {
     pub decoding: Decoding,
+    pub readout: Readout,
     pub rng: &'r mut ChaCha8Rng,
 }
 
 impl Draws for Shared<'_> {
     fn decoding(&self, _row: usize) -> Decoding {
         self.decoding
+    }
+    fn readout(&self, _row: usize) -> Readout {
+        self.readout
     }
     fn rng(&mut self, _row: usize) -> &mut ChaCha8Rng {
         self.rng
@@ -79,37 +143,64 @@ impl Predictor for ModelPredictor<'_> {
             return Ok(vec![Vec::new(); b]);
         }
         let device = self.model.device();
-        let hidden = self.model.encode_rows(rows, self.pad)?; // [Σ len, h], no padding rows
+        // Only rows with positions to predict are encoded.
+        let used: Vec<usize> = (0..b).filter(|&i| !positions[i].is_empty()).collect();
+        let encoded: Vec<&[u32]> = used.iter().map(|&i| rows[i]).collect();
+        let hidden = self.model.encode_rows(&encoded, self.pad)?; // [Σ len, h], no padding rows
         let mut flat = Vec::with_capacity(total);
         let mut offset = 0;
-        for (row, ps) in rows.iter().zip(positions) {
-            flat.extend(ps.iter().map(|&p| (offset + p) as u32));
-            offset += row.len();
+        for &i in &used {
+            flat.extend(positions[i].iter().map(|&p| (offset + p) as u32));
+            offset += rows[i].len();
         }
         let selected = hidden.index_select(&Tensor::from_vec(flat, total, device)?, 0)?; // [n, h]
-        // The row each selected position belongs to, and which positions sample.
+        // The row each selected position belongs to, and how it is read off.
         let owner: Vec<usize> = positions.iter().enumerate().flat_map(|(i, ps)| std::iter::repeat_n(i, ps.len())).collect();
-        let sampled: Vec<bool> = owner.iter().map(|&r| matches!(draws.decoding(r), Decoding::Sample { .. })).collect();
+        let readout: Vec<Readout> = owner.iter().map(|&r| draws.readout(r)).collect();
+        let full: Vec<bool> = owner.iter().zip(&readout).map(|(&r, rd)| !rd.argmax_suffices(draws.decoding(r))).collect();
+        let excluded = |k: usize| if readout[k] == Readout::MaskForbidden { self.mask } else { NO_EXCLUDED };
         let mut out: Vec<Option<Prediction>> = vec![None; total];
-        let argmax_at: Vec<u32> = (0..total as u32).filter(|&k| !sampled[k as usize]).collect();
-        if !argmax_at.is_empty() {
-            let rows = if argmax_at.len() == total {
-                selected.clone()
-            } else {
-                selected.index_select(&Tensor::from_slice(&argmax_at, argmax_at.len(), device)?, 0)?
-            };
-            for (&k, a) in argmax_at.iter().zip(self.model.project_argmax(&rows, self.mask)?) {
-                out[k as usize] = Some(Prediction { token: a.token, logp: a.logp });
+        // One group per forbidden id (`<mask>` first): with a single strategy in the batch,
+        // exactly one group, so the projections are those of a batch of that strategy alone.
+        for forbid in [self.mask, NO_EXCLUDED] {
+            let argmax_at: Vec<u32> = (0..total as u32).filter(|&k| !full[k as usize] && excluded(k as usize) == forbid).collect();
+            if !argmax_at.is_empty() {
+                let rows = if argmax_at.len() == total {
+                    selected.clone()
+                } else {
+                    selected.index_select(&Tensor::from_slice(&argmax_at, argmax_at.len(), device)?, 0)?
+                };
+                for (&k, a) in argmax_at.iter().zip(self.model.project_argmax(&rows, forbid)?) {
+                    let confidence = match readout[k as usize] {
+                        Readout::Dream { .. } => a.logp.exp(),
+                        _ => a.logp,
+                    };
+                    out[k as usize] = Some(Prediction { token: a.token, logp: a.logp, confidence });
+                }
             }
-        }
-        let sample_at: Vec<u32> = (0..total as u32).filter(|&k| sampled[k as usize]).collect();
-        for chunk in sample_at.chunks(PROJECT_CHUNK) {
-            let rows = selected.index_select(&Tensor::from_slice(chunk, chunk.len(), device)?, 0)?;
-            let table = self.model.project_log_probs(&rows, self.mask)?.to_vec2::<f32>()?; // [len, V]
-            for (&k, row) in chunk.iter().zip(&table) {
-                let Decoding::Sample { temperature } = draws.decoding(owner[k as usize]) else { continue };
-                let token = sample_index(row, temperature, draws.rng(owner[k as usize]));
-                out[k as usize] = Some(Prediction { token: token as u32, logp: row[token] });
+            let full_at: Vec<u32> = (0..total as u32).filter(|&k| full[k as usize] && excluded(k as usize) == forbid).collect();
+            for chunk in full_at.chunks(PROJECT_CHUNK) {
+                let rows = selected.index_select(&Tensor::from_slice(chunk, chunk.len(), device)?, 0)?;
+                let table = self.model.project_log_probs(&rows, forbid)?.to_vec2::<f32>()?; // [len, V]
+                for (&k, row) in chunk.iter().zip(&table) {
+                    let r = owner[k as usize];
+                    let temperature = match draws.decoding(r) {
+                        Decoding::Sample { temperature } => Some(temperature),
+                        Decoding::Argmax => None,
+                    };
+                    let p = match (readout[k as usize], temperature) {
+                        (Readout::Dream { alg, top_p, top_k }, _) => {
+                            let (token, confidence) = dream::sample_tokens(row, temperature, top_p, top_k, alg, draws.rng(r));
+                            Prediction { token: token as u32, logp: row[token], confidence }
+                        }
+                        (_, Some(temperature)) => {
+                            let token = sample_index(row, temperature, draws.rng(r));
+                            Prediction::new(token as u32, row[token])
+                        }
+                        (_, None) => continue, // argmax positions never take this path
+                    };
+                    out[k as usize] = Some(p);
+                }
             }
         }
         let out = out

@@ -61,7 +61,7 @@ mod tests {
     const SP: SpecialIds = SpecialIds { bos: 0, eos: 2, pad: 1, mask: 99 };
 
     fn p(token: u32, logp: f32) -> Prediction {
-        Prediction { token, logp }
+        Prediction::new(token, logp)
     }
 
     #[test]

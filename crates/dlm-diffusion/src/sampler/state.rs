@@ -14,13 +14,16 @@ pub(crate) struct Row {
     /// Per slot: the stored log-probability (0 before the slot is first decoded, −∞ while
     /// re-masked by a reparameterized step).
     pub scores: Vec<f32>,
+    /// Fast-dLLM: no block before this one is current any more (a step that could not
+    /// unmask anything moved the row past its block; see `plan_step`).
+    pub block: usize,
 }
 
 impl Row {
     pub fn new(canvas: &Canvas) -> Row {
         let slots: Vec<usize> = canvas.generate().iter().enumerate().filter(|(_, g)| **g).map(|(i, _)| i).collect();
         let n = slots.len();
-        Row { tokens: canvas.ids().to_vec(), slots, masked: vec![true; n], scores: vec![0.0; n] }
+        Row { tokens: canvas.ids().to_vec(), slots, masked: vec![true; n], scores: vec![0.0; n], block: 0 }
     }
 
     /// N: the number of generation slots.
@@ -41,6 +44,17 @@ impl Row {
         self.tokens[self.slots[slot]] = token;
         self.masked[slot] = false;
         self.scores[slot] = score;
+    }
+
+    /// The reference's `x[transfer] = x0[transfer]` for one masked slot: writes the
+    /// predicted token, except that a prediction of `<mask>` leaves the slot masked (and
+    /// its stored score as it was). True when the slot was decoded.
+    pub fn transfer(&mut self, slot: usize, token: u32, score: f32, mask: u32) -> bool {
+        if token == mask {
+            return false;
+        }
+        self.decode(slot, token, score);
+        true
     }
 
     /// Puts `<mask>` back into a slot; its stored score becomes −∞.

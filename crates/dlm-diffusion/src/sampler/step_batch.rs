@@ -9,9 +9,9 @@
 //! so a row equals `denoise` of that canvas alone with the same configuration (exactly,
 //! whenever the model's output for a row does not depend on the padding its batch adds).
 
-use super::predict::{Draws, ModelPredictor, Predictor};
+use super::predict::{Draws, ModelPredictor, Predictor, Readout};
 use super::state::Row;
-use super::{Decoding, Denoised, SamplerConfig, Strategy, Work, finish, plan_step, update_row};
+use super::{Decoding, Denoised, SamplerConfig, Work, finish, plan_step, update_row};
 use crate::canvas::{Canvas, SpecialIds};
 use crate::error::{DiffusionError, Result};
 use dlm_models::MaskedLm;
@@ -37,8 +37,7 @@ impl Live {
     /// under which [`super::run`] stops for a batch of this row alone).
     fn plan(&self) -> Result<Option<Work>> {
         let step = self.steps_run + 1;
-        let bounded = !matches!(self.cfg.strategy, Strategy::ConfidenceThreshold { .. });
-        if bounded && step > self.cfg.steps {
+        if self.cfg.bounded() && step > self.cfg.steps {
             return Ok(None);
         }
         plan_step(&self.row, &self.cfg, step)
@@ -80,14 +79,17 @@ pub struct StepBatch<'m> {
 }
 
 /// Each row decodes its own way and draws from its own generator.
-struct PerRow<'r>(Vec<(Decoding, &'r mut ChaCha8Rng)>);
+struct PerRow<'r>(Vec<(Decoding, Readout, &'r mut ChaCha8Rng)>);
 
 impl Draws for PerRow<'_> {
     fn decoding(&self, row: usize) -> Decoding {
         self.0[row].0
     }
-    fn rng(&mut self, row: usize) -> &mut ChaCha8Rng {
+    fn readout(&self, row: usize) -> Readout {
         self.0[row].1
+    }
+    fn rng(&mut self, row: usize) -> &mut ChaCha8Rng {
+        self.0[row].2
     }
 }
 
@@ -161,7 +163,7 @@ impl<'m> StepBatch<'m> {
         let canvases: Vec<Vec<u32>> = self.rows.iter().map(|l| l.row.tokens.clone()).collect();
         let inputs: Vec<&[u32]> = canvases.iter().map(Vec::as_slice).collect();
         let positions: Vec<Vec<usize>> = self.rows.iter().zip(&work).map(|(l, w)| l.row.positions(&w.slots)).collect();
-        let mut draws = PerRow(self.rows.iter_mut().map(|l| (l.cfg.decoding, &mut l.rng)).collect());
+        let mut draws = PerRow(self.rows.iter_mut().map(|l| (l.cfg.decoding, Readout::of(&l.cfg.strategy), &mut l.rng)).collect());
         let predictions = self.predictor.predict(&inputs, &positions, &mut draws)?;
         for ((live, w), preds) in self.rows.iter_mut().zip(&work).zip(predictions) {
             let step = live.steps_run + 1;

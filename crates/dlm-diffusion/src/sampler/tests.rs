@@ -28,7 +28,7 @@ impl Predictor for DistinctScores {
                 ranks.shuffle(&mut self.rng);
                 ranks
                     .into_iter()
-                    .map(|r| Prediction { token: self.rng.random_range(4..50), logp: -(r as f32 + 1.0) / 10.0 })
+                    .map(|r| Prediction::new(self.rng.random_range(4..50), -(r as f32 + 1.0) / 10.0))
                     .collect()
             })
             .collect())
@@ -44,9 +44,20 @@ fn strategies() -> impl proptest::strategy::Strategy<Value = Strategy> {
         }),
         Just(Strategy::Cmlm),
         Just(Strategy::Ar),
-        Just(Strategy::LowConfidence { block_length: None }),
+        any::<bool>().prop_map(|random| Strategy::LowConfidence {
+            block_length: None,
+            remasking: if random { Remasking::Random } else { Remasking::LowConfidence },
+        }),
         (1usize..6, 0.0..1.0f64)
-            .prop_map(|(b, threshold)| Strategy::ConfidenceThreshold { threshold, block_length: Some(b) }),
+            .prop_map(|(b, threshold)| Strategy::ConfidenceThreshold { rule: Parallel::Threshold(threshold), block_length: Some(b) }),
+        (1usize..6, 0.1..3.0f64)
+            .prop_map(|(b, factor)| Strategy::ConfidenceThreshold { rule: Parallel::Factor(factor), block_length: Some(b) }),
+        (0usize..4, any::<bool>()).prop_map(|(a, temp)| Strategy::Dream {
+            alg: DreamAlg::ALL[a],
+            alg_temp: temp.then_some(0.5),
+            top_p: None,
+            top_k: None,
+        }),
     ]
 }
 
@@ -129,7 +140,7 @@ fn batched_rows_match_rows_run_alone() {
         Strategy::Reparam { update: Update::Uncond, schedule: Schedule::Cosine, topk: TopK::Deterministic },
         Strategy::Reparam { update: Update::Cond, schedule: Schedule::Linear, topk: TopK::Deterministic },
         Strategy::Ar,
-        Strategy::ConfidenceThreshold { threshold: 0.5, block_length: Some(3) },
+        Strategy::ConfidenceThreshold { rule: Parallel::Threshold(0.5), block_length: Some(3) },
     ] {
         let cfg = SamplerConfig { steps: 10, strategy, ..SamplerConfig::default() };
         let together = denoise(&lm, &cs, &cfg, SP).unwrap();
@@ -187,7 +198,7 @@ fn bad_requests_are_errors() {
     let long = canvases(&[(20, 20)]);
     assert!(matches!(denoise(&lm, &long, &SamplerConfig::default(), SP), Err(DiffusionError::TooLong { max: 32, .. })));
     // 5 generated tokens in blocks of 2 → 3 blocks; 10 steps is not a multiple of 3.
-    let llada = SamplerConfig { strategy: Strategy::LowConfidence { block_length: Some(2) }, ..SamplerConfig::default() };
+    let llada = SamplerConfig { strategy: Strategy::LowConfidence { block_length: Some(2), remasking: Remasking::LowConfidence }, ..SamplerConfig::default() };
     assert!(matches!(denoise(&lm, &ok, &llada, SP), Err(DiffusionError::InvalidConfig(_))));
     let cold = SamplerConfig { decoding: Decoding::Sample { temperature: 0.0 }, ..SamplerConfig::default() };
     assert!(matches!(denoise(&lm, &ok, &cold, SP), Err(DiffusionError::InvalidConfig(_))));
@@ -201,7 +212,7 @@ fn llada_blocks_fill_left_to_right() {
     // block. After step 2 the first block is complete and the second untouched.
     let cfg = SamplerConfig {
         steps: 4,
-        strategy: Strategy::LowConfidence { block_length: Some(3) },
+        strategy: Strategy::LowConfidence { block_length: Some(3), remasking: Remasking::LowConfidence },
         record_trajectory: true,
         ..SamplerConfig::default()
     };
@@ -268,7 +279,7 @@ fn replayed_reference_predictions_give_reference_trajectories() {
         for (i, (p, &l)) in prefixes.iter().zip(&lengths).enumerate() {
             let recorded: Vec<Vec<(u32, f32)>> = serde_json::from_value(run_fx["predictions"][i].clone()).unwrap();
             let steps_preds =
-                recorded.into_iter().map(|s| s.into_iter().map(|(token, logp)| Prediction { token, logp }).collect()).collect();
+                recorded.into_iter().map(|s| s.into_iter().map(|(token, logp)| Prediction::new(token, logp)).collect()).collect();
             let mut replay = Replay { steps: steps_preds, calls: 0, slots: Vec::new(), mask: sp.mask, partial: 0 };
             let out = run(&mut replay, &[Canvas::new(p, l, sp).unwrap()], &cfg, sp, &mut |_| {}).unwrap();
             partial += replay.partial;
@@ -297,7 +308,7 @@ fn step_events_are_exactly_the_trajectory() {
     for strategy in [
         Strategy::Reparam { update: Update::Uncond, schedule: Schedule::Cosine, topk: TopK::Deterministic },
         Strategy::Cmlm,
-        Strategy::ConfidenceThreshold { threshold: 0.5, block_length: Some(2) },
+        Strategy::ConfidenceThreshold { rule: Parallel::Threshold(0.5), block_length: Some(2) },
     ] {
         let cfg = SamplerConfig { steps: 6, strategy, record_trajectory: true, ..SamplerConfig::default() };
         let mut seen: Vec<Vec<Vec<u32>>> = vec![Vec::new(); cs.len()];
@@ -331,7 +342,7 @@ fn step_batch_rows_equal_their_runs_alone() {
     // states for a row do not depend on padding), and each step reports the row's own step
     // number and mask count.
     let lm = ToyLm::new(40, 16, 32, 11);
-    let cs = canvases(&[(3, 6), (1, 4), (5, 9), (2, 7), (4, 5)]);
+    let cs = canvases(&[(3, 6), (1, 4), (5, 9), (2, 7), (4, 5), (2, 8), (3, 7), (1, 9), (2, 6), (4, 8)]);
     let reparam = Strategy::Reparam { update: Update::Uncond, schedule: Schedule::Cosine, topk: TopK::Deterministic };
     let cfgs = [
         SamplerConfig { steps: 6, strategy: reparam, ..SamplerConfig::default() },
@@ -343,15 +354,26 @@ fn step_batch_rows_equal_their_runs_alone() {
             record_trajectory: true,
             ..SamplerConfig::default()
         },
-        SamplerConfig { steps: 3, strategy: Strategy::ConfidenceThreshold { threshold: 0.5, block_length: Some(2) }, ..SamplerConfig::default() },
-        SamplerConfig { steps: 5, strategy: Strategy::LowConfidence { block_length: None }, seed: 9, decoding: Decoding::Sample { temperature: 1.3 }, ..SamplerConfig::default() },
+        SamplerConfig { steps: 3, strategy: Strategy::ConfidenceThreshold { rule: Parallel::Threshold(0.5), block_length: Some(2) }, ..SamplerConfig::default() },
+        SamplerConfig { steps: 5, strategy: Strategy::LowConfidence { block_length: None, remasking: Remasking::LowConfidence }, seed: 9, decoding: Decoding::Sample { temperature: 1.3 }, ..SamplerConfig::default() },
+        SamplerConfig { steps: 4, strategy: Strategy::LowConfidence { block_length: Some(2), remasking: Remasking::Random }, seed: 2, ..SamplerConfig::default() },
+        SamplerConfig { steps: 3, strategy: Strategy::ConfidenceThreshold { rule: Parallel::Factor(1.0), block_length: Some(3) }, ..SamplerConfig::default() },
+        SamplerConfig {
+            steps: 4,
+            strategy: Strategy::Dream { alg: DreamAlg::Entropy, alg_temp: Some(0.3), top_p: Some(0.9), top_k: None },
+            seed: 4,
+            decoding: Decoding::Sample { temperature: 0.5 },
+            record_trajectory: true,
+        },
+        SamplerConfig { steps: 6, strategy: Strategy::Dream { alg: DreamAlg::Origin, alg_temp: None, top_p: None, top_k: None }, seed: 6, ..SamplerConfig::default() },
+        SamplerConfig { steps: 3, strategy: Strategy::Dream { alg: DreamAlg::TopkMargin, alg_temp: None, top_p: None, top_k: Some(5) }, ..SamplerConfig::default() },
     ];
     let alone: Vec<Denoised> = cs.iter().zip(&cfgs).map(|(c, cfg)| denoise(&lm, std::slice::from_ref(c), cfg, SP).unwrap().remove(0)).collect();
     let mut batch = StepBatch::new(&lm, SP).unwrap();
     let mut ids = Vec::new();
     let mut done: Vec<Option<Denoised>> = vec![None; cs.len()];
     let mut last_step = vec![0; cs.len()];
-    let join_at = [0, 0, 1, 2, 4];
+    let join_at = [0, 0, 1, 2, 4, 4, 5, 5, 6, 7];
     for call in 0.. {
         for (i, &at) in join_at.iter().enumerate() {
             if at == call {
@@ -391,7 +413,7 @@ fn step_batch_checks_rows_and_forgets_removed_ones() {
     let mut batch = StepBatch::new(&lm, SP).unwrap();
     let c = &canvases(&[(2, 4)])[0];
     // LLaDA with 3 steps for one block is fine; 3 steps for 2 blocks of 2 is refused at add.
-    let llada = |block_length| SamplerConfig { steps: 3, strategy: Strategy::LowConfidence { block_length }, ..SamplerConfig::default() };
+    let llada = |block_length| SamplerConfig { steps: 3, strategy: Strategy::LowConfidence { block_length, remasking: Remasking::LowConfidence }, ..SamplerConfig::default() };
     assert!(batch.add(c, llada(None)).is_ok());
     assert!(matches!(batch.add(c, llada(Some(2))), Err(DiffusionError::InvalidConfig(_))));
     assert!(matches!(batch.add(c, SamplerConfig { steps: 0, ..SamplerConfig::default() }), Err(DiffusionError::ZeroSteps)));
@@ -404,4 +426,97 @@ fn step_batch_checks_rows_and_forgets_removed_ones() {
     assert!(!batch.remove(b));
     let report = batch.step().unwrap();
     assert!(report.advanced.iter().all(|a| a.id != b));
+}
+
+#[test]
+fn llada_steps_that_transfer_nothing_do_not_end_the_run() {
+    // 4 tokens in blocks of 2 with 8 steps: 4 steps per block, transfer counts [1, 1, 0, 0]
+    // per block. Steps 3 and 4 transfer nothing, yet block 2 still runs (steps 5 and 6);
+    // after step 6 nothing is masked and the run stops.
+    let cfg = SamplerConfig {
+        steps: 8,
+        strategy: Strategy::LowConfidence { block_length: Some(2), remasking: Remasking::LowConfidence },
+        record_trajectory: true,
+        ..SamplerConfig::default()
+    };
+    let out = run_distinct(&canvases(&[(1, 4)]), &cfg, 2);
+    assert!(!out[0].ids.contains(&SP.mask), "{:?}", out[0].ids);
+    assert_eq!(out[0].steps, 6);
+    let traj = &out[0].trajectory.as_ref().unwrap().canvases;
+    assert_eq!(traj[1], traj[2]);
+    assert_eq!(traj[2], traj[3]);
+}
+
+/// Fixed logits for `<s> p | g0 g1 g2 | </s>` (vocabulary 8, `<mask>` = 3): g0 prefers
+/// `<mask>` (logit 2, the rest 0: p = e²/(e² + 7) = 0.5135), g1 prefers 5 (logit 4:
+/// p = e⁴/(e⁴ + 7) = 0.8864), g2 prefers 6 (logit 1: p = e/(e + 7) = 0.2797).
+fn mask_loving_model() -> (crate::testing::FixedLm, Canvas) {
+    let mut table = vec![0f32; 6 * 8];
+    table[2 * 8 + SP.mask as usize] = 2.0;
+    table[3 * 8 + 5] = 4.0;
+    table[4 * 8 + 6] = 1.0;
+    (crate::testing::FixedLm::new(table, 1, 6, 8), canvases(&[(1, 3)]).remove(0))
+}
+
+#[test]
+fn llada_and_fast_dllm_do_not_forbid_the_mask() {
+    let (lm, canvas) = mask_loving_model();
+    let cs = std::slice::from_ref(&canvas);
+    // LLaDA, one block, 3 steps, counts [1, 1, 1]: step 1 transfers g1 (0.886) → 5; steps
+    // 2 and 3 transfer g0 (0.514 > 0.280), whose prediction is <mask>: it stays masked and
+    // is the most confident candidate again, so g2 is never reached.
+    let llada = SamplerConfig {
+        steps: 3,
+        strategy: Strategy::LowConfidence { block_length: None, remasking: Remasking::LowConfidence },
+        record_trajectory: true,
+        ..SamplerConfig::default()
+    };
+    let out = denoise(&lm, cs, &llada, SP).unwrap().remove(0);
+    assert_eq!(out.ids, vec![0, 10, 3, 5, 3, 2]);
+    assert_eq!(out.steps, 3);
+    assert_eq!(out.trajectory.unwrap().canvases, vec![vec![0, 10, 3, 5, 3, 2]; 3]);
+    // Fast-dLLM, threshold 0.9, one block: step 1 transfers the top-1 g1 (nothing else
+    // reaches 0.9); step 2's top-1 is g0 → <mask>, nothing changes: the reference would
+    // repeat this step forever; dlm moves past the block, which ends the run.
+    let fast = SamplerConfig {
+        strategy: Strategy::ConfidenceThreshold { rule: Parallel::Threshold(0.9), block_length: Some(3) },
+        ..llada.clone()
+    };
+    let out = denoise(&lm, cs, &fast, SP).unwrap().remove(0);
+    assert_eq!((out.ids.clone(), out.steps), (vec![0, 10, 3, 5, 3, 2], 2));
+    // The strategies that forbid <mask> take g0's second best (id 0, the first of equal
+    // logits) instead.
+    let ar = SamplerConfig { steps: 3, strategy: Strategy::Ar, ..SamplerConfig::default() };
+    assert_eq!(denoise(&lm, cs, &ar, SP).unwrap()[0].ids, vec![0, 10, 0, 5, 6, 2]);
+    // Dream, maskgit_plus, 3 steps over 3 masks: counts 0 (3 · (1 − 0.667) = 0.999), 1
+    // (3 · 0.4995 = 1.4985), then all that remain; g0's <mask> stays masked throughout.
+    let dream = SamplerConfig {
+        steps: 3,
+        strategy: Strategy::Dream { alg: DreamAlg::MaskgitPlus, alg_temp: None, top_p: None, top_k: None },
+        record_trajectory: true,
+        ..SamplerConfig::default()
+    };
+    let out = denoise(&lm, cs, &dream, SP).unwrap().remove(0);
+    let traj = out.trajectory.unwrap().canvases;
+    assert_eq!(traj, vec![vec![0, 10, 3, 3, 3, 2], vec![0, 10, 3, 5, 3, 2], vec![0, 10, 3, 5, 6, 2]]);
+}
+
+#[test]
+fn dream_filters_and_fast_paths_agree() {
+    // maskgit_plus without filtering reads the fused argmax (confidence exp(log p)); with
+    // top_k = V it takes the whole-distribution path, whose filtering keeps everything: the
+    // same tokens at every step.
+    let lm = ToyLm::new(40, 16, 32, 11);
+    let cs = canvases(&[(3, 9), (1, 6)]);
+    let dream = |top_k| SamplerConfig {
+        steps: 5,
+        strategy: Strategy::Dream { alg: DreamAlg::MaskgitPlus, alg_temp: None, top_p: None, top_k },
+        record_trajectory: true,
+        ..SamplerConfig::default()
+    };
+    let fast = denoise(&lm, &cs, &dream(None), SP).unwrap();
+    let full = denoise(&lm, &cs, &dream(Some(40)), SP).unwrap();
+    for (a, b) in fast.iter().zip(&full) {
+        assert_eq!(a.trajectory, b.trajectory);
+    }
 }
