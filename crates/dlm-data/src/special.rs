@@ -2,12 +2,16 @@
 //! from the tokenizer and its side files:
 //!
 //! - `bos`/`eos`: what the post-processor puts around a sequence (`<s> … </s>` for XLM-R,
-//!   `[CLS] … [SEP]` for BERT), else `cls_token`/`bos_token` and `sep_token`/`eos_token`
-//!   of `special_tokens_map.json`/`tokenizer_config.json`, else `config.json`'s
-//!   `bos_token_id`/`eos_token_id`, else the conventional texts;
+//!   `[CLS] … [SEP]` for BERT), else `bos_token`/`cls_token` and `sep_token`/`eos_token`
+//!   of `special_tokens_map.json`/`tokenizer_config.json` (LLaDA names both a `bos_token`
+//!   and an unrelated `[CLS]`), else `config.json`'s `bos_token_id`/`eos_token_id`, else
+//!   the conventional texts;
 //! - `pad`, `mask`, `unk`: the side files' `pad_token`, `mask_token`, `unk_token`, else
-//!   (pad only) `config.json`'s `pad_token_id`, else the conventional texts
-//!   (`<pad>`/`[PAD]`, `<mask>`/`[MASK]`, `<unk>`/`[UNK]`) when the tokenizer knows them.
+//!   `config.json`'s `pad_token_id` / `mask_token_id` (LLaDA's `<|mdm_mask|>` is named
+//!   only there), else the conventional texts (`<pad>`/`[PAD]`, `<mask>`/`[MASK]`,
+//!   `<|mdm_mask|>`/`<|mask|>`, `<unk>`/`[UNK]`) when the tokenizer knows them. Byte-level
+//!   BPE tokenizers (LLaDA, Dream) have no unknown token: `unk` is then the end-of-text id
+//!   (`eos`), which only vocabulary pruning's remapping of unkept ids would use.
 //!
 //! The pad id must agree with `config.json`'s `pad_token_id` when both exist: XLM-R and
 //! RoBERTa derive position ids from it (SPEC §1), so a disagreement is an error.
@@ -50,14 +54,14 @@ impl SpecialTokens {
         };
 
         let bos = tmpl_bos
-            .or_else(|| by_name("cls_token"))
             .or_else(|| by_name("bos_token"))
+            .or_else(|| by_name("cls_token"))
             .or_else(|| files.config_id("bos_token_id"))
             .or_else(|| by_text(&["<s>", "[CLS]"]))
             .ok_or_else(|| {
                 missing(
                     "bos",
-                    "the post-processor, cls_token/bos_token, config.json bos_token_id, <s>/[CLS]",
+                    "the post-processor, bos_token/cls_token, config.json bos_token_id, <s>/[CLS]",
                 )
             })?;
         let eos = tmpl_eos
@@ -87,11 +91,14 @@ impl SpecialTokens {
             .or(config_pad)
             .ok_or_else(|| missing("pad", "pad_token, config.json pad_token_id, <pad>/[PAD]"))?;
         let mask = by_name("mask_token")
-            .or_else(|| by_text(&["<mask>", "[MASK]"]))
-            .ok_or_else(|| missing("mask", "mask_token, <mask>/[MASK]"))?;
+            .or_else(|| files.config_id("mask_token_id"))
+            .or_else(|| by_text(&["<mask>", "[MASK]", "<|mdm_mask|>", "<|mask|>"]))
+            .ok_or_else(|| missing("mask", "mask_token, config.json mask_token_id, <mask>/[MASK]/<|mdm_mask|>/<|mask|>"))?;
+        let byte_level = tok.token_to_id("Ġ").is_some() || tok.token_to_id("Ċ").is_some();
         let unk = by_name("unk_token")
             .or_else(|| by_text(&["<unk>", "[UNK]"]))
-            .ok_or_else(|| missing("unk", "unk_token, <unk>/[UNK]"))?;
+            .or(byte_level.then_some(eos))
+            .ok_or_else(|| missing("unk", "unk_token, <unk>/[UNK] (a byte-level BPE vocabulary needs none)"))?;
         Ok(SpecialTokens {
             bos,
             eos,

@@ -157,3 +157,30 @@ fn config_ids_fill_gaps() {
         }
     );
 }
+
+/// A byte-level BPE folder laid out as LLaDA-8B-Instruct's: `tokenizer_config.json` names
+/// `bos_token` <|startoftext|> and an unrelated `cls_token` [CLS], no mask and no unk
+/// token; `config.json` names `mask_token_id` (<|mdm_mask|>).
+#[test]
+fn llada_layout_takes_bos_token_the_config_mask_and_no_unk() {
+    let dir = tempfile::tempdir().unwrap();
+    let vocab = serde_json::json!({"<|startoftext|>": 0, "<|endoftext|>": 1, "[CLS]": 2, "<|mdm_mask|>": 3, "Ġ": 4, "a": 5, "b": 6});
+    let added: Vec<serde_json::Value> = ["<|startoftext|>", "<|endoftext|>", "[CLS]", "<|mdm_mask|>"]
+        .iter()
+        .enumerate()
+        .map(|(id, t)| serde_json::json!({"id": id, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
+        .collect();
+    let tokenizer = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added, "normalizer": null,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
+        "post_processor": null, "decoder": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                  "fuse_unk": false, "byte_fallback": false, "vocab": vocab, "merges": []}
+    });
+    std::fs::write(dir.path().join("tokenizer.json"), tokenizer.to_string()).unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chat/llada/tokenizer_config.json");
+    std::fs::copy(fixture, dir.path().join("tokenizer_config.json")).unwrap();
+    std::fs::write(dir.path().join("config.json"), r#"{"model_type": "llada", "mask_token_id": 3, "eos_token_id": 1, "pad_token_id": 1}"#).unwrap();
+    let sp = Tokenizer::from_dir(dir.path()).unwrap().special_tokens().unwrap();
+    assert_eq!(sp, SpecialTokens { bos: 0, eos: 1, pad: 1, mask: 3, unk: 1 });
+}
