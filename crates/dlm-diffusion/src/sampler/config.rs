@@ -141,6 +141,11 @@ impl DreamAlg {
 }
 
 /// Fast-dLLM's confidence threshold and block length (its paper and evaluation scripts).
+/// Dream's `diffusion_generate` filters to the 50 most likely tokens unless told otherwise:
+/// its generation config copies transformers' global default `top_k = 50` from the model
+/// config (transformers 4.49), so that is what the reference computes by default. A top-k
+/// at least the vocabulary size filters nothing.
+pub const DREAM_TOP_K: usize = 50;
 pub const FAST_DLLM_THRESHOLD: f64 = 0.9;
 pub const FAST_DLLM_BLOCK_LENGTH: usize = 32;
 /// Dream's `alg` when none is given: its README's example (and Fast-dLLM's Dream evaluation)
@@ -273,7 +278,7 @@ impl StrategyName {
                 alg: knobs.alg.unwrap_or(DREAM_ALG),
                 alg_temp: knobs.alg_temp,
                 top_p: knobs.top_p,
-                top_k: knobs.top_k,
+                top_k: Some(knobs.top_k.unwrap_or(DREAM_TOP_K)),
             },
         }
     }
@@ -300,6 +305,10 @@ pub struct SamplerConfig {
     pub seed: u64,
     /// Keep the canvas after every step.
     pub record_trajectory: bool,
+    /// Fast-dLLM's KV cache for the semi-autoregressive strategies (`none`: a full forward
+    /// every step).
+    #[serde(default)]
+    pub cache: super::Cache,
 }
 
 impl Default for SamplerConfig {
@@ -311,6 +320,7 @@ impl Default for SamplerConfig {
             decoding: Decoding::Argmax,
             seed: 0,
             record_trajectory: false,
+            cache: super::Cache::None,
         }
     }
 }
@@ -325,6 +335,7 @@ impl SamplerConfig {
         {
             return Err(DiffusionError::InvalidConfig(format!("temperature must be positive and finite, got {temperature}")));
         }
+        self.cache.check(&self.strategy)?;
         match self.strategy {
             Strategy::Reparam { topk: TopK::Stochastic { scale }, .. } if !(scale >= 0.0 && scale.is_finite()) => {
                 Err(DiffusionError::InvalidConfig(format!("Gumbel noise scale must be non-negative, got {scale}")))
