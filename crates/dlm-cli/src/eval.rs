@@ -238,6 +238,7 @@ fn sampler_config(args: &Args) -> SamplerConfig {
         decoding: Decoding::Argmax,
         seed: args.seed,
         record_trajectory: false,
+        ..SamplerConfig::default()
     }
 }
 

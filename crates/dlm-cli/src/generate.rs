@@ -10,7 +10,7 @@ use crate::model_dir::{ModelArgs, special_ids_without_tokenizer};
 use dlm_data::{ChatMessage, ChatTemplate, Tokenizer, canvas_prefix, chat_prefix};
 use anyhow::Context;
 use dlm_diffusion::{
-    BeamChoice, Canvas, Decoding, Denoised, DreamAlg, LENGTH_PREDICTOR_WEIGHTS, LengthPredictor, Remasking, SamplerConfig,
+    BeamChoice, Cache, Canvas, Decoding, Denoised, DreamAlg, LENGTH_PREDICTOR_WEIGHTS, LengthPredictor, Remasking, SamplerConfig,
     Schedule, SpecialIds, StrategyKnobs, StrategyName, denoise, generate_with_length_beam, render_canvas, trajectory_svg,
 };
 use dlm_models::MaskedLm;
@@ -59,6 +59,20 @@ pub enum AlgArg {
     TopkMargin,
     /// Confidence: negative entropy of the distribution
     Entropy,
+}
+
+/// `--cache` values (llada, fast-dllm).
+#[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
+pub enum CacheArg {
+    /// Every step is a full forward over the whole canvas
+    #[default]
+    None,
+    /// Fast-dLLM's prefix cache: after a block's first (full) forward, compute the block
+    /// and everything after it against the cached keys/values of the positions before it
+    Prefix,
+    /// Fast-dLLM's dual cache: after a block's first (full) forward, compute the block
+    /// alone against the cached keys/values of the positions before and after it
+    Dual,
 }
 
 impl From<StrategyArg> for StrategyName {
@@ -159,6 +173,11 @@ pub struct Args {
     /// dream: keep only the K most likely tokens of each position's distribution
     #[arg(long, value_name = "K")]
     top_k: Option<usize>,
+    /// llada, fast-dllm: reuse keys and values between the steps of a block (Fast-dLLM's
+    /// generate_with_prefix_cache / generate_with_dual_cache; LLaDA, Dream and BERT-family
+    /// models)
+    #[arg(long, value_enum, default_value = "none")]
+    cache: CacheArg,
     /// Seed of the sampler's random generator
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -209,7 +228,15 @@ fn sampler_config(args: &Args) -> anyhow::Result<SamplerConfig> {
         _ => Decoding::Argmax,
     };
     let record_trajectory = args.trajectory || args.trajectory_svg.is_some();
-    Ok(SamplerConfig { steps: args.steps, strategy, decoding, seed: args.seed, record_trajectory })
+    let cache = match args.cache {
+        CacheArg::None => Cache::None,
+        CacheArg::Prefix => Cache::Prefix,
+        CacheArg::Dual => Cache::Dual,
+    };
+    if cache != Cache::None && !matches!(name, StrategyName::Llada | StrategyName::FastDllm) {
+        anyhow::bail!("--cache {} applies only to --strategy llada and fast-dllm, not {}", cache.as_str(), name.as_str());
+    }
+    Ok(SamplerConfig { steps: args.steps, strategy, decoding, seed: args.seed, record_trajectory, cache })
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {

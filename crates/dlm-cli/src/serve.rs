@@ -6,7 +6,8 @@ use crate::model_dir::ModelArgs;
 use anyhow::Context;
 use dlm_diffusion::{LENGTH_PREDICTOR_WEIGHTS, LengthPredictor};
 use dlm_models::MaskedLm;
-use dlm_server::{ChatTemplate, Limits, ServedModel, ServerConfig};
+use dlm_server::{Access, ApiKey, ChatTemplate, Limits, ServedModel, ServerConfig, read_key_file};
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
@@ -46,6 +47,47 @@ pub struct Args {
     /// Seconds in-flight requests may take to finish after SIGTERM / Ctrl-C
     #[arg(long, default_value_t = Limits::default().shutdown_grace.as_secs())]
     shutdown_grace: u64,
+    /// Require `Authorization: Bearer KEY` on every endpoint but /health (repeatable: any of
+    /// the keys; also from --api-key-file and the DLM_API_KEY environment variable)
+    #[arg(long = "api-key", value_name = "KEY")]
+    api_keys: Vec<ApiKey>,
+    /// A file of API keys, one per line (blank lines and # comments ignored)
+    #[arg(long, value_name = "FILE")]
+    api_key_file: Option<PathBuf>,
+    /// Serve GET /metrics without a key
+    #[arg(long)]
+    public_metrics: bool,
+    /// Serve the playground page (GET /) without a key (its requests still need one)
+    #[arg(long)]
+    public_playground: bool,
+    /// Monte-Carlo samples of the ELBO when a request scores its prompt (echo + logprobs)
+    /// and gives no elbo_samples
+    #[arg(long, default_value_t = Limits::default().elbo_samples)]
+    elbo_samples: usize,
+    /// Largest elbo_samples a request may ask for
+    #[arg(long, default_value_t = Limits::default().max_elbo_samples)]
+    max_elbo_samples: usize,
+    /// Most stop sequences in one request
+    #[arg(long, default_value_t = Limits::default().max_stop)]
+    max_stop: usize,
+}
+
+/// The keys from --api-key, --api-key-file and DLM_API_KEY, and the public endpoints.
+fn access(args: &Args) -> anyhow::Result<Access> {
+    let mut keys = args.api_keys.clone();
+    if let Some(file) = &args.api_key_file {
+        keys.extend(read_key_file(file)?);
+    }
+    if let Some(key) = std::env::var("DLM_API_KEY").ok().and_then(|k| k.parse::<ApiKey>().ok()) {
+        keys.push(key);
+    }
+    let mut access = Access::with_keys(&keys);
+    access.public_metrics = args.public_metrics;
+    access.public_playground = args.public_playground;
+    if access.requires_key() {
+        tracing::info!("API keys: {} (every endpoint but /health needs one)", keys.len());
+    }
+    Ok(access)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -59,7 +101,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         max_batch_rows: args.max_batch_rows,
         continuous_batching: !args.no_batching,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        max_stop: args.max_stop,
+        elbo_samples: args.elbo_samples,
+        max_elbo_samples: args.max_elbo_samples,
     };
+    limits.validate()?;
+    let access = access(&args)?;
     let loaded = args.model.load()?;
     let dir = loaded.model.dir().to_path_buf();
     let length_predictor = if dir.join(LENGTH_PREDICTOR_WEIGHTS).exists() {
@@ -83,7 +130,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         special: loaded.special,
         length_predictor,
     };
-    let config = ServerConfig { host: args.host, port: args.port, limits };
+    let config = ServerConfig { host: args.host, port: args.port, limits, access };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(dlm_server::serve(model, config, |addr| {

@@ -42,12 +42,21 @@ fn states(canvases: &[Vec<u64>]) -> Vec<Vec<u64>> {
     out
 }
 
-/// The `dlm generate` options that reproduce a reference case, or `None` for the cached
-/// loops (issue: caches).
+/// The `dlm generate` options that reproduce a reference case (Fast-dLLM's cached loops
+/// with `--cache prefix|dual`: `llada` without a threshold, `fast-dllm` with one), or
+/// `None` for a function this test does not know.
 fn options(case: &Value) -> Option<Vec<String>> {
     let s = |k: &str| case[k].to_string();
     let mut args = vec!["--length".into(), s("gen_length"), "--steps".into(), s("steps")];
-    match case["function"].as_str().unwrap() {
+    let function = case["function"].as_str().unwrap();
+    let (function, cache) = match function.strip_suffix("_with_prefix_cache").or(function.strip_suffix("_with_dual_cache")) {
+        Some(base) => (base, Some(if function.ends_with("prefix_cache") { "prefix" } else { "dual" })),
+        None => (function, None),
+    };
+    if let Some(cache) = cache {
+        args.extend(["--cache".into(), cache.into()]);
+    }
+    match function {
         "llada.generate" => args.extend(["--strategy".into(), "llada".into(), "--block-length".into(), s("block_length")]),
         "fast_dllm.generate" if case["threshold"].is_null() => {
             args.extend(["--strategy".into(), "llada".into(), "--block-length".into(), s("block_length")])
@@ -72,7 +81,7 @@ fn options(case: &Value) -> Option<Vec<String>> {
 #[test]
 fn generate_gives_the_reference_tokens_at_every_step() {
     let g = golden();
-    let mut checked = 0;
+    let (mut checked, mut cached) = (0, 0);
     for name in ["llada", "dream"] {
         let model = fixtures().join(format!("{name}-tiny")).display().to_string();
         for case in g[name]["generate"]["cases"].as_array().unwrap() {
@@ -88,9 +97,11 @@ fn generate_gives_the_reference_tokens_at_every_step() {
             let want: Vec<Vec<u64>> = case["trajectory"].as_array().unwrap().iter().map(ids).collect();
             assert_eq!(states(&got), states(&want), "{label}");
             checked += 1;
+            cached += usize::from(args.iter().any(|a| a == "--cache"));
         }
     }
-    assert!(checked >= 12, "only {checked} reference cases were checked");
+    assert!(checked >= 20, "only {checked} reference cases were checked");
+    assert!(cached >= 8, "only {cached} cached (prefix/dual) reference cases were checked");
 }
 
 #[test]

@@ -313,6 +313,27 @@ impl MaskedLm for Backbone {
         }
     }
 
+    /// LLaDA, Dream and the BERT family (bidirectional); ModernBERT and causal mode are
+    /// refused, naming the model type.
+    fn encode_cached(&self, ids: &[u32], pad: u32, fresh: std::ops::Range<usize>, cache: &mut crate::KvCache) -> Result<Tensor> {
+        self.check_sequence(ids.len(), ids.iter().copied().max())?;
+        let (dtype, device) = (self.opts.dtype, &self.opts.device);
+        match &self.body {
+            // LLaDA and Dream attend to every id, `pad` included (see `llama`).
+            Body::Llama(e) if !self.opts.causal => e.forward_cached(ids, fresh, cache, dtype, device),
+            Body::Bert { embeddings, layers } if !self.opts.causal => {
+                crate::encoder::forward_cached(embeddings, layers, ids, pad, fresh, cache, dtype, &self.dropout, device)
+            }
+            _ => Err(ModelError::Unsupported(format!(
+                "{}: model_type {:?}{} has no cached forward: KV caches (prefix, dual) are implemented for LLaDA, Dream \
+                 and the BERT family (bert, roberta, camembert, xlm-roberta) without causal attention",
+                self.dir.display(),
+                self.config.model_type,
+                if self.opts.causal { " with causal attention" } else { "" }
+            ))),
+        }
+    }
+
     fn project(&self, hidden: &Tensor) -> Result<Tensor> {
         self.head.forward(hidden)
     }

@@ -19,6 +19,9 @@ use candle_core::{DType, Module, Tensor};
 use crate::elementwise::{Keys, Norm, attention};
 use candle_nn::Embedding;
 
+mod cached;
+pub(crate) use cached::forward_cached;
+
 fn linear(pb: &ParamBuilder, family: Family, prefix: &str, out: usize, inp: usize) -> Result<Dense> {
     let w = names::encoder(family, &format!("{prefix}.weight"));
     let b = names::encoder(family, &format!("{prefix}.bias"));

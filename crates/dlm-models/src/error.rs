@@ -27,6 +27,9 @@ pub enum ModelError {
     TooLong { found: usize, max: usize },
     #[error("device {spec:?}: {message}")]
     Device { spec: String, message: String },
+    /// A capability the model does not have (e.g. a cached forward), with what was asked.
+    #[error("{0}")]
+    Unsupported(String),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

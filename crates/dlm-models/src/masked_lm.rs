@@ -9,8 +9,10 @@
 //! `[rows, vocab]` logits, and must then return the same tokens (ties included) and the
 //! same log-probabilities up to the order of the f32 additions in the log-sum-exp.
 
-use crate::error::Result;
+use crate::error::{ModelError, Result};
+use crate::kv_cache::KvCache;
 use candle_core::{D, DType, Device, Tensor};
+use std::ops::Range;
 
 /// Rows projected at once (bounds the composed path's `[rows, vocab]` buffers). A fused
 /// override must chunk rows the same way to reproduce the logits bitwise: the GEMM takes
@@ -40,6 +42,23 @@ pub trait MaskedLm {
     /// generation code does (LLaDA's padding id is its end-of-text id).
     fn encode_rows(&self, rows: &[&[u32]], pad: u32) -> Result<Tensor> {
         padded_encode_rows(self, rows, pad)
+    }
+
+    /// Final hidden states of one sequence `ids` at the positions `fresh`
+    /// (`[fresh.len(), hidden]`), computed with the keys and values of the positions outside
+    /// `fresh` read from `cache` instead of recomputed (Fast-dLLM's KV caches); the keys
+    /// and values computed at `fresh` are written into `cache`. `pad` is masked as a key
+    /// exactly where [`MaskedLm::encode_rows`] masks it. With `fresh` the whole sequence
+    /// this is a full forward that (re)fills the cache and equals `encode_rows(&[ids],
+    /// pad)`; otherwise the cache must have been filled for a sequence of the same length,
+    /// and the states equal `encode_rows` at `fresh` (up to rounding) when no id outside
+    /// `fresh` changed since — after such changes they are the caches' approximation. A
+    /// backbone whose output at a position is read from another one (Dream's shift)
+    /// computes whatever `fresh` needs. The default refuses: a backbone without a cached
+    /// path is an error, never silently recomputed.
+    fn encode_cached(&self, ids: &[u32], pad: u32, fresh: Range<usize>, cache: &mut KvCache) -> Result<Tensor> {
+        let _ = (ids, pad, fresh, cache);
+        Err(ModelError::Unsupported("this model has no cached forward (KV caches)".into()))
     }
 
     /// The MLM head applied to hidden states `[..., hidden]`, giving `[..., vocab]`.

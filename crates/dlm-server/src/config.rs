@@ -1,6 +1,8 @@
 //! What the server is started with: the model it serves (loaded once, by the caller) and
 //! its limits.
 
+use crate::auth::Access;
+use crate::error::ServerError;
 use crate::template::ChatTemplate;
 use dlm_data::{SpecialTokens, Tokenizer};
 use dlm_diffusion::LengthPredictor;
@@ -42,6 +44,13 @@ pub struct Limits {
     pub continuous_batching: bool,
     /// After SIGTERM / Ctrl-C, in-flight work may finish for this long; then it is cancelled.
     pub shutdown_grace: Duration,
+    /// Most `stop` sequences in one request (OpenAI's 4).
+    pub max_stop: usize,
+    /// Monte-Carlo samples of ELBO scoring (`echo` + `logprobs`) when a request gives no
+    /// `elbo_samples`.
+    pub elbo_samples: usize,
+    /// Largest `elbo_samples`.
+    pub max_elbo_samples: usize,
 }
 
 impl Default for Limits {
@@ -56,21 +65,25 @@ impl Default for Limits {
             max_batch_rows: 64,
             continuous_batching: true,
             shutdown_grace: Duration::from_secs(10),
+            max_stop: 4,
+            elbo_samples: 32,
+            max_elbo_samples: 1024,
         }
     }
 }
 
-/// Where to listen and with which limits.
-#[derive(Debug, Clone, PartialEq)]
+/// Where to listen, with which limits, and who may call what.
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub host: String,
     pub port: u16,
     pub limits: Limits,
+    pub access: Access,
 }
 
 impl Limits {
     /// Errors on limits that would make the server refuse everything.
-    pub fn validate(&self) -> Result<(), crate::ServerError> {
+    pub fn validate(&self) -> Result<(), ServerError> {
         for (name, v) in [
             ("queue size", self.queue_size),
             ("max body bytes", self.max_body_bytes),
@@ -79,10 +92,18 @@ impl Limits {
             ("max n", self.max_n),
             ("max request rows", self.max_request_rows),
             ("max batch rows", self.max_batch_rows),
+            ("ELBO samples", self.elbo_samples),
+            ("max ELBO samples", self.max_elbo_samples),
         ] {
             if v == 0 {
-                return Err(crate::ServerError::Config(format!("{name} must be at least 1")));
+                return Err(ServerError::Config(format!("{name} must be at least 1")));
             }
+        }
+        if self.elbo_samples > self.max_elbo_samples {
+            return Err(ServerError::Config(format!(
+                "the default ELBO samples ({}) exceed the largest a request may ask for ({})",
+                self.elbo_samples, self.max_elbo_samples
+            )));
         }
         Ok(())
     }

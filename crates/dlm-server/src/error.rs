@@ -2,9 +2,16 @@
 //! error object `{"error": {"message", "type", "param", "code"}}`), [`ServerError`] is what
 //! stops the server from starting or running.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
+
+/// A JSON response with `status`.
+pub fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
 
 /// One error answer in OpenAI's shape.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +72,11 @@ impl ApiError {
         Self::with_status(StatusCode::SERVICE_UNAVAILABLE, "server_error", "unavailable", message)
     }
 
+    /// 401: no API key, or not one the server knows. The message never repeats what was sent.
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        Self::with_status(StatusCode::UNAUTHORIZED, "invalid_request_error", "invalid_api_key", message)
+    }
+
     /// 500: generation failed inside the model.
     pub fn internal(message: impl Into<String>) -> ApiError {
         Self::with_status(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error", message)
@@ -78,7 +90,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        crate::routes::json_response(self.status, &self.body())
+        let mut r = json_response(self.status, &self.body());
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
     }
 }
 

@@ -8,11 +8,20 @@
 //! [`serve`] listens, and on SIGTERM / Ctrl-C stops accepting, lets in-flight work finish
 //! within [`Limits::shutdown_grace`], cancels the rest and returns. The protocol is
 //! documented in `docs/serving.md`.
+//!
+//! Modules depend downward only: `error`, `params`, `metrics`, `auth` at the bottom; then
+//! `template`, `config`, `prompt`, `options`, `request`; `scheduler`; `output`, `response`;
+//! `app`; `stream`; `routes`.
 
+mod app;
+mod auth;
 mod config;
 mod error;
 mod metrics;
+mod options;
+mod output;
 mod params;
+mod prompt;
 mod request;
 mod response;
 mod routes;
@@ -20,16 +29,17 @@ mod scheduler;
 mod stream;
 mod template;
 
+pub use auth::{Access, ApiKey, read_key_file};
 pub use config::{Limits, ServedModel, ServerConfig};
 pub use error::{ApiError, ServerError};
 pub use request::{DEFAULT_MAX_TOKENS, DEFAULT_STEPS};
 pub use response::MASK_MARKER;
 pub use template::{CHAT_TEMPLATE_FILE, ChatTemplate};
 
+use app::App;
 use axum::Router;
 use metrics::Metrics;
 use request::ModelInfo;
-use routes::App;
 use scheduler::{Control, Engine};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -65,11 +75,19 @@ impl Running {
     }
 }
 
-/// Starts the scheduler thread with `model` and returns the router.
+/// Starts the scheduler thread with `model` and returns the router, open to every caller.
 pub fn start(model: ServedModel, limits: Limits) -> Result<Running, ServerError> {
+    start_with(model, limits, Access::open())
+}
+
+/// [`start`] with API keys (and which endpoints stay public) as `access` says.
+pub fn start_with(model: ServedModel, limits: Limits, access: Access) -> Result<Running, ServerError> {
     limits.validate()?;
     let max_positions = model.lm.max_sequence_length();
+    let lead = prompt::leading_specials(&model.tokenizer, &model.special);
     let info = ModelInfo {
+        vocab_size: model.lm.vocab_size(),
+        lead,
         name: model.name,
         tokenizer: model.tokenizer,
         special: model.special,
@@ -83,7 +101,7 @@ pub fn start(model: ServedModel, limits: Limits) -> Result<Running, ServerError>
     let (scheduler, handle) = scheduler::spawn(engine, &limits, metrics.clone())?;
     let control = scheduler.control.clone();
     let app = Arc::new(App::new(info, scheduler, metrics));
-    Ok(Running { router: routes::router(app), control, scheduler: Some(handle), grace: limits.shutdown_grace })
+    Ok(Running { router: routes::router(app, access), control, scheduler: Some(handle), grace: limits.shutdown_grace })
 }
 
 /// Serves `model` on `config.host:config.port` until SIGTERM or Ctrl-C, then shuts down
@@ -97,7 +115,14 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|source| ServerError::Bind { addr: addr.clone(), source })?;
-    let running = start(model, config.limits.clone())?;
+    if !config.access.requires_key() && !is_loopback(&config.host) {
+        tracing::warn!(
+            "listening on {} without an API key: anyone who can reach this address can use the model \
+             (give --api-key, --api-key-file or DLM_API_KEY)",
+            config.host
+        );
+    }
+    let running = start_with(model, config.limits.clone(), config.access.clone())?;
     on_ready(listener.local_addr()?);
     let control = running.control.clone();
     let grace = running.grace;
@@ -132,6 +157,12 @@ pub async fn serve(
     cancel_after_grace.abort();
     tokio::task::spawn_blocking(move || running.shutdown()).await.map_err(|e| ServerError::Config(e.to_string()))?;
     Ok(())
+}
+
+/// Whether `host` only accepts connections from this machine.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -4,14 +4,17 @@
 //!
 //! Defaults: `temperature` 0 (argmax, the paper's decoding), `seed` 0, `n` 1, `steps` 10,
 //! `strategy` `reparam-uncond`, `schedule` `cosine`, `max_tokens` 16 when the model has no
-//! length predictor. Choice `j` of a prompt is seeded with `seed + j`.
+//! length predictor. Choice `j` of a prompt is seeded with `seed + j`. The prompt forms are
+//! in `prompt`, the output options (`stop`, `logprobs`, `echo`, `elbo_samples`) in `options`.
 
 use crate::config::Limits;
 use crate::error::ApiError;
+use crate::options::{OutputOptions, parse_output};
 use crate::params::{Fields, wrong_type};
+use crate::prompt::{PromptSpec, completion_prompt, parse_prompts};
 use crate::template::ChatTemplate;
-use dlm_data::{SpecialTokens, Tokenizer, canvas_prefix};
-use dlm_diffusion::{Decoding, DiffusionError, DreamAlg, Remasking, SamplerConfig, Schedule, StrategyKnobs, StrategyName};
+use dlm_data::{SpecialTokens, Tokenizer};
+use dlm_diffusion::{Cache, Decoding, DiffusionError, DreamAlg, Remasking, SamplerConfig, Schedule, StrategyKnobs, StrategyName};
 use serde_json::Value;
 
 /// `max_tokens` when neither it nor a length predictor is there (OpenAI's default).
@@ -29,6 +32,10 @@ pub struct ModelInfo {
     /// Classes of the length predictor, when there is one.
     pub length_classes: Option<usize>,
     pub limits: Limits,
+    /// Width of the model's vocabulary (token-id prompts must be below it).
+    pub vocab_size: usize,
+    /// The special tokens the tokenizer puts before a text (`<s>` / `[CLS]`, or none).
+    pub lead: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +68,7 @@ impl ChoiceSpec {
     /// Batch rows this choice takes.
     pub fn rows(&self) -> usize {
         match self.length {
+            LengthSpec::Fixed(0) => 0,
             LengthSpec::Fixed(_) => 1,
             LengthSpec::Beam(b) => b,
         }
@@ -79,6 +87,12 @@ pub struct GenRequest {
     pub prompt_tokens: usize,
     /// Ordered as OpenAI orders choices: prompt by prompt, `n` per prompt.
     pub choices: Vec<ChoiceSpec>,
+    /// The prompts, in request order (chat: the rendered conversation).
+    pub prompts: Vec<PromptSpec>,
+    /// `stop`, `logprobs`, `echo`, `elbo_samples`.
+    pub output: OutputOptions,
+    /// The request's `seed` (ELBO scoring draws its masks from it).
+    pub seed: u64,
 }
 
 /// Parses and checks a request body against the model and the limits.
@@ -86,13 +100,31 @@ pub fn parse(endpoint: Endpoint, body: &Value, info: &ModelInfo) -> Result<GenRe
     let f = Fields::new(body)?;
     let limits = &info.limits;
     let model = f.str("model")?.unwrap_or(&info.name).to_owned();
-    let prompts = match endpoint {
-        Endpoint::Completions => prompts(f.get("prompt"))?,
+    let prompts: Vec<PromptSpec> = match endpoint {
+        Endpoint::Completions => {
+            let inputs = parse_prompts(f.get("prompt"), info.vocab_size)?;
+            let many = inputs.len() > 1;
+            inputs
+                .into_iter()
+                .enumerate()
+                .map(|(i, input)| {
+                    let field = if many { format!("prompt[{i}]") } else { "prompt".to_owned() };
+                    completion_prompt(input, &info.tokenizer, &info.special, &info.lead, &field)
+                })
+                .collect::<Result<_, _>>()?
+        }
         Endpoint::Chat => {
             let messages = f.get("messages").ok_or_else(|| ApiError::invalid("messages", "`messages` is required"))?;
-            vec![info.template.render(messages)?]
+            let text = info.template.render(messages)?;
+            let prefix = info
+                .template
+                .prompt_ids(&info.tokenizer, &text, &info.special)
+                .map_err(|e| ApiError::invalid("messages", format!("cannot tokenize the prompt: {e}")))?;
+            let end = prefix.len();
+            vec![PromptSpec { prefix, listed_from: end, scored_from: end, text: None }]
         }
     };
+    let output = parse_output(endpoint, &f, limits)?;
     let stream = f.bool("stream")?.unwrap_or(false);
     let include_usage = match f.get("stream_options") {
         None => false,
@@ -112,16 +144,13 @@ pub fn parse(endpoint: Endpoint, body: &Value, info: &ModelInfo) -> Result<GenRe
         (Endpoint::Chat, Some(_)) => "max_completion_tokens",
         _ => "max_tokens",
     };
-    let max_tokens = f.usize_in(max_tokens_field, 1, limits.max_tokens)?;
+    // `max_tokens: 0` only with `echo` (the prompt scored or repeated, nothing generated).
+    let max_tokens = f.usize_in(max_tokens_field, usize::from(!output.echo), limits.max_tokens)?;
     let length = length_spec(&f, max_tokens, info.length_classes)?;
     let mut choices = Vec::with_capacity(prompts.len() * n);
     let mut prompt_tokens = 0;
-    for (p, text) in prompts.iter().enumerate() {
-        let prefix = match endpoint {
-            Endpoint::Chat => info.template.prompt_ids(&info.tokenizer, text, &info.special),
-            Endpoint::Completions => canvas_prefix(&info.tokenizer, text, info.special.eos),
-        }
-        .map_err(|e| ApiError::invalid(prompt_field(endpoint), format!("cannot tokenize the prompt: {e}")))?;
+    for (p, prompt) in prompts.iter().enumerate() {
+        let prefix = &prompt.prefix;
         check_fits(endpoint, prefix.len(), length, max_tokens_field, info.max_positions)?;
         prompt_tokens += prefix.len();
         for j in 0..n {
@@ -139,30 +168,13 @@ pub fn parse(endpoint: Endpoint, body: &Value, info: &ModelInfo) -> Result<GenRe
             ),
         ));
     }
-    Ok(GenRequest { endpoint, model, stream, include_usage, prompt_tokens, choices })
+    Ok(GenRequest { endpoint, model, stream, include_usage, prompt_tokens, choices, prompts, output, seed })
 }
 
 fn prompt_field(endpoint: Endpoint) -> &'static str {
     match endpoint {
         Endpoint::Completions => "prompt",
         Endpoint::Chat => "messages",
-    }
-}
-
-/// `prompt`: a string or a non-empty array of strings.
-fn prompts(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
-    match v {
-        None => Err(ApiError::invalid("prompt", "`prompt` is required")),
-        Some(Value::String(s)) => Ok(vec![s.clone()]),
-        Some(Value::Array(items)) if !items.is_empty() => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| {
-                item.as_str().map(str::to_owned).ok_or_else(|| wrong_type(&format!("prompt[{i}]"), "a string", item))
-            })
-            .collect(),
-        Some(Value::Array(_)) => Err(ApiError::invalid("prompt", "`prompt` must not be an empty array")),
-        Some(other) => Err(wrong_type("prompt", "a string or an array of strings", other)),
     }
 }
 
@@ -225,8 +237,25 @@ fn sampler_config(
             format!("`{field}` applies only to strategy {}, not {}", users.join(" and "), name.as_str()),
         ));
     }
+    let cache = match f.str("cache")? {
+        None => Cache::None,
+        Some(c) => Cache::parse(c)
+            .ok_or_else(|| ApiError::invalid("cache", format!("unknown cache {c:?}; expected none, prefix or dual")))?,
+    };
+    if cache != Cache::None {
+        // The scheduler's StepBatch keeps no per-row KV cache yet (docs/sampling.md, Caches).
+        return Err(ApiError::invalid(
+            "cache",
+            format!(
+                "cache {:?} is not served yet: continuous batching runs a full forward per step; use cache none \
+                 (or `dlm generate --cache {}`)",
+                cache.as_str(),
+                cache.as_str()
+            ),
+        ));
+    }
     let decoding = if temperature > 0.0 { Decoding::Sample { temperature } } else { Decoding::Argmax };
-    let cfg = SamplerConfig { steps, strategy: name.build(schedule, knobs), decoding, seed, record_trajectory: false };
+    let cfg = SamplerConfig { steps, strategy: name.build(schedule, knobs), decoding, seed, record_trajectory: false, cache };
     cfg.validate().map_err(|e| diffusion_error(&e))?;
     Ok(cfg)
 }

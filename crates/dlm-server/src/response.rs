@@ -5,8 +5,10 @@
 //! `"diffusion": {"step", "steps", "masked", "canvas", "cells"}`, on the chunk and on its
 //! choice. `canvas` is the generated text so far with [`MASK_MARKER`] where still masked;
 //! `cells` has one entry per generation position: its token piece, or null while masked.
-//! Canvases never go into `text`/`delta.content`, which clients concatenate.
+//! Canvases never go into `text`/`delta.content`, which clients concatenate. What a finished
+//! choice carries (text, finish reason, `logprobs`, `elbo`) is built in `output`.
 
+use crate::output::Finished;
 use crate::request::{Endpoint, GenRequest};
 use crate::scheduler::ChoiceOutput;
 use dlm_data::Tokenizer;
@@ -37,6 +39,18 @@ impl Header<'_> {
         json!({"id": self.id, "object": self.object(chunk), "created": self.created, "model": self.model, "choices": choices})
     }
 
+    /// A finished choice: its text, finish reason, `logprobs` and `elbo`.
+    fn finished(&self, chunk: bool, index: usize, f: &Finished) -> Value {
+        let mut v = self.choice(chunk, index, &f.text, Some(f.finish_reason));
+        if let Some(l) = &f.logprobs {
+            v["logprobs"] = l.clone();
+        }
+        if let Some(e) = &f.elbo {
+            v["elbo"] = e.clone();
+        }
+        v
+    }
+
     /// A choice whose text is `text`: `text` for completions; `message` (whole) or `delta`
     /// (chunk) for chat.
     fn choice(&self, chunk: bool, index: usize, text: &str, finish_reason: Option<&str>) -> Value {
@@ -57,15 +71,6 @@ impl Header<'_> {
     }
 }
 
-/// The text of a finished choice and why it ended: `stop` when the model ended the text
-/// inside the canvas (it generated `</s>` or padding) or chose the length itself, `length`
-/// when the text fills all `max_tokens` positions.
-pub fn finished_text(tokenizer: &Tokenizer, out: &ChoiceOutput, eos: u32, pad: u32) -> (String, &'static str) {
-    let text = tokenizer.decode(&out.generated, true).unwrap_or_default();
-    let ended = out.predicted_length || out.generated.iter().any(|&t| t == eos || t == pad);
-    (text, if ended { "stop" } else { "length" })
-}
-
 fn usage(prompt_tokens: usize, completion_tokens: usize) -> Value {
     json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens})
 }
@@ -76,8 +81,8 @@ pub fn completion_tokens(outs: &[ChoiceOutput]) -> usize {
 }
 
 /// The whole (non-streamed) response.
-pub fn whole(h: &Header<'_>, request: &GenRequest, texts: &[(String, &'static str)], completion: usize) -> Value {
-    let choices = texts.iter().enumerate().map(|(i, (t, reason))| h.choice(false, i, t, Some(reason))).collect();
+pub fn whole(h: &Header<'_>, request: &GenRequest, finished: &[Finished], completion: usize) -> Value {
+    let choices = finished.iter().enumerate().map(|(i, f)| h.finished(false, i, f)).collect();
     let mut v = h.wrap(false, choices);
     v["usage"] = usage(request.prompt_tokens, completion);
     v
@@ -119,9 +124,9 @@ pub fn role_chunk(h: &Header<'_>, index: usize) -> Value {
     h.wrap(true, vec![json!({"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null})])
 }
 
-/// The last chunk of a choice: its whole text and finish reason.
-pub fn final_chunk(h: &Header<'_>, index: usize, text: &str, finish_reason: &str) -> Value {
-    h.wrap(true, vec![h.choice(true, index, text, Some(finish_reason))])
+/// The last chunk of a choice: its whole text, finish reason and `logprobs`.
+pub fn final_chunk(h: &Header<'_>, index: usize, finished: &Finished) -> Value {
+    h.wrap(true, vec![h.finished(true, index, finished)])
 }
 
 /// `stream_options.include_usage`: a chunk with no choices and the usage.

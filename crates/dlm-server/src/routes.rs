@@ -1,13 +1,17 @@
 //! The HTTP surface: `GET /` (the playground), `GET /health`, `GET /v1/models`,
 //! `POST /v1/completions`, `POST /v1/chat/completions`, `POST /tokenize`, `GET /metrics`.
 //! Every request is logged in one line and counted; every error is an OpenAI error object.
+//! With API keys, every endpoint but `/health` (and `/metrics` or `/` when public) needs one
+//! (`auth`).
 
-use crate::error::ApiError;
-use crate::metrics::Metrics;
+use crate::app::{App, unix_now};
+use crate::auth::{Access, require_key};
+use crate::error::{ApiError, json_response};
+use crate::output::finish_choices;
 use crate::params::Fields;
-use crate::request::{Endpoint, ModelInfo, parse};
+use crate::request::{Endpoint, parse};
 use crate::response::{self, Header};
-use crate::scheduler::{Event, Scheduler};
+use crate::scheduler::Event;
 use crate::stream::sse_response;
 use axum::Router;
 use axum::body::Bytes;
@@ -19,30 +23,17 @@ use axum::routing::{get, post};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 /// The playground page, embedded in the binary.
 const PLAYGROUND: &str = include_str!("playground.html");
 /// A body this many times over the limit is not read to its end before the 413.
 const DRAIN_FACTOR: usize = 64;
 
-/// Everything the handlers share.
-pub struct App {
-    pub info: ModelInfo,
-    pub scheduler: Scheduler,
-    pub metrics: Arc<Metrics>,
-    next_id: AtomicU64,
-    started: u64,
-}
-
-impl App {
-    pub fn new(info: ModelInfo, scheduler: Scheduler, metrics: Arc<Metrics>) -> App {
-        App { info, scheduler, metrics, next_id: AtomicU64::new(0), started: unix_now() }
-    }
-}
-
-pub fn router(app: Arc<App>) -> Router {
+/// The routes; with keys in `access`, behind the key check (inside the log line, so
+/// refusals are logged and counted too).
+pub fn router(app: Arc<App>, access: Access) -> Router {
     Router::new()
         .route("/", get(playground))
         .route("/health", get(health))
@@ -53,19 +44,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(Arc::new(access), require_key))
         .layer(middleware::from_fn_with_state(app.clone(), log_and_count))
         .with_state(app)
-}
-
-/// A JSON response with `status`.
-pub fn json_response(status: StatusCode, body: &Value) -> Response {
-    let mut r = (status, body.to_string()).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
-}
-
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// One log line per request, and the request counter.
@@ -188,20 +169,16 @@ async fn generate(app: Arc<App>, endpoint: Endpoint, req: Request) -> Result<Res
         Endpoint::Completions => "cmpl",
         Endpoint::Chat => "chatcmpl",
     };
-    let id = format!("{prefix}-{}", app.next_id.fetch_add(1, Ordering::Relaxed));
+    let id = app.next_id(prefix);
     if request.stream {
         return Ok(sse_response(app, request, id, events));
     }
     loop {
         match events.recv().await {
             Some(Event::Done(outs)) => {
-                let special = app.info.special;
-                let texts: Vec<_> = outs
-                    .iter()
-                    .map(|o| response::finished_text(&app.info.tokenizer, o, special.eos, special.pad))
-                    .collect();
+                let finished = finish_choices(&app.info, &request, &outs);
                 let header = Header { id: &id, created: unix_now(), model: &request.model, endpoint };
-                let body = response::whole(&header, &request, &texts, response::completion_tokens(&outs));
+                let body = response::whole(&header, &request, &finished, response::completion_tokens(&outs.choices));
                 return Ok(json_response(StatusCode::OK, &body));
             }
             Some(Event::Failed(e)) => return Err(e),

@@ -5,6 +5,10 @@
 //! request is one row, or `length_beam` rows when the length predictor chooses; a request
 //! is answered when all its rows are done.
 //!
+//! A request that scores its prompts (`echo` with `logprobs`) also holds an [`ElboRun`] per
+//! prompt; each iteration runs one group of every such estimate's Monte-Carlo samples (one
+//! forward pass each, its own, never batched with denoising rows) before the batch's step.
+//!
 //! The async side never waits on the model: it hands a [`Job`] over a bounded channel
 //! (full → 429 at once) and reads [`Event`]s from an unbounded one (at most one event per
 //! step of each streamed row, so bounded by `steps`).
@@ -13,7 +17,9 @@ use crate::config::Limits;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::request::{ChoiceSpec, GenRequest, LengthSpec, diffusion_error};
-use dlm_diffusion::{BeamChoice, Canvas, Denoised, LengthPredictor, RowId, SpecialIds, StepBatch, Strategy};
+use dlm_diffusion::{
+    BeamChoice, Canvas, Denoised, ElboRun, ElboTerms, LengthPredictor, RowId, SpecialIds, StepBatch, Strategy, TokenLogprob,
+};
 use dlm_models::MaskedLm;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,8 +41,8 @@ pub enum Event {
         masked: usize,
         generated: Vec<u32>,
     },
-    /// Every choice is done, in request order.
-    Done(Vec<ChoiceOutput>),
+    /// Every choice is done, in request order (and every prompt scored, when asked).
+    Done(Outputs),
     Failed(ApiError),
 }
 
@@ -48,6 +54,17 @@ pub struct ChoiceOutput {
     /// The length came from the length predictor.
     pub predicted_length: bool,
     pub steps: usize,
+    /// Per generation slot, when `logprobs` was asked: what was read off when it unmasked.
+    pub logprobs: Option<Vec<Option<TokenLogprob>>>,
+}
+
+/// What a finished request gets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outputs {
+    /// Per choice, in request order.
+    pub choices: Vec<ChoiceOutput>,
+    /// Per prompt: its ELBO terms when the request scores prompts (`echo` with `logprobs`).
+    pub scores: Vec<Option<ElboTerms>>,
 }
 
 /// A request on its way to the scheduler.
@@ -139,9 +156,13 @@ struct Running {
     /// Per choice: the lengths of its rows (beam order) and their results so far.
     lengths: Vec<Vec<usize>>,
     results: Vec<Vec<Option<Denoised>>>,
-    /// Rows not yet finished.
+    /// Rows and scoring runs not yet finished.
     pending: usize,
     row_ids: Vec<RowId>,
+    /// ELBO estimates still running: (prompt, run).
+    scoring: Vec<(usize, ElboRun)>,
+    /// Per prompt: its finished ELBO terms.
+    scores: Vec<Option<ElboTerms>>,
 }
 
 /// Where a batch row belongs.
@@ -187,6 +208,7 @@ impl Loop<'_> {
                 return;
             }
             self.drop_abandoned(&mut batch);
+            self.advance_scoring(&mut batch);
             if batch.is_empty() {
                 continue;
             }
@@ -227,8 +249,11 @@ impl Loop<'_> {
     /// scheduler should stop (draining with nothing left, or every sender gone).
     fn admit(&mut self, batch: &mut StepBatch<'_>) -> bool {
         loop {
+            // A running ELBO estimate takes the place of a row (it holds a `[tokens, vocab]`
+            // accumulator and runs forward passes of its own).
+            let scoring: usize = self.jobs.values().map(|r| r.scoring.len()).sum();
             let room = if self.limits.continuous_batching {
-                batch.len() < self.limits.max_batch_rows
+                batch.len() + scoring < self.limits.max_batch_rows
             } else {
                 self.jobs.is_empty()
             };
@@ -261,7 +286,7 @@ impl Loop<'_> {
                 continue;
             }
             match self.start(batch, &job.request) {
-                Ok((lengths, row_ids)) => {
+                Ok((lengths, row_ids, scoring)) => {
                     let _ = job.events.send(Event::Admitted);
                     let id = self.next_job;
                     self.next_job += 1;
@@ -269,8 +294,11 @@ impl Loop<'_> {
                         self.rows.insert(row, slot);
                     }
                     let results = lengths.iter().map(|l| vec![None; l.len()]).collect();
-                    let pending = row_ids.len();
-                    self.jobs.insert(id, Running { job, lengths, results, pending, row_ids });
+                    let pending = row_ids.len() + scoring.len();
+                    let scores = vec![None; job.request.prompts.len()];
+                    self.jobs.insert(id, Running { job, lengths, results, pending, row_ids, scoring, scores });
+                    // Nothing to run (`echo` with `max_tokens: 0` and no scoring): done now.
+                    self.complete_if_done(id);
                 }
                 Err(e) => {
                     let _ = job.events.send(Event::Failed(e));
@@ -280,21 +308,25 @@ impl Loop<'_> {
         }
     }
 
-    /// Adds a request's rows (after predicting lengths where asked); on error none stay.
+    /// Adds a request's rows (after predicting lengths where asked) and prepares its
+    /// prompts' ELBO estimates; on error no row stays.
+    #[allow(clippy::type_complexity)]
     fn start(
         &self,
         batch: &mut StepBatch<'_>,
         request: &GenRequest,
-    ) -> Result<(Vec<Vec<usize>>, Vec<RowId>), ApiError> {
+    ) -> Result<(Vec<Vec<usize>>, Vec<RowId>, Vec<(usize, ElboRun)>), ApiError> {
         let mut lengths = Vec::with_capacity(request.choices.len());
         for spec in &request.choices {
             lengths.push(self.lengths(spec)?);
         }
+        let scoring = self.scoring(request)?;
+        let top = request.output.logprobs;
         let mut added = Vec::new();
         for (spec, ls) in request.choices.iter().zip(&lengths) {
             for &l in ls {
-                let row =
-                    Canvas::for_model(self.engine.lm.as_ref(), &spec.prefix, l, self.engine.special).and_then(|c| batch.add(&c, spec.cfg.clone()));
+                let row = Canvas::for_model(self.engine.lm.as_ref(), &spec.prefix, l, self.engine.special)
+                    .and_then(|c| batch.add_with_logprobs(&c, spec.cfg.clone(), top));
                 match row {
                     Ok(id) => added.push(id),
                     Err(e) => {
@@ -306,12 +338,84 @@ impl Loop<'_> {
                 }
             }
         }
-        Ok((lengths, added))
+        Ok((lengths, added, scoring))
     }
 
+    /// One ELBO estimate per prompt when the request scores them: the canvas is the prompt
+    /// as the model sees it (`<s> prompt </s>` for the BERT family), the scored positions
+    /// the prompt's own tokens.
+    fn scoring(&self, request: &GenRequest) -> Result<Vec<(usize, ElboRun)>, ApiError> {
+        if !request.output.scores_prompt() {
+            return Ok(Vec::new());
+        }
+        let lm = self.engine.lm.as_ref();
+        let top = request.output.logprobs.unwrap_or(0);
+        let special = self.engine.special;
+        request
+            .prompts
+            .iter()
+            .enumerate()
+            .map(|(p, prompt)| {
+                let mut ids = prompt.prefix.clone();
+                if lm.closes_canvas_with_eos() {
+                    ids.push(special.eos);
+                }
+                let scored: Vec<usize> = (prompt.scored_from..prompt.prefix.len()).collect();
+                let run = ElboRun::new(lm, ids, scored, request.output.elbo_samples, request.seed, top, special)
+                    .map_err(|e| diffusion_error(&e))?;
+                Ok((p, run))
+            })
+            .collect()
+    }
+
+    /// Runs one group of samples of every running ELBO estimate.
+    fn advance_scoring(&mut self, batch: &mut StepBatch<'_>) {
+        let lm = self.engine.lm.as_ref();
+        let ids: Vec<u64> = self.jobs.iter().filter(|(_, r)| !r.scoring.is_empty()).map(|(&id, _)| id).collect();
+        for id in ids {
+            let Some(run) = self.jobs.get_mut(&id) else { continue };
+            let mut failed = None;
+            let mut k = 0;
+            while k < run.scoring.len() {
+                if let Err(e) = run.scoring[k].1.advance(lm) {
+                    failed = Some(e);
+                    break;
+                }
+                if !run.scoring[k].1.is_done() {
+                    k += 1;
+                    continue;
+                }
+                let (p, estimate) = run.scoring.remove(k);
+                match estimate.finish(lm) {
+                    Ok(terms) => {
+                        run.scores[p] = Some(terms);
+                        run.pending -= 1;
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                tracing::error!("ELBO scoring failed: {e}");
+                if let Some(run) = self.jobs.remove(&id) {
+                    for row in run.row_ids {
+                        batch.remove(row);
+                        self.rows.remove(&row);
+                    }
+                    let _ = run.job.events.send(Event::Failed(ApiError::internal(format!("scoring failed: {e}"))));
+                }
+                continue;
+            }
+            self.complete_if_done(id);
+        }
+        self.publish(batch);
+    }
     /// The canvas lengths of a choice: its `max_tokens`, or the predictor's top `B`.
     fn lengths(&self, spec: &ChoiceSpec) -> Result<Vec<usize>, ApiError> {
         match (spec.length, &self.engine.length_predictor) {
+            (LengthSpec::Fixed(0), _) => Ok(Vec::new()),
             (LengthSpec::Fixed(l), _) => Ok(vec![l]),
             (LengthSpec::Beam(b), Some(p)) => {
                 let top = p.top_lengths(
@@ -333,14 +437,19 @@ impl Loop<'_> {
         let Some(run) = self.jobs.get_mut(&slot.job) else { return };
         run.results[slot.choice][slot.beam] = Some(out);
         run.pending -= 1;
-        if run.pending > 0 {
+        self.complete_if_done(slot.job);
+    }
+
+    /// Answers a request once all its rows and scoring runs are done.
+    fn complete_if_done(&mut self, job: u64) {
+        if self.jobs.get(&job).is_none_or(|r| r.pending > 0) {
             return;
         }
-        if let Some(run) = self.jobs.remove(&slot.job) {
+        if let Some(run) = self.jobs.remove(&job) {
             let event = match outputs(run.lengths, run.results, &run.job.request) {
-                Ok(outs) => {
-                    self.metrics.record_tokens(outs.iter().map(|o| o.generated.len()).sum());
-                    Event::Done(outs)
+                Ok(choices) => {
+                    self.metrics.record_tokens(choices.iter().map(|o| o.generated.len()).sum());
+                    Event::Done(Outputs { choices, scores: run.scores })
                 }
                 Err(e) => Event::Failed(e),
             };
@@ -413,11 +522,17 @@ fn outputs(
 ) -> Result<Vec<ChoiceOutput>, ApiError> {
     let mut outs = Vec::with_capacity(results.len());
     for ((ls, hyps), spec) in lengths.into_iter().zip(results).zip(&request.choices) {
+        if ls.is_empty() {
+            // `max_tokens: 0`: nothing generated.
+            let logprobs = request.output.logprobs.map(|_| Vec::new());
+            outs.push(ChoiceOutput { generated: Vec::new(), predicted_length: false, steps: 0, logprobs });
+            continue;
+        }
         let hyps: Option<Vec<Denoised>> = hyps.into_iter().collect();
         let hyps = hyps.ok_or_else(|| ApiError::internal("a row of this request never finished"))?;
         let best = BeamChoice::pick(ls, hyps).map_err(|e| ApiError::internal(e.to_string()))?.best;
         let predicted_length = matches!(spec.length, LengthSpec::Beam(_));
-        outs.push(ChoiceOutput { generated: best.generated, predicted_length, steps: best.steps });
+        outs.push(ChoiceOutput { generated: best.generated, predicted_length, steps: best.steps, logprobs: best.logprobs });
     }
     Ok(outs)
 }

@@ -7,9 +7,11 @@
 //! The stream reads the scheduler's events; when the client goes away the stream is
 //! dropped, its receiver closes, and the scheduler frees the request's rows.
 
+use crate::app::{App, unix_now};
+use crate::error::ApiError;
+use crate::output::finish_choices;
 use crate::request::{Endpoint, GenRequest};
 use crate::response::{self, Header};
-use crate::routes::App;
 use crate::scheduler::Event;
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
@@ -50,17 +52,10 @@ impl StreamState {
             }
             Some(Event::Done(outs)) => {
                 let h = self.header();
-                let mut v: Vec<Value> = outs
-                    .iter()
-                    .enumerate()
-                    .map(|(i, o)| {
-                        let (text, reason) =
-                            response::finished_text(&info.tokenizer, o, info.special.eos, info.special.pad);
-                        response::final_chunk(&h, i, &text, reason)
-                    })
-                    .collect();
+                let finished = finish_choices(info, &self.request, &outs);
+                let mut v: Vec<Value> = finished.iter().enumerate().map(|(i, f)| response::final_chunk(&h, i, f)).collect();
                 if self.request.include_usage {
-                    v.push(response::usage_chunk(&h, &self.request, response::completion_tokens(&outs)));
+                    v.push(response::usage_chunk(&h, &self.request, response::completion_tokens(&outs.choices)));
                 }
                 self.finished = true;
                 v
@@ -72,7 +67,7 @@ impl StreamState {
             Some(Event::Admitted) => Vec::new(),
             None => {
                 self.finished = true;
-                vec![crate::error::ApiError::unavailable("the scheduler stopped before finishing").body()]
+                vec![ApiError::unavailable("the scheduler stopped before finishing").body()]
             }
         };
         for c in chunks {
@@ -90,7 +85,7 @@ pub fn sse_response(app: Arc<App>, request: GenRequest, id: String, events: Unbo
         app,
         request,
         id,
-        created: crate::routes::unix_now(),
+        created: unix_now(),
         events,
         ready: VecDeque::new(),
         finished: false,

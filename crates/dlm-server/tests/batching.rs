@@ -74,6 +74,7 @@ async fn seeded_output_does_not_depend_on_the_batch() {
         decoding: Decoding::Sample { temperature: 0.9 },
         seed: 42,
         record_trajectory: false,
+        ..SamplerConfig::default()
     };
     let out = denoise(&lm, &[Canvas::new(&prefix, 8, special).unwrap()], &cfg, special).unwrap();
     assert_eq!(tokenizer.decode(&out[0].generated, true).unwrap(), alone, "equals dlm generate");

@@ -5,6 +5,7 @@
 //! [`StepEvent`] (the canvases so far), which is how trajectories are recorded and how a
 //! caller can stream the denoising as it happens.
 
+mod cache;
 mod config;
 mod dream;
 mod predict;
@@ -15,8 +16,10 @@ mod step_batch;
 mod tests;
 mod unmask;
 
+pub use cache::Cache;
 pub use config::{Decoding, DreamAlg, Parallel, Remasking, SamplerConfig, Strategy, StrategyKnobs, StrategyName, TopK, Update};
 pub use step_batch::{Advanced, RowId, StepBatch, StepReport};
+pub(crate) use predict::top_n;
 
 use crate::canvas::{Canvas, SpecialIds};
 use crate::error::{DiffusionError, Result};
@@ -46,6 +49,22 @@ pub struct Denoised {
     pub steps: usize,
     /// The canvas after every step, when requested.
     pub trajectory: Option<Trajectory>,
+    /// Per generation slot, for rows added with [`StepBatch::add_with_logprobs`]: the
+    /// token's log-probability at the step that unmasked it (the last such step, for
+    /// strategies that re-mask) and the most likely tokens at that step; `None` for a slot
+    /// still masked at the end. `None` for every other run.
+    pub logprobs: Option<Vec<Option<TokenLogprob>>>,
+}
+
+/// A generated token's log-probability at the step that unmasked it, and the `top` most
+/// likely tokens of that step's distribution at its position (largest first), read off the
+/// distribution the token was chosen from (`<mask>` forbidden for the RDM-family
+/// strategies, the whole vocabulary for LLaDA, Fast-dLLM and Dream; never tempered).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    pub token: u32,
+    pub logprob: f32,
+    pub top: Vec<(u32, f32)>,
 }
 
 /// What the loop reports after each step it runs.
@@ -99,6 +118,9 @@ pub fn denoise_with(
             return Err(DiffusionError::EmptyGeneration);
         }
         canvas.check_fits(max)?;
+    }
+    if cfg.cache != Cache::None {
+        return cache::run_cached(model, canvases, cfg, special, on_step);
     }
     let mut predictor = ModelPredictor::new(model, special.pad, special.mask)?;
     run(&mut predictor, canvases, cfg, special, on_step)
@@ -275,5 +297,6 @@ fn finish(row: Row, history: Vec<Vec<u32>>, steps: usize, record: bool, special:
         mean_logprob,
         steps,
         trajectory: record.then_some(Trajectory { canvases: history }),
+        logprobs: None,
     }
 }

@@ -88,6 +88,14 @@ pub(crate) trait Draws {
     fn decoding(&self, row: usize) -> Decoding;
     fn readout(&self, row: usize) -> Readout;
     fn rng(&mut self, row: usize) -> &mut ChaCha8Rng;
+    /// How many most likely tokens to report per position of `row` (0: none, the default;
+    /// the predictions themselves never depend on it).
+    fn top_logprobs(&self, _row: usize) -> usize {
+        0
+    }
+    /// Receives the `top_logprobs(row)` most likely tokens of position `index` of `row`
+    /// (in the order of `positions[row]`), from the distribution its token was read off.
+    fn record_top(&mut self, _row: usize, _index: usize, _top: Vec<(u32, f32)>) {}
 }
 
 /// Every row decodes alike and draws from one generator, in row order.
@@ -154,62 +162,128 @@ impl Predictor for ModelPredictor<'_> {
             offset += rows[i].len();
         }
         let selected = hidden.index_select(&Tensor::from_vec(flat, total, device)?, 0)?; // [n, h]
-        // The row each selected position belongs to, and how it is read off.
-        let owner: Vec<usize> = positions.iter().enumerate().flat_map(|(i, ps)| std::iter::repeat_n(i, ps.len())).collect();
-        let readout: Vec<Readout> = owner.iter().map(|&r| draws.readout(r)).collect();
-        let full: Vec<bool> = owner.iter().zip(&readout).map(|(&r, rd)| !rd.argmax_suffices(draws.decoding(r))).collect();
-        let excluded = |k: usize| if readout[k] == Readout::MaskForbidden { self.mask } else { NO_EXCLUDED };
-        let mut out: Vec<Option<Prediction>> = vec![None; total];
-        // One group per forbidden id (`<mask>` first): with a single strategy in the batch,
-        // exactly one group, so the projections are those of a batch of that strategy alone.
-        for forbid in [self.mask, NO_EXCLUDED] {
-            let argmax_at: Vec<u32> = (0..total as u32).filter(|&k| !full[k as usize] && excluded(k as usize) == forbid).collect();
-            if !argmax_at.is_empty() {
-                let rows = if argmax_at.len() == total {
-                    selected.clone()
-                } else {
-                    selected.index_select(&Tensor::from_slice(&argmax_at, argmax_at.len(), device)?, 0)?
+        read_off(self.model, self.mask, &selected, positions, draws)
+    }
+}
+
+/// The predictions at `selected` [n, h] (the final hidden states of the positions of every
+/// row, `positions[i].len()` of row i, rows in order), read off as each row's draws say.
+pub(crate) fn read_off(
+    model: &dyn MaskedLm,
+    mask: u32,
+    selected: &Tensor,
+    positions: &[Vec<usize>],
+    draws: &mut dyn Draws,
+) -> Result<Vec<Vec<Prediction>>> {
+    let total: usize = positions.iter().map(Vec::len).sum();
+    let device = model.device();
+    // The row each selected position belongs to, and how it is read off.
+    let owner: Vec<usize> = positions.iter().enumerate().flat_map(|(i, ps)| std::iter::repeat_n(i, ps.len())).collect();
+    let readout: Vec<Readout> = owner.iter().map(|&r| draws.readout(r)).collect();
+    let full: Vec<bool> = owner.iter().zip(&readout).map(|(&r, rd)| !rd.argmax_suffices(draws.decoding(r))).collect();
+    let excluded = |k: usize| if readout[k] == Readout::MaskForbidden { mask } else { NO_EXCLUDED };
+    let mut out: Vec<Option<Prediction>> = vec![None; total];
+    // One group per forbidden id (`<mask>` first): with a single strategy in the batch,
+    // exactly one group, so the projections are those of a batch of that strategy alone.
+    for forbid in [mask, NO_EXCLUDED] {
+        let argmax_at: Vec<u32> = (0..total as u32).filter(|&k| !full[k as usize] && excluded(k as usize) == forbid).collect();
+        if !argmax_at.is_empty() {
+            let rows = if argmax_at.len() == total {
+                selected.clone()
+            } else {
+                selected.index_select(&Tensor::from_slice(&argmax_at, argmax_at.len(), device)?, 0)?
+            };
+            for (&k, a) in argmax_at.iter().zip(model.project_argmax(&rows, forbid)?) {
+                let confidence = match readout[k as usize] {
+                    Readout::Dream { .. } => a.logp.exp(),
+                    _ => a.logp,
                 };
-                for (&k, a) in argmax_at.iter().zip(self.model.project_argmax(&rows, forbid)?) {
-                    let confidence = match readout[k as usize] {
-                        Readout::Dream { .. } => a.logp.exp(),
-                        _ => a.logp,
-                    };
-                    out[k as usize] = Some(Prediction { token: a.token, logp: a.logp, confidence });
-                }
-            }
-            let full_at: Vec<u32> = (0..total as u32).filter(|&k| full[k as usize] && excluded(k as usize) == forbid).collect();
-            for chunk in full_at.chunks(PROJECT_CHUNK) {
-                let rows = selected.index_select(&Tensor::from_slice(chunk, chunk.len(), device)?, 0)?;
-                let table = self.model.project_log_probs(&rows, forbid)?.to_vec2::<f32>()?; // [len, V]
-                for (&k, row) in chunk.iter().zip(&table) {
-                    let r = owner[k as usize];
-                    let temperature = match draws.decoding(r) {
-                        Decoding::Sample { temperature } => Some(temperature),
-                        Decoding::Argmax => None,
-                    };
-                    let p = match (readout[k as usize], temperature) {
-                        (Readout::Dream { alg, top_p, top_k }, _) => {
-                            let (token, confidence) = dream::sample_tokens(row, temperature, top_p, top_k, alg, draws.rng(r));
-                            Prediction { token: token as u32, logp: row[token], confidence }
-                        }
-                        (_, Some(temperature)) => {
-                            let token = sample_index(row, temperature, draws.rng(r));
-                            Prediction::new(token as u32, row[token])
-                        }
-                        (_, None) => continue, // argmax positions never take this path
-                    };
-                    out[k as usize] = Some(p);
-                }
+                out[k as usize] = Some(Prediction { token: a.token, logp: a.logp, confidence });
             }
         }
-        let out = out
-            .into_iter()
-            .map(|p| p.ok_or_else(|| DiffusionError::InvalidBatch("no prediction was computed for a position".into())))
-            .collect::<Result<Vec<_>>>()?;
-        let mut it = out.into_iter();
-        Ok(positions.iter().map(|ps| it.by_ref().take(ps.len()).collect()).collect())
+        let full_at: Vec<u32> = (0..total as u32).filter(|&k| full[k as usize] && excluded(k as usize) == forbid).collect();
+        for chunk in full_at.chunks(PROJECT_CHUNK) {
+            let rows = selected.index_select(&Tensor::from_slice(chunk, chunk.len(), device)?, 0)?;
+            let table = model.project_log_probs(&rows, forbid)?.to_vec2::<f32>()?; // [len, V]
+            for (&k, row) in chunk.iter().zip(&table) {
+                let r = owner[k as usize];
+                let temperature = match draws.decoding(r) {
+                    Decoding::Sample { temperature } => Some(temperature),
+                    Decoding::Argmax => None,
+                };
+                let p = match (readout[k as usize], temperature) {
+                    (Readout::Dream { alg, top_p, top_k }, _) => {
+                        let (token, confidence) = dream::sample_tokens(row, temperature, top_p, top_k, alg, draws.rng(r));
+                        Prediction { token: token as u32, logp: row[token], confidence }
+                    }
+                    (_, Some(temperature)) => {
+                        let token = sample_index(row, temperature, draws.rng(r));
+                        Prediction::new(token as u32, row[token])
+                    }
+                    (_, None) => continue, // argmax positions never take this path
+                };
+                out[k as usize] = Some(p);
+            }
+        }
     }
+    let out = out
+        .into_iter()
+        .map(|p| p.ok_or_else(|| DiffusionError::InvalidBatch("no prediction was computed for a position".into())))
+        .collect::<Result<Vec<_>>>()?;
+    record_top_logprobs(model, selected, &owner, positions, |k| excluded(k), draws)?;
+    let mut it = out.into_iter();
+    Ok(positions.iter().map(|ps| it.by_ref().take(ps.len()).collect()).collect())
+}
+
+/// For the rows whose draws ask for them (`Draws::top_logprobs` > 0): the most likely
+/// tokens at each of their positions, from a separate `project_log_probs` of those rows with
+/// the same forbidden id as their prediction. Nothing runs when no row asks, so the
+/// predictions and their cost are exactly those of a call that does not ask.
+fn record_top_logprobs(
+    model: &dyn MaskedLm,
+    selected: &Tensor,
+    owner: &[usize],
+    positions: &[Vec<usize>],
+    excluded: impl Fn(usize) -> u32,
+    draws: &mut dyn Draws,
+) -> Result<()> {
+    let asked: Vec<u32> = (0..owner.len() as u32).filter(|&k| draws.top_logprobs(owner[k as usize]) > 0).collect();
+    if asked.is_empty() {
+        return Ok(());
+    }
+    // Index of each flat position within its row.
+    let starts: Vec<usize> = positions.iter().scan(0, |acc, ps| { let s = *acc; *acc += ps.len(); Some(s) }).collect();
+    let device = model.device();
+    for forbid in asked.iter().map(|&k| excluded(k as usize)).collect::<std::collections::BTreeSet<_>>() {
+        let at: Vec<u32> = asked.iter().copied().filter(|&k| excluded(k as usize) == forbid).collect();
+        for chunk in at.chunks(PROJECT_CHUNK) {
+            let rows = selected.index_select(&Tensor::from_slice(chunk, chunk.len(), device)?, 0)?;
+            let table = model.project_log_probs(&rows, forbid)?.to_vec2::<f32>()?; // [len, V]
+            for (&k, row) in chunk.iter().zip(&table) {
+                let r = owner[k as usize];
+                let top = top_n(row, draws.top_logprobs(r));
+                draws.record_top(r, k as usize - starts[r], top);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `n` largest entries of `logp` as `(id, value)`, largest first, ties by lower id.
+pub(crate) fn top_n(logp: &[f32], n: usize) -> Vec<(u32, f32)> {
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(n + 1);
+    if n == 0 {
+        return best;
+    }
+    for (i, &v) in logp.iter().enumerate() {
+        if v.is_nan() || (best.len() == n && v <= best[n - 1].1) {
+            continue;
+        }
+        let at = best.iter().position(|&(_, b)| v > b).unwrap_or(best.len());
+        best.insert(at, (i as u32, v));
+        best.truncate(n);
+    }
+    best
 }
 
 /// Inverse-CDF draw from `softmax(logp / temperature)` (f64 accumulation).
@@ -237,6 +311,15 @@ pub(crate) fn sample_index(logp: &[f32], temperature: f64, rng: &mut impl Rng) -
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn top_n_is_sorted_with_ties_to_the_lower_id() {
+        // values 0:-1 1:-0.5 2:-3 3:-0.5 4:NaN → top 3: 1 (-0.5), 3 (-0.5, tie: after 1), 0 (-1).
+        let logp = [-1.0, -0.5, -3.0, -0.5, f32::NAN];
+        assert_eq!(top_n(&logp, 3), vec![(1, -0.5), (3, -0.5), (0, -1.0)]);
+        assert_eq!(top_n(&logp, 0), vec![]);
+        assert_eq!(top_n(&logp[..2], 5), vec![(1, -0.5), (0, -1.0)]);
+    }
 
     #[test]
     fn sampling_follows_the_tempered_distribution() {

@@ -364,6 +364,7 @@ fn step_batch_rows_equal_their_runs_alone() {
             seed: 4,
             decoding: Decoding::Sample { temperature: 0.5 },
             record_trajectory: true,
+            ..SamplerConfig::default()
         },
         SamplerConfig { steps: 6, strategy: Strategy::Dream { alg: DreamAlg::Origin, alg_temp: None, top_p: None, top_k: None }, seed: 6, ..SamplerConfig::default() },
         SamplerConfig { steps: 3, strategy: Strategy::Dream { alg: DreamAlg::TopkMargin, alg_temp: None, top_p: None, top_k: Some(5) }, ..SamplerConfig::default() },

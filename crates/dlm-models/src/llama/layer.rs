@@ -13,6 +13,8 @@ use crate::error::Result;
 use crate::params::ParamBuilder;
 use candle_core::{D, Tensor};
 
+mod cached;
+
 pub(crate) struct Layer {
     attn_norm: RmsNorm,
     q: Linear,

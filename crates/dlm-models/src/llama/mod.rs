@@ -15,6 +15,7 @@
 //! (LLaDA's padding id is its end-of-text id, which generations contain); `encode` masks
 //! only the keys its attention mask marks as padding.
 
+mod cache;
 mod layer;
 mod rope;
 

@@ -1,0 +1,422 @@
+//! Fast-dLLM's KV caches for the semi-autoregressive strategies (`llada`, `fast-dllm`):
+//! `generate_with_prefix_cache` and `generate_with_dual_cache` of NVlabs/Fast-dLLM
+//! `llada/generate.py` at 24cc59e75f20a6384bae8c905965bb090b96388e, through
+//! [`MaskedLm::encode_cached`] (the sampler never sees the architecture).
+//!
+//! Per block (of `block_length` generation slots):
+//! - the block's first step is a full forward over the whole canvas, which fills the cache
+//!   and whose predictions decide that step (candidates: every masked slot up to the
+//!   block's end, as in `generate`; LLaDA's count: the first of the block's
+//!   `get_num_transfer_tokens`, computed from the masks in the block at its start);
+//! - every further step computes only part of the canvas — [`Cache::Prefix`]: from the
+//!   block's first position to the end of the canvas (`x[:, current_block_start:]`)
+//!   against the cached keys and values of everything before; [`Cache::Dual`]: the block
+//!   alone against the cached keys and values of both sides — and its candidates are the
+//!   masked slots of the block only (`mask_index[:, block_length:] = 0`);
+//! - LLaDA (`llada`) runs step i of the block with count `counts[i]` until the block has
+//!   no mask or its steps are spent; Fast-dLLM (`fast-dllm`) transfers by its threshold or
+//!   factor rule until the block has no mask.
+//!
+//! Differences from the reference, none of which changes a canvas: the reference checks
+//! for an unmasked block only after its cached steps, so when the full forward already
+//! filled the block it runs one more forward that transfers nothing (`transfer_counts`
+//! has a 0); dlm does not run it. A LLaDA block whose remaining counts are all 0 (masks
+//! left by `<mask>` predictions) ends there (the reference runs forwards that transfer
+//! nothing and then fails indexing `num_transfer_tokens`), its masks candidates of later
+//! blocks' first steps; a Fast-dLLM step that decodes nothing ends its block, as without
+//! a cache. Every row has its own cache and its own forwards; the predictions of all rows
+//! of a step are read off together.
+
+use super::config::{SamplerConfig, Strategy};
+use super::predict::{ModelPredictor, Readout, Shared, read_off};
+use super::state::Row;
+use super::unmask::{block_slots, low_confidence_update, parallel_update};
+use super::{Denoised, StepEvent, finish, llada_blocks};
+use crate::canvas::{Canvas, SpecialIds};
+use crate::error::{DiffusionError, Result};
+use crate::schedule::transfer_counts;
+use candle_core::Tensor;
+use dlm_models::{KvCache, MaskedLm};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+
+/// Which keys and values a semi-autoregressive run reuses between the steps of a block
+/// (Fast-dLLM's KV caches; see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cache {
+    /// Every step is a full forward over the whole canvas.
+    #[default]
+    None,
+    /// Steps after a block's first compute the block and everything after it, against
+    /// the cached keys and values of the positions before the block.
+    Prefix,
+    /// Steps after a block's first compute the block alone, against the cached keys and
+    /// values of the positions before and after it.
+    Dual,
+}
+
+impl Cache {
+    pub const ALL: [Cache; 3] = [Cache::None, Cache::Prefix, Cache::Dual];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cache::None => "none",
+            Cache::Prefix => "prefix",
+            Cache::Dual => "dual",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Cache> {
+        Cache::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// A cache is for the semi-autoregressive strategies only.
+    pub(crate) fn check(self, strategy: &Strategy) -> Result<()> {
+        let other = match strategy {
+            _ if self == Cache::None => return Ok(()),
+            Strategy::LowConfidence { .. } | Strategy::ConfidenceThreshold { .. } => return Ok(()),
+            Strategy::Reparam { .. } => "the reparameterized strategies (reparam-uncond, reparam-cond, stochastic)",
+            Strategy::Cmlm => "cmlm",
+            Strategy::Ar => "ar",
+            Strategy::Dream { .. } => "dream",
+        };
+        Err(DiffusionError::InvalidConfig(format!(
+            "cache {:?} applies only to the semi-autoregressive strategies llada and fast-dllm, not to {other} \
+             (use cache none)",
+            self.as_str()
+        )))
+    }
+}
+
+/// One row's place in its blocks.
+struct State {
+    /// Generation slots per block and (LLaDA) steps per block.
+    len: usize,
+    per_block: Option<usize>,
+    blocks: usize,
+    /// The current block and the steps it has run (0: the next step fills the cache).
+    block: usize,
+    i: usize,
+    /// LLaDA: the current block's transfer counts, from its masks at its start.
+    counts: Vec<usize>,
+    cache: KvCache,
+}
+
+/// What a row does in a step: the canvas positions computed afresh, the candidate slots
+/// and (LLaDA) how many of them are transferred.
+struct Work {
+    fresh: Range<usize>,
+    candidates: Vec<usize>,
+    count: usize,
+}
+
+impl State {
+    fn new(row: &Row, cfg: &SamplerConfig) -> Result<State> {
+        let n = row.n();
+        let (len, per_block) = match cfg.strategy {
+            Strategy::LowConfidence { block_length, .. } => {
+                let (len, per_block) = llada_blocks(n, block_length, cfg.steps)?;
+                (len, Some(per_block))
+            }
+            Strategy::ConfidenceThreshold { block_length, .. } => (block_length.unwrap_or(n).clamp(1, n.max(1)), None),
+            _ => return Err(DiffusionError::InvalidConfig("a KV cache needs the llada or fast-dllm strategy".into())),
+        };
+        Ok(State { len, per_block, blocks: n.div_ceil(len), block: 0, i: 0, counts: Vec::new(), cache: KvCache::new() })
+    }
+
+    fn next_block(&mut self) {
+        self.block += 1;
+        self.i = 0;
+        self.counts.clear();
+        self.cache.clear();
+    }
+
+    /// The row's next step, or `None` when it is done.
+    fn plan(&mut self, row: &Row, cache: super::Cache) -> Option<Work> {
+        let n = row.n();
+        let masked_in = |range: Range<usize>| range.filter(|&j| row.masked[j]).collect::<Vec<_>>();
+        while row.masked_count() > 0 && self.block < self.blocks {
+            let range = block_slots(self.block, self.len, n);
+            let in_block = masked_in(range.clone());
+            if in_block.is_empty() {
+                self.next_block();
+                continue;
+            }
+            if self.i == 0 {
+                // The full forward: fills the cache; candidates up to the block's end.
+                if let Some(per_block) = self.per_block {
+                    self.counts = transfer_counts(in_block.len(), per_block);
+                }
+                let count = self.counts.first().copied().unwrap_or(0);
+                return Some(Work { fresh: 0..row.tokens.len(), candidates: masked_in(0..range.end), count });
+            }
+            let count = match self.per_block {
+                Some(_) => match self.counts.get(self.i) {
+                    Some(&c) if c > 0 => c,
+                    _ => {
+                        // Steps spent, or only zero counts left: the block cannot change.
+                        self.next_block();
+                        continue;
+                    }
+                },
+                None => 0,
+            };
+            let start = row.slots[range.start];
+            let end = match cache {
+                super::Cache::Dual => row.slots[range.end - 1] + 1,
+                _ => row.tokens.len(),
+            };
+            return Some(Work { fresh: start..end, candidates: in_block, count });
+        }
+        None
+    }
+
+    /// After a step of the row; `decoded`: whether it decoded any slot.
+    fn advance(&mut self, decoded: bool) {
+        self.i += 1;
+        if self.per_block.is_none() && !decoded {
+            // Fast-dLLM's stuck step (every transfer predicted `<mask>`): on to the next block.
+            self.next_block();
+        }
+    }
+}
+
+/// [`super::denoise_with`] with `cfg.cache` prefix or dual.
+pub(crate) fn run_cached(
+    model: &dyn MaskedLm,
+    canvases: &[Canvas],
+    cfg: &SamplerConfig,
+    special: SpecialIds,
+    on_step: &mut dyn FnMut(StepEvent<'_>),
+) -> Result<Vec<Denoised>> {
+    ModelPredictor::new(model, special.pad, special.mask)?; // the mask id fits the vocabulary
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut rows: Vec<Row> = canvases.iter().map(Row::new).collect();
+    let mut states: Vec<State> = rows.iter().map(|r| State::new(r, cfg)).collect::<Result<_>>()?;
+    let mut history: Vec<Vec<Vec<u32>>> = vec![Vec::new(); rows.len()];
+    let readout = Readout::of(&cfg.strategy);
+    let device = model.device();
+    let mut steps_run = 0;
+    for step in 1.. {
+        let work: Vec<Option<Work>> = rows.iter().zip(&mut states).map(|(r, s)| s.plan(r, cfg.cache)).collect();
+        if work.iter().all(Option::is_none) {
+            break;
+        }
+        let mut selected = Vec::new();
+        let mut positions = vec![Vec::new(); rows.len()];
+        for (i, w) in work.iter().enumerate() {
+            let Some(w) = w else { continue };
+            let hidden = model.encode_cached(&rows[i].tokens, special.pad, w.fresh.clone(), &mut states[i].cache)?; // [fresh, h]
+            let at = rows[i].positions(&w.candidates);
+            let index: Vec<u32> = at.iter().map(|&p| (p - w.fresh.start) as u32).collect();
+            selected.push(hidden.index_select(&Tensor::from_vec(index, at.len(), device)?, 0)?);
+            positions[i] = at;
+        }
+        let selected = Tensor::cat(&selected, 0)?; // [Σ candidates, h]
+        let predictions =
+            read_off(model, special.mask, &selected, &positions, &mut Shared { decoding: cfg.decoding, readout, rng: &mut rng })?;
+        for (i, preds) in predictions.into_iter().enumerate() {
+            let Some(w) = &work[i] else { continue };
+            let row = &mut rows[i];
+            let decoded = match cfg.strategy {
+                Strategy::LowConfidence { remasking, .. } => {
+                    low_confidence_update(row, &w.candidates, &preds, w.count, remasking, &mut rng, special.mask);
+                    true
+                }
+                Strategy::ConfidenceThreshold { rule, .. } => parallel_update(row, &w.candidates, &preds, rule, special.mask),
+                _ => unreachable!("State::new admits only the block strategies"),
+            };
+            states[i].advance(decoded);
+        }
+        steps_run += 1;
+        let event = StepEvent { step, rows: &rows };
+        if cfg.record_trajectory {
+            for (h, canvas) in history.iter_mut().zip(event.canvases()) {
+                h.push(canvas.to_vec());
+            }
+        }
+        on_step(event);
+    }
+    Ok(rows
+        .into_iter()
+        .zip(history)
+        .map(|(row, h)| finish(row, h, steps_run, cfg.record_trajectory, special))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampler::{Decoding, Parallel, Remasking, StepBatch, denoise, denoise_with};
+    use crate::testing::ToyLm;
+    use candle_core::{DType, Device};
+    use std::cell::RefCell;
+
+    const SP: SpecialIds = SpecialIds { bos: 0, eos: 2, pad: 1, mask: 3 };
+
+    /// [`ToyLm`] with an exact "cache" (every cached forward is the full forward, sliced)
+    /// that records each call's (sequence length, fresh positions), and `<mask>` never
+    /// predicted (so no block is left with masks and the cached candidates are the
+    /// uncached ones).
+    struct Probe {
+        lm: ToyLm,
+        calls: RefCell<Vec<(usize, Range<usize>)>>,
+    }
+
+    impl Probe {
+        fn new() -> Probe {
+            Probe { lm: ToyLm::new(40, 16, 32, 11), calls: RefCell::new(Vec::new()) }
+        }
+    }
+
+    impl MaskedLm for Probe {
+        fn encode(&self, ids: &Tensor, attention_mask: &Tensor) -> dlm_models::Result<Tensor> {
+            self.lm.encode(ids, attention_mask)
+        }
+        fn encode_cached(&self, ids: &[u32], pad: u32, fresh: Range<usize>, _cache: &mut KvCache) -> dlm_models::Result<Tensor> {
+            self.calls.borrow_mut().push((ids.len(), fresh.clone()));
+            Ok(self.encode_rows(&[ids], pad)?.narrow(0, fresh.start, fresh.len())?)
+        }
+        fn project(&self, hidden: &Tensor) -> dlm_models::Result<Tensor> {
+            let logits = self.lm.project(hidden)?;
+            let v = self.vocab_size();
+            let bias: Vec<f32> = (0..v).map(|i| if i == SP.mask as usize { -1e4 } else { 0.0 }).collect();
+            Ok(logits.broadcast_add(&Tensor::from_vec(bias, v, &Device::Cpu)?)?)
+        }
+        fn vocab_size(&self) -> usize {
+            self.lm.vocab_size()
+        }
+        fn hidden_size(&self) -> usize {
+            self.lm.hidden_size()
+        }
+        fn max_sequence_length(&self) -> usize {
+            self.lm.max_sequence_length()
+        }
+        fn device(&self) -> &Device {
+            self.lm.device()
+        }
+        fn dtype(&self) -> DType {
+            DType::F32
+        }
+    }
+
+    fn canvases(prompts: &[(usize, usize)]) -> Vec<Canvas> {
+        prompts
+            .iter()
+            .map(|&(p, l)| {
+                let prefix: Vec<u32> = std::iter::once(SP.bos).chain((0..p as u32).map(|i| 10 + i)).collect();
+                Canvas::new(&prefix, l, SP).unwrap()
+            })
+            .collect()
+    }
+
+    /// The distinct canvases in order.
+    fn states(d: &Denoised) -> Vec<Vec<u32>> {
+        let mut out: Vec<Vec<u32>> = Vec::new();
+        for c in &d.trajectory.as_ref().unwrap().canvases {
+            if out.last() != Some(c) {
+                out.push(c.clone());
+            }
+        }
+        out
+    }
+
+    fn block_strategies() -> Vec<(usize, Strategy)> {
+        vec![
+            (6, Strategy::LowConfidence { block_length: Some(3), remasking: Remasking::LowConfidence }),
+            (4, Strategy::LowConfidence { block_length: Some(4), remasking: Remasking::LowConfidence }),
+            (1, Strategy::ConfidenceThreshold { rule: Parallel::Threshold(0.3), block_length: Some(3) }),
+            (1, Strategy::ConfidenceThreshold { rule: Parallel::Threshold(0.9), block_length: Some(4) }),
+            (1, Strategy::ConfidenceThreshold { rule: Parallel::Factor(1.0), block_length: Some(3) }),
+        ]
+    }
+
+    #[test]
+    fn with_an_exact_cache_the_cached_runs_are_the_uncached_runs() {
+        // When the cached forward returns what the full forward would, prefix and dual
+        // runs pass through the same canvases as runs without a cache.
+        let lm = Probe::new();
+        let cs = canvases(&[(3, 6), (0, 8), (5, 2)]);
+        for (steps, strategy) in block_strategies() {
+            let plain = SamplerConfig { steps, strategy, record_trajectory: true, ..SamplerConfig::default() };
+            let want = denoise(&lm, &cs, &plain, SP).unwrap();
+            for cache in [Cache::Prefix, Cache::Dual] {
+                let out = denoise(&lm, &cs, &SamplerConfig { cache, ..plain.clone() }, SP).unwrap();
+                for (o, w) in out.iter().zip(&want) {
+                    assert_eq!(o.ids, w.ids, "{strategy:?} {cache:?}");
+                    assert_eq!(states(o), states(w), "{strategy:?} {cache:?}");
+                    assert!(!o.ids.contains(&SP.mask));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn each_block_fills_the_cache_once_then_computes_its_part() {
+        // One canvas <s> p p | 6 slots in blocks of 3 | </s> (len 10, slots at 3..9), LLaDA
+        // with 3 steps per block: per block a full forward, then two cached forwards over
+        // the block to the end (prefix) or the block alone (dual).
+        let lm = Probe::new();
+        let cs = canvases(&[(2, 6)]);
+        let strategy = Strategy::LowConfidence { block_length: Some(3), remasking: Remasking::LowConfidence };
+        for (cache, parts) in [(Cache::Prefix, [3..10, 6..10]), (Cache::Dual, [3..6, 6..9])] {
+            lm.calls.borrow_mut().clear();
+            let cfg = SamplerConfig { steps: 6, strategy, cache, ..SamplerConfig::default() };
+            let out = denoise(&lm, &cs, &cfg, SP).unwrap();
+            assert_eq!(out[0].steps, 6);
+            let [first, second] = parts;
+            let want = vec![(10, 0..10), (10, first.clone()), (10, first), (10, 0..10), (10, second.clone()), (10, second)];
+            assert_eq!(*lm.calls.borrow(), want, "{cache:?}");
+        }
+        // Fast-dLLM at threshold 0 transfers a whole block per full forward: no cached step.
+        lm.calls.borrow_mut().clear();
+        let strategy = Strategy::ConfidenceThreshold { rule: Parallel::Threshold(0.0), block_length: Some(3) };
+        let cfg = SamplerConfig { steps: 1, strategy, cache: Cache::Dual, ..SamplerConfig::default() };
+        assert_eq!(denoise(&lm, &cs, &cfg, SP).unwrap()[0].steps, 2);
+        assert_eq!(*lm.calls.borrow(), vec![(10, 0..10), (10, 0..10)]);
+    }
+
+    #[test]
+    fn sampled_cached_runs_are_seeded() {
+        let lm = Probe::new();
+        let cs = canvases(&[(3, 6)]);
+        let cfg = SamplerConfig {
+            steps: 6,
+            strategy: Strategy::LowConfidence { block_length: Some(3), remasking: Remasking::Random },
+            decoding: Decoding::Sample { temperature: 1.0 },
+            seed: 5,
+            cache: Cache::Dual,
+            ..SamplerConfig::default()
+        };
+        assert_eq!(denoise(&lm, &cs, &cfg, SP).unwrap(), denoise(&lm, &cs, &cfg, SP).unwrap());
+        let mut events = 0;
+        let out = denoise_with(&lm, &cs, &SamplerConfig { record_trajectory: true, ..cfg }, SP, &mut |_| events += 1).unwrap();
+        assert_eq!(out[0].steps, events);
+        assert_eq!(out[0].trajectory.as_ref().unwrap().canvases.len(), events);
+    }
+
+    #[test]
+    fn caches_are_refused_where_they_do_not_apply() {
+        let cs = canvases(&[(3, 6)]);
+        let lm = Probe::new();
+        for strategy in [Strategy::Cmlm, Strategy::Ar, SamplerConfig::default().strategy] {
+            let cfg = SamplerConfig { strategy, cache: Cache::Prefix, ..SamplerConfig::default() };
+            let e = denoise(&lm, &cs, &cfg, SP).unwrap_err().to_string();
+            assert!(e.contains("llada and fast-dllm"), "{e}");
+        }
+        // A model without a cached forward.
+        let toy = ToyLm::new(40, 16, 32, 11);
+        let strategy = Strategy::LowConfidence { block_length: Some(3), remasking: Remasking::LowConfidence };
+        let cfg = SamplerConfig { steps: 6, strategy, cache: Cache::Dual, ..SamplerConfig::default() };
+        let e = denoise(&toy, &cs, &cfg, SP).unwrap_err().to_string();
+        assert!(e.contains("no cached forward"), "{e}");
+        // Step-level batching does not take a cache yet.
+        let mut batch = StepBatch::new(&lm, SP).unwrap();
+        let e = batch.add(&cs[0], cfg).unwrap_err().to_string();
+        assert!(e.contains("not supported by step-level batching"), "{e}");
+        assert_eq!(Cache::ALL.map(|c| Cache::parse(c.as_str())), Cache::ALL.map(Some));
+    }
+}
