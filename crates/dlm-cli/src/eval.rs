@@ -20,7 +20,7 @@ use dlm_eval::{
 use dlm_models::{Config, MaskedLm};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::model_dir::ModelArgs;
+use crate::model_dir::{ModelArgs, chat_template};
 
 /// `--strategy` values (SPEC §4).
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -92,6 +92,11 @@ pub struct Args {
     /// Seed of the sampler's random generator
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Instruction-tuned models (LLaDA-8B-Instruct, Dream-v0-Instruct-7B): each prompt as
+    /// one user message through the model's chat template, the assistant's turn opened,
+    /// tokenized without added special tokens (their own evaluation format)
+    #[arg(long)]
+    chat: bool,
     /// Prompt style for raw translation/summarisation data
     #[arg(long, value_enum, default_value = "instruct")]
     prompt: PromptArg,
@@ -158,7 +163,8 @@ fn score_file(
     let max_length = Config::from_file(&dir.join("config.json"))?.max_sequence_length();
     let dataset = load_dataset(args, style, &tokenizer)?;
     let given = Predictions::read(file)?;
-    let evaluation = evaluate_predictions(&dataset, &tokenizer, max_length, &given, file, &info)?;
+    let chat = if args.chat { Some(chat_template(&tokenizer, dir)?) } else { None };
+    let evaluation = evaluate_predictions(&dataset, &tokenizer, chat.as_ref(), max_length, &given, file, &info)?;
     Ok((dataset, evaluation))
 }
 
@@ -196,11 +202,13 @@ fn generate(
         length,
         batch_size: args.batch_size,
     };
+    let chat = if args.chat { Some(chat_template(&loaded.tokenizer, dir)?) } else { None };
     let generator = Generator {
         model: &loaded.model,
         tokenizer: &loaded.tokenizer,
         special: loaded.special,
         predictor: predictor.as_ref(),
+        chat: chat.as_ref(),
     };
     let mut bar = Bar(None);
     let evaluation = evaluate_model(&dataset, &generator, &cfg, &info, &mut bar)?;

@@ -6,8 +6,8 @@
 //! (`tokenizer_config.json`, `dlm_data::ChatTemplate`), tokenized without added special
 //! tokens.
 
-use crate::model_dir::{ModelArgs, special_ids_without_tokenizer};
-use dlm_data::{ChatMessage, ChatTemplate, Tokenizer, canvas_prefix, chat_prefix};
+use crate::model_dir::{ModelArgs, chat_template, special_ids_without_tokenizer};
+use dlm_data::{ChatMessage, Tokenizer, canvas_prefix, chat_prefix};
 use anyhow::Context;
 use dlm_diffusion::{
     BeamChoice, Cache, Canvas, Decoding, Denoised, DreamAlg, LENGTH_PREDICTOR_WEIGHTS, LengthPredictor, Remasking, SamplerConfig,
@@ -341,21 +341,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// `prompt` as one user message through the chat template of the tokenizer's folder (else
 /// the model's), with the generation prompt: the text `--chat` tokenizes.
 fn chat_prompt(tokenizer: &Tokenizer, model_dir: &std::path::Path, prompt: &str) -> anyhow::Result<String> {
-    let mut dirs = vec![tokenizer.dir()];
-    if tokenizer.dir() != model_dir {
-        dirs.push(model_dir);
-    }
-    for dir in &dirs {
-        if let Some(template) = ChatTemplate::from_model_dir(dir)? {
-            return Ok(template.render(&[ChatMessage::user(prompt)], true)?);
-        }
-    }
-    let looked: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-    anyhow::bail!(
-        "--chat: no chat template in {} (looked for chat_template in tokenizer_config.json and for \
-         chat_template.jinja); leave --chat out and write the prompt as the model expects it",
-        looked.join(" or ")
-    )
+    Ok(chat_template(tokenizer, model_dir)?.render(&[ChatMessage::user(prompt)], true)?)
 }
 
 /// The denoising step by step in the terminal, masks visible.

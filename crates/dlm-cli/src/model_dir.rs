@@ -6,7 +6,7 @@
 use anyhow::Context;
 use crate::hub;
 use candle_core::DType;
-use dlm_data::{DataError, SpecialTokens, Tokenizer};
+use dlm_data::{ChatTemplate, DataError, SpecialTokens, Tokenizer};
 use dlm_diffusion::SpecialIds;
 use dlm_models::{Backbone, LoadOptions};
 use std::path::{Path, PathBuf};
@@ -144,4 +144,24 @@ pub fn special_ids_without_tokenizer(model: &Backbone, mask: Option<u32>) -> any
 
 fn config_id(model: &Backbone, key: &str) -> Option<u32> {
     model.config().special_id(key)
+}
+
+/// The chat template of a model (`--chat`): from the tokenizer's folder, else the model's
+/// (`tokenizer_config.json`'s `chat_template` or `chat_template.jinja`).
+pub fn chat_template(tokenizer: &Tokenizer, model_dir: &Path) -> anyhow::Result<ChatTemplate> {
+    let mut dirs = vec![tokenizer.dir()];
+    if tokenizer.dir() != model_dir {
+        dirs.push(model_dir);
+    }
+    for dir in &dirs {
+        if let Some(template) = ChatTemplate::from_model_dir(dir)? {
+            return Ok(template);
+        }
+    }
+    let looked: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    anyhow::bail!(
+        "--chat: no chat template in {} (looked for chat_template in tokenizer_config.json and for \
+         chat_template.jinja); leave --chat out and write the prompt as the model expects it",
+        looked.join(" or ")
+    )
 }

@@ -58,6 +58,20 @@ pub fn formatted_len(src_len: usize, tgt_len: usize) -> usize {
     src_len.saturating_sub(1) + tgt_len.saturating_sub(1)
 }
 
+/// `ids` as `bos … eos`: `bos` and `eos` added where the tokenizer's post-processor did not
+/// put them (decoder tokenizers such as LLaDA's and Dream's add at most a leading bos), so
+/// that every text is SPEC §2's `<s> text </s>` whatever the tokenizer; BERT-family
+/// encodings are left as they are.
+pub fn wrap_bos_eos(mut ids: Vec<u32>, special: &SpecialTokens) -> Vec<u32> {
+    if ids.first() != Some(&special.bos) {
+        ids.insert(0, special.bos);
+    }
+    if ids.len() < 2 || ids.last() != Some(&special.eos) {
+        ids.push(special.eos);
+    }
+    ids
+}
+
 /// Builds the SPEC §2 sequence from `src = <s> prompt </s>` and `tgt = <s> response </s>`
 /// (both as `Tokenizer::encode(_, true)` returns them), cut from the left to `max_length`.
 pub fn format_pair(

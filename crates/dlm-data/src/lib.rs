@@ -28,7 +28,7 @@ pub use chat_template::{ChatMessage, ChatTemplate, chat_prefix};
 pub use error::DataError;
 pub use fairseq_dict::FairseqDictionary;
 pub use format::{
-    Canvas, DEFAULT_MAX_LENGTH, Formatted, canvas_prefix, format_pair, formatted_len, generation_canvas,
+    Canvas, DEFAULT_MAX_LENGTH, Formatted, canvas_prefix, format_pair, formatted_len, generation_canvas, wrap_bos_eos,
 };
 pub use jsonl::{PromptJsonl, PromptResponse, read_prompt_jsonl};
 pub use mixture::{Mixture, MixtureSource, Pick, read_ratio_json};

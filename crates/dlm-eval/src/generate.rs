@@ -15,7 +15,7 @@
 //! in plan order. Generated tokens are decoded without special tokens, cleaned up when
 //! the tokenizer asks for it (`clean_up_tokenization_spaces`), and trimmed.
 
-use dlm_data::{SpecialTokens, Tokenizer, clean_up_tokenization, format_pair};
+use dlm_data::{ChatTemplate, SpecialTokens, Tokenizer, clean_up_tokenization, format_pair};
 use dlm_diffusion::{
     Canvas, DiffusionError, LengthPredictor, SamplerConfig, SpecialIds, denoise,
     generate_with_length_beam,
@@ -52,6 +52,8 @@ pub struct Generator<'a> {
     pub special: SpecialTokens,
     /// Required for [`LengthMode::Predicted`].
     pub predictor: Option<&'a LengthPredictor>,
+    /// Prompts through the model's chat template (see `crate::plan`).
+    pub chat: Option<&'a ChatTemplate>,
 }
 
 impl Generator<'_> {

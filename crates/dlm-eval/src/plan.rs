@@ -2,8 +2,14 @@
 //! those whose SPEC §2 sequence `<s> prompt response </s>` (`len(src)-1 + len(tgt)-1`
 //! tokens, `dlm_data::formatted_len`, the rule `dlm data stats` counts with) is longer
 //! than the model maximum; those are skipped and counted per subset (SPEC §8).
+//!
+//! Prompts and responses are encoded as `bos … eos` whatever the tokenizer
+//! (`dlm_data::wrap_bos_eos`: LLaDA's and Dream's add no `eos`). With a chat template
+//! (`dlm eval --chat`, instruction-tuned LLaDA and Dream) each prompt is rendered as one
+//! user message with the assistant's turn opened and tokenized without added special
+//! tokens, as their own evaluation scripts do.
 
-use dlm_data::{Tokenizer, formatted_len};
+use dlm_data::{ChatMessage, ChatTemplate, Tokenizer, chat_prefix, formatted_len, wrap_bos_eos};
 
 use crate::error::Result;
 use crate::example::Dataset;
@@ -39,9 +45,11 @@ pub struct Plan {
 pub fn plan(
     dataset: &Dataset,
     tokenizer: &Tokenizer,
+    chat: Option<&ChatTemplate>,
     max_length: usize,
     limit: Option<usize>,
 ) -> Result<Plan> {
+    let special = tokenizer.special_tokens()?;
     let mut items = Vec::new();
     let mut counts = Vec::with_capacity(dataset.subsets.len());
     for (s, subset) in dataset.subsets.iter().enumerate() {
@@ -49,8 +57,16 @@ pub fn plan(
         let examples = &subset.examples[..take];
         let prompts: Vec<&str> = examples.iter().map(|e| e.prompt.as_str()).collect();
         let targets: Vec<&str> = examples.iter().map(|e| e.target.as_str()).collect();
-        let src = tokenizer.encode_batch(&prompts, true)?;
-        let tgt = tokenizer.encode_batch(&targets, true)?;
+        let src: Vec<Vec<u32>> = match chat {
+            Some(template) => prompts
+                .iter()
+                .map(|p| chat_prefix(tokenizer, &template.render(&[ChatMessage::user(*p)], true)?))
+                .collect::<std::result::Result<_, _>>()?,
+            None => tokenizer.encode_batch(&prompts, true)?,
+        };
+        let src: Vec<Vec<u32>> = src.into_iter().map(|ids| wrap_bos_eos(ids, &special)).collect();
+        let tgt: Vec<Vec<u32>> =
+            tokenizer.encode_batch(&targets, true)?.into_iter().map(|ids| wrap_bos_eos(ids, &special)).collect();
         let mut count = SubsetCount {
             examples: take,
             skipped: 0,

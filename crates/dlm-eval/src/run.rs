@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use dlm_data::Tokenizer;
+use dlm_data::{ChatTemplate, Tokenizer};
 
 use crate::error::Result;
 use crate::example::Dataset;
@@ -84,7 +84,7 @@ pub fn evaluate_model(
     progress: &mut dyn Progress,
 ) -> Result<Evaluation> {
     let max_length = generator.model.max_sequence_length();
-    let plan = plan(dataset, generator.tokenizer, max_length, info.limit)?;
+    let plan = plan(dataset, generator.tokenizer, generator.chat, max_length, info.limit)?;
     progress.start(plan.items.len());
     let t0 = Instant::now();
     let predictions = generator.generate(&plan, cfg, &mut |n| progress.advance(n))?;
@@ -107,12 +107,13 @@ pub fn evaluate_model(
 pub fn evaluate_predictions(
     dataset: &Dataset,
     tokenizer: &Tokenizer,
+    chat: Option<&ChatTemplate>,
     max_length: usize,
     given: &Predictions,
     given_path: &Path,
     info: &RunInfo,
 ) -> Result<Evaluation> {
-    let plan = plan(dataset, tokenizer, max_length, info.limit)?;
+    let plan = plan(dataset, tokenizer, chat, max_length, info.limit)?;
     let predictions = given.aligned(dataset, &plan, given_path)?;
     let scores = score_plan(dataset, &plan, &predictions)?;
     let mut settings = settings(info, dataset, Mode::Predictions, max_length);

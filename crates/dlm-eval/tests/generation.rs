@@ -84,6 +84,7 @@ fn oracle_and_length_beam() {
         tokenizer: &tokenizer,
         special,
         predictor: Some(&predictor),
+        chat: None,
     };
     let info = RunInfo {
         model: dir.display().to_string(),

@@ -43,7 +43,7 @@ fn score_references(
         started: Instant::now(),
     };
     let eval =
-        evaluate_predictions(&dataset, &tok, 512, &given, Path::new("refs.jsonl"), &info).unwrap();
+        evaluate_predictions(&dataset, &tok, None, 512, &given, Path::new("refs.jsonl"), &info).unwrap();
     (dataset, eval.report)
 }
 
@@ -234,7 +234,7 @@ fn wrong_predictions_score_below_perfect() {
             dtype: None,
             started: Instant::now(),
         };
-        let r = evaluate_predictions(&ds, &tok, 512, &given, Path::new("p"), &info)
+        let r = evaluate_predictions(&ds, &tok, None, 512, &given, Path::new("p"), &info)
             .unwrap()
             .report;
         assert!(r.score.unwrap() < 1.0, "{task}: {:?}", r.score);

@@ -59,20 +59,11 @@ pub struct SourceDraw {
     pub drawn: usize,
 }
 
-/// `text` encoded as `bos … eos`: with the tokenizer's own special tokens, and `bos`/`eos`
-/// added where its post-processor does not put them (decoder tokenizers such as LLaDA's
-/// and Dream's add at most a leading bos), so that every example is SPEC §2's
-/// `<s> prompt response </s>` and the response ends with the `</s>` that LLaDA's SFT
-/// recipe scores.
+/// `text` encoded as `bos … eos` (`dlm_data::wrap_bos_eos`), so that every example is
+/// SPEC §2's `<s> prompt response </s>` and the response ends with the `</s>` that LLaDA's
+/// SFT recipe scores.
 fn encode_wrapped(tokenizer: &Tokenizer, text: &str, special: &SpecialTokens) -> Result<Vec<u32>> {
-    let mut ids = tokenizer.encode(text, true)?;
-    if ids.first() != Some(&special.bos) {
-        ids.insert(0, special.bos);
-    }
-    if ids.len() < 2 || ids.last() != Some(&special.eos) {
-        ids.push(special.eos);
-    }
-    Ok(ids)
+    Ok(dlm_data::wrap_bos_eos(tokenizer.encode(text, true)?, special))
 }
 
 /// Tokenizes and formats one pair.
