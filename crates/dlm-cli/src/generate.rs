@@ -312,6 +312,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "ids": out.ids,
             "generated_ids": out.generated,
             "mean_logprob": out.mean_logprob,
+            // Denoising steps run, one forward each (cached inside a block with --cache; a
+            // LLaDA step whose share of its block is 0 runs none).
+            "steps": out.steps,
         });
         if let Some(text) = &text {
             obj["text"] = json!(text);

@@ -71,11 +71,17 @@ impl Drop for Server {
 }
 
 fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_with_key(addr, method, path, body, None)
+}
+
+/// [`http`] with `Authorization: Bearer KEY` when a key is given.
+fn http_with_key(addr: &str, method: &str, path: &str, body: &str, key: Option<&str>) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -101,9 +107,11 @@ fn python() -> Option<String> {
 #[test]
 fn the_official_openai_client_works_against_dlm_serve() {
     let Some(py) = python() else { return };
-    let Some(server) = Server::start(&[]) else { return };
+    // With a key: the client sends it (and the script checks that others are refused).
+    let key = "sk-serve-cli-9d41e7";
+    let Some(server) = Server::start(&["--api-key", key]) else { return };
     let script = root().join("crates/dlm-server/tests/openai_client.py");
-    let out = Command::new(py).arg(script).arg(server.url()).output().unwrap();
+    let out = Command::new(py).arg(script).arg(server.url()).arg(key).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("all checks passed"), "{stdout}");
@@ -171,4 +179,74 @@ fn a_flood_gets_only_200_and_429_and_sigterm_exits_0() {
     assert_eq!(status.code(), Some(0));
     let (code, body) = in_flight.join().unwrap();
     assert_eq!(code, 200, "the in-flight request was finished: {body}");
+}
+
+/// `dlm serve` with `args` and `env`, stderr captured: the address it listens on (or `None`
+/// when it exited, with its stderr).
+fn spawn_serve(args: &[&str], env: &[(&str, &str)]) -> (Child, Option<String>) {
+    let model = model().expect("model");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlm"));
+    cmd.args(["serve", "--model"]).arg(&model).args(["--port", "0"]).args(args).env("RUST_LOG", "warn");
+    cmd.env_remove("DLM_API_KEY");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("dlm serve starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("stdout");
+    let addr = line.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next()).map(str::to_owned);
+    (child, addr)
+}
+
+fn stderr_of(mut child: Child) -> String {
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("exits");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn api_keys_from_flags_files_and_the_environment() {
+    if model().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A missing or empty key file stops the server at start, naming the file.
+    let missing = dir.path().join("missing-keys");
+    let (child, addr) = spawn_serve(&["--api-key-file", missing.to_str().unwrap()], &[]);
+    assert!(addr.is_none());
+    let err = stderr_of(child);
+    assert!(err.contains("cannot read the API key file") && err.contains("missing-keys"), "{err}");
+    let empty = dir.path().join("empty-keys");
+    std::fs::write(&empty, "# no keys yet\n\n").unwrap();
+    let (child, addr) = spawn_serve(&["--api-key-file", empty.to_str().unwrap()], &[]);
+    assert!(addr.is_none());
+    assert!(stderr_of(child).contains("holds no key"));
+
+    let file = dir.path().join("keys");
+    std::fs::write(&file, "# team\nsk-from-file-1\n\nsk-from-file-2\n").unwrap();
+    let (child, addr) = spawn_serve(
+        &["--api-key-file", file.to_str().unwrap(), "--api-key", "sk-from-flag"],
+        &[("DLM_API_KEY", "sk-from-env")],
+    );
+    let addr = addr.expect("listens");
+    let body = r#"{"prompt": "x", "max_tokens": 2, "steps": 1}"#;
+    for key in ["sk-from-file-1", "sk-from-file-2", "sk-from-flag", "sk-from-env"] {
+        assert_eq!(http_with_key(&addr, "POST", "/v1/completions", body, Some(key)).0, 200, "{key}");
+    }
+    let (status, text) = http_with_key(&addr, "POST", "/v1/completions", body, Some("sk-not-a-key"));
+    assert_eq!(status, 401);
+    assert!(!text.contains("sk-not-a-key"), "{text}");
+    assert_eq!(http(&addr, "POST", "/v1/completions", body).0, 401);
+    assert_eq!(http(&addr, "GET", "/health", "").0, 200);
+    assert_eq!(http(&addr, "GET", "/metrics", "").0, 401);
+    let err = stderr_of(child);
+    for key in ["sk-from-file-1", "sk-from-flag", "sk-from-env", "sk-not-a-key"] {
+        assert!(!err.contains(key), "a key was logged: {err}");
+    }
+
+    // Listening beyond loopback without a key: a warning.
+    let (child, addr) = spawn_serve(&["--host", "0.0.0.0", "--public-metrics"], &[]);
+    assert!(addr.is_some());
+    let err = stderr_of(child);
+    assert!(err.contains("without an API key"), "{err}");
 }

@@ -104,10 +104,14 @@ impl ElboRun {
         }
         let vocab = model.vocab_size();
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
-            return Err(DiffusionError::InvalidConfig(format!("token id {id} is outside the model's vocabulary of {vocab}")));
+            return Err(DiffusionError::InvalidConfig(format!(
+                "token id {id} is outside the model's vocabulary of {vocab}"
+            )));
         }
         if scored.windows(2).any(|w| w[0] >= w[1]) || scored.last().is_some_and(|&p| p >= ids.len()) {
-            return Err(DiffusionError::InvalidConfig("scored positions must be ascending and inside the sequence".into()));
+            return Err(DiffusionError::InvalidConfig(
+                "scored positions must be ascending and inside the sequence".into(),
+            ));
         }
         let l = scored.len();
         let masks = if l == 0 { Vec::new() } else { sample_masks(l, samples, seed) };
@@ -290,6 +294,35 @@ mod tests {
         }
         reference /= 16.0;
         assert!((e.total() - reference).abs() < 1e-3 * reference.abs().max(1.0), "{} vs {reference}", e.total());
+        // Unbiased: over many seeds, the estimates of S = 8 average to the exact ELBO, the
+        // sum over all 2^L − 1 masks (L = 6 here): (1/L) Σ_k (L/k) mean_{|M|=k} Σ_{i∈M} log p.
+        let short: Vec<u32> = [0, 5, 9, 13, 17, 21, 25, 2].to_vec();
+        let positions: Vec<usize> = (1..=6).collect();
+        let log_p = |mask: &[usize]| -> f64 {
+            let mut row = short.clone();
+            for &i in mask {
+                row[positions[i]] = SP.mask;
+            }
+            let t = Tensor::from_vec(row, (1, short.len()), &Device::Cpu).unwrap();
+            let ones = Tensor::ones((1, short.len()), candle_core::DType::U32, &Device::Cpu).unwrap();
+            let logp = candle_nn::ops::log_softmax(&lm.logits(&t, &ones).unwrap(), D::Minus1).unwrap();
+            let logp = logp.squeeze(0).unwrap().to_vec2::<f32>().unwrap();
+            mask.iter().map(|&i| logp[positions[i]][short[positions[i]] as usize] as f64).sum()
+        };
+        let mut by_size = [(0f64, 0usize); 7];
+        for bits in 1u32..64 {
+            let mask: Vec<usize> = (0..6).filter(|&i| bits >> i & 1 == 1).collect();
+            let entry = &mut by_size[mask.len()];
+            entry.0 += log_p(&mask);
+            entry.1 += 1;
+        }
+        let exact: f64 = (1..=6).map(|k| (6.0 / k as f64) * by_size[k].0 / by_size[k].1 as f64).sum::<f64>() / 6.0;
+        let totals: Vec<f64> = (0..400)
+            .map(|seed| elbo_terms(&lm, short.clone(), positions.clone(), 8, seed, 0, SP).unwrap().total())
+            .collect();
+        let mean = totals.iter().sum::<f64>() / 400.0;
+        let sd = (totals.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / 399.0).sqrt();
+        assert!((mean - exact).abs() < 4.0 * sd / 20.0, "mean {mean} ± {} vs exact {exact}", sd / 20.0);
         // Nothing to score: no terms.
         assert!(elbo_terms(&lm, ids.clone(), Vec::new(), 4, 0, 1, SP).unwrap().terms.is_empty());
     }

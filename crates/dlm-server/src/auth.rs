@@ -48,12 +48,8 @@ impl std::str::FromStr for ApiKey {
 pub fn read_key_file(path: &Path) -> Result<Vec<ApiKey>, ServerError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ServerError::Config(format!("cannot read the API key file {}: {e}", path.display())))?;
-    let keys: Vec<ApiKey> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(ApiKey::new)
-        .collect();
+    let keys: Vec<ApiKey> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(ApiKey::new).collect();
     if keys.is_empty() {
         return Err(ServerError::Config(format!(
             "the API key file {} holds no key (one per line; blank lines and # comments are ignored)",

@@ -11,7 +11,6 @@
 use crate::config::Limits;
 use crate::error::ApiError;
 use crate::params::{Fields, wrong_type};
-use crate::request::Endpoint;
 use serde_json::Value;
 
 /// The most alternatives per token (OpenAI's limit for completions).
@@ -36,12 +35,13 @@ impl OutputOptions {
     }
 }
 
-/// Reads `stop`, `logprobs` (`top_logprobs`), `echo` and `elbo_samples`.
-pub fn parse_output(endpoint: Endpoint, f: &Fields<'_>, limits: &Limits) -> Result<OutputOptions, ApiError> {
+/// Reads `stop`, `logprobs` (`top_logprobs`), `echo` and `elbo_samples` of a completion
+/// request, or with `chat` of a chat completion request.
+pub fn parse_output(chat: bool, f: &Fields<'_>, limits: &Limits) -> Result<OutputOptions, ApiError> {
     let stop = stop_sequences(f.get("stop"), limits.max_stop)?;
-    let (echo, logprobs) = match endpoint {
-        Endpoint::Completions => (f.bool("echo")?.unwrap_or(false), f.usize_in("logprobs", 0, MAX_LOGPROBS)?),
-        Endpoint::Chat => {
+    let (echo, logprobs) = match chat {
+        false => (f.bool("echo")?.unwrap_or(false), f.usize_in("logprobs", 0, MAX_LOGPROBS)?),
+        true => {
             let on = f.bool("logprobs")?.unwrap_or(false);
             let top = f.usize_in("top_logprobs", 0, MAX_LOGPROBS)?;
             if top.is_some() && !on {
@@ -68,7 +68,9 @@ fn stop_sequences(v: Option<&Value>, max: usize) -> Result<Vec<String>, ApiError
             items
                 .iter()
                 .enumerate()
-                .map(|(i, s)| s.as_str().map(str::to_owned).ok_or_else(|| wrong_type(&format!("stop[{i}]"), "a string", s)))
+                .map(|(i, s)| {
+                    s.as_str().map(str::to_owned).ok_or_else(|| wrong_type(&format!("stop[{i}]"), "a string", s))
+                })
                 .collect()
         }
         Some(other) => Err(wrong_type("stop", "a string or an array of strings", other)),
@@ -86,8 +88,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[derive(Clone, Copy)]
+    enum Endpoint {
+        Completions,
+        Chat,
+    }
+
     fn parse(endpoint: Endpoint, body: Value) -> Result<OutputOptions, ApiError> {
-        parse_output(endpoint, &Fields::new(&body).unwrap(), &Limits::default())
+        parse_output(matches!(endpoint, Endpoint::Chat), &Fields::new(&body).unwrap(), &Limits::default())
     }
 
     #[test]

@@ -112,9 +112,8 @@ fn finish_choice(
         (true, None) => tokenizer.decode(listed, true).unwrap_or_default(),
     };
     let text = format!("{prompt_text}{kept}");
-    let elbo = score.map(|s| {
-        json!({"samples": s.samples, "seed": request.seed, "tokens": s.terms.len(), "total": s.total()})
-    });
+    let elbo =
+        score.map(|s| json!({"samples": s.samples, "seed": request.seed, "tokens": s.terms.len(), "total": s.total()}));
     let Some(n) = request.output.logprobs else {
         return Finished { text, finish_reason, logprobs: None, elbo };
     };
@@ -151,7 +150,9 @@ fn finish_choice(
                 for (k, piece) in prompt_pieces.iter().enumerate() {
                     let position = spec.listed_from + k;
                     let term = (k > 0 && position >= spec.scored_from)
-                        .then(|| score.map(|s| (s.terms[position - spec.scored_from], &s.top[position - spec.scored_from])))
+                        .then(|| {
+                            score.map(|s| (s.terms[position - spec.scored_from], &s.top[position - spec.scored_from]))
+                        })
                         .flatten();
                     tokens.push(json!(piece));
                     text_offset.push(json!(prompt_offsets[k]));
@@ -174,7 +175,11 @@ fn finish_choice(
                 match slot(j) {
                     Some(l) => {
                         token_logprobs.push(json!(l.logprob as f64));
-                        top_logprobs.push(top_map(tokenizer, (&gen_pieces[j], l.logprob), &l.top[..l.top.len().min(n)]));
+                        top_logprobs.push(top_map(
+                            tokenizer,
+                            (&gen_pieces[j], l.logprob),
+                            &l.top[..l.top.len().min(n)],
+                        ));
                     }
                     None => {
                         token_logprobs.push(json!(NO_LOGPROB));

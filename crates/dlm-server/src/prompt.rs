@@ -136,7 +136,10 @@ mod tests {
         assert_eq!(ok(json!("a")), vec![PromptInput::Text("a".into())]);
         assert_eq!(ok(json!(["a", "b"])).len(), 2);
         assert_eq!(ok(json!([5, 7])), vec![PromptInput::Ids(vec![5, 7])]);
-        assert_eq!(ok(json!([[5], [7, 8], []])), vec![PromptInput::Ids(vec![5]), PromptInput::Ids(vec![7, 8]), PromptInput::Ids(vec![])]);
+        assert_eq!(
+            ok(json!([[5], [7, 8], []])),
+            vec![PromptInput::Ids(vec![5]), PromptInput::Ids(vec![7, 8]), PromptInput::Ids(vec![])]
+        );
         assert_eq!(err(json!([5, "a"])), "prompt[1]");
         assert_eq!(err(json!([5, 100])), "prompt[1]");
         assert_eq!(err(json!([5, -1])), "prompt[1]");

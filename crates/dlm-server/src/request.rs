@@ -124,7 +124,7 @@ pub fn parse(endpoint: Endpoint, body: &Value, info: &ModelInfo) -> Result<GenRe
             vec![PromptSpec { prefix, listed_from: end, scored_from: end, text: None }]
         }
     };
-    let output = parse_output(endpoint, &f, limits)?;
+    let output = parse_output(endpoint == Endpoint::Chat, &f, limits)?;
     let stream = f.bool("stream")?.unwrap_or(false);
     let include_usage = match f.get("stream_options") {
         None => false,

@@ -18,7 +18,8 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::request::{ChoiceSpec, GenRequest, LengthSpec, diffusion_error};
 use dlm_diffusion::{
-    BeamChoice, Canvas, Denoised, ElboRun, ElboTerms, LengthPredictor, RowId, SpecialIds, StepBatch, Strategy, TokenLogprob,
+    BeamChoice, Canvas, Denoised, ElboRun, ElboTerms, LengthPredictor, RowId, SpecialIds, StepBatch, Strategy,
+    TokenLogprob,
 };
 use dlm_models::MaskedLm;
 use std::collections::HashMap;
@@ -532,7 +533,12 @@ fn outputs(
         let hyps = hyps.ok_or_else(|| ApiError::internal("a row of this request never finished"))?;
         let best = BeamChoice::pick(ls, hyps).map_err(|e| ApiError::internal(e.to_string()))?.best;
         let predicted_length = matches!(spec.length, LengthSpec::Beam(_));
-        outs.push(ChoiceOutput { generated: best.generated, predicted_length, steps: best.steps, logprobs: best.logprobs });
+        outs.push(ChoiceOutput {
+            generated: best.generated,
+            predicted_length,
+            steps: best.steps,
+            logprobs: best.logprobs,
+        });
     }
     Ok(outs)
 }

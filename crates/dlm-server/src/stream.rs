@@ -53,7 +53,8 @@ impl StreamState {
             Some(Event::Done(outs)) => {
                 let h = self.header();
                 let finished = finish_choices(info, &self.request, &outs);
-                let mut v: Vec<Value> = finished.iter().enumerate().map(|(i, f)| response::final_chunk(&h, i, f)).collect();
+                let mut v: Vec<Value> =
+                    finished.iter().enumerate().map(|(i, f)| response::final_chunk(&h, i, f)).collect();
                 if self.request.include_usage {
                     v.push(response::usage_chunk(&h, &self.request, response::completion_tokens(&outs.choices)));
                 }
@@ -81,15 +82,8 @@ impl StreamState {
 
 /// The SSE response of an admitted streamed request.
 pub fn sse_response(app: Arc<App>, request: GenRequest, id: String, events: UnboundedReceiver<Event>) -> Response {
-    let mut state = StreamState {
-        app,
-        request,
-        id,
-        created: unix_now(),
-        events,
-        ready: VecDeque::new(),
-        finished: false,
-    };
+    let mut state =
+        StreamState { app, request, id, created: unix_now(), events, ready: VecDeque::new(), finished: false };
     if state.request.endpoint == Endpoint::Chat {
         for i in 0..state.request.choices.len() {
             let chunk = response::role_chunk(&state.header(), i);

@@ -16,7 +16,13 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 /// One request with an optional bearer key: status and body text.
-async fn call_with_key(router: &Router, method: &str, path: &str, body: Option<&Value>, key: Option<&str>) -> (StatusCode, String) {
+async fn call_with_key(
+    router: &Router,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    key: Option<&str>,
+) -> (StatusCode, String) {
     let mut req = Request::builder().method(method).uri(path);
     if body.is_some() {
         req = req.header("content-type", "application/json");
@@ -46,7 +52,11 @@ async fn keys_are_required_everywhere_but_health() {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{key:?}: {text}");
         let v: Value = serde_json::from_str(&text).unwrap();
         let e = &v["error"];
-        assert_eq!((e["type"].as_str(), e["code"].as_str(), &e["param"]), (Some("invalid_request_error"), Some("invalid_api_key"), &Value::Null), "{v}");
+        assert_eq!(
+            (e["type"].as_str(), e["code"].as_str(), &e["param"]),
+            (Some("invalid_request_error"), Some("invalid_api_key"), &Value::Null),
+            "{v}"
+        );
         assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
         assert!(!text.contains(wrong) && !text.contains(KEY) && !text.contains("sk-"), "the key is echoed: {text}");
     }
@@ -67,7 +77,10 @@ async fn keys_are_required_everywhere_but_health() {
     for path in ["/metrics", "/", "/v1/models", "/nowhere"] {
         assert_eq!(call_with_key(r, "GET", path, None, None).await.0, StatusCode::UNAUTHORIZED, "{path}");
     }
-    assert_eq!(call_with_key(r, "POST", "/tokenize", Some(&json!({"prompt": "a"})), None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call_with_key(r, "POST", "/tokenize", Some(&json!({"prompt": "a"})), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(call_with_key(r, "GET", "/v1/models", None, Some(KEY)).await.0, StatusCode::OK);
     // Refusals are counted like any answer.
     let (_, metrics) = call_with_key(r, "GET", "/metrics", None, Some(KEY)).await;
@@ -114,7 +127,10 @@ async fn stop_cuts_the_text_whole_and_streamed() {
         let chunks: Vec<Value> =
             sse_data(&body).iter().filter(|d| *d != "[DONE]").map(|d| serde_json::from_str(d).unwrap()).collect();
         let last = chunks.iter().rev().find(|c| c["choices"][0]["finish_reason"].is_string()).unwrap();
-        assert_eq!((&last["choices"][0]["text"], &last["choices"][0]["finish_reason"]), (&json!(expected), &json!("stop")));
+        assert_eq!(
+            (&last["choices"][0]["text"], &last["choices"][0]["finish_reason"]),
+            (&json!(expected), &json!("stop"))
+        );
         let joined: String = chunks.iter().filter_map(|c| c["choices"][0]["text"].as_str()).collect();
         assert_eq!(joined, expected);
     }
@@ -203,7 +219,12 @@ async fn logprobs_have_openai_shapes_and_change_no_token() {
         let (status, v) = post_json(r, "/v1/completions", &body).await;
         assert_eq!((status, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some(param)), "{body}: {v}");
     }
-    let (status, v) = post_json(r, "/v1/chat/completions", &json!({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2})).await;
+    let (status, v) = post_json(
+        r,
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}),
+    )
+    .await;
     assert_eq!((status, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("top_logprobs")), "{v}");
     server.shutdown();
 }
@@ -283,7 +304,10 @@ async fn echo_with_logprobs_scores_every_prompt_token_by_the_elbo() {
     assert_eq!(choice["elbo"]["samples"], 32);
     assert_eq!(choice["elbo"]["tokens"], prompt.len());
     let text = choice["text"].as_str().unwrap();
-    assert!(text.starts_with("question") && text.contains("paris is the capital"), "echo puts the prompt first: {text}");
+    assert!(
+        text.starts_with("question") && text.contains("paris is the capital"),
+        "echo puts the prompt first: {text}"
+    );
     let (sum, _greedy) = lm_eval_parse(choice, context.len());
     assert!(sum.is_finite() && sum < 0.0);
     // Deterministic for a fixed seed; another seed draws other masks.
@@ -302,6 +326,18 @@ async fn echo_with_logprobs_scores_every_prompt_token_by_the_elbo() {
     assert_eq!(zlp.as_array().unwrap().len(), prompt.len());
     assert_eq!(zlp.as_array().unwrap()[..], values[..prompt.len()]);
     assert_eq!(z["usage"]["completion_tokens"], 0);
+    // echo without logprobs: the prompt, then the completion; stop applies to the
+    // completion only.
+    let plain = json!({"prompt": "the capital of france is", "max_tokens": 4, "steps": 2, "seed": 3});
+    let (_, gen_only) = post_json(r, "/v1/completions", &plain).await;
+    let mut echoed = plain.clone();
+    echoed["echo"] = json!(true);
+    echoed["stop"] = json!(["capital"]);
+    let (_, e) = post_json(r, "/v1/completions", &echoed).await;
+    let completion = gen_only["choices"][0]["text"].as_str().unwrap();
+    let completion = &completion[..completion.find("capital").unwrap_or(completion.len())];
+    assert_eq!(e["choices"][0]["text"], format!("the capital of france is{completion}"));
+    assert!(e["choices"][0]["logprobs"].is_null() && e["choices"][0].get("elbo").is_none());
     // n choices of one prompt share its terms; two prompts are scored each.
     let two = json!({"prompt": [context.clone(), prompt.clone()], "max_tokens": 1, "logprobs": 1, "echo": true, "seed": 1234});
     let (_, t) = post_json(r, "/v1/completions", &two).await;
@@ -331,7 +367,11 @@ async fn more_elbo_samples_reduce_the_variance() {
         }
         let mean = totals.iter().sum::<f64>() / totals.len() as f64;
         let var = totals.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / (totals.len() - 1) as f64;
-        eprintln!("elbo_samples {samples:>2}: seed 0 {:.3}, mean {mean:.3}, std {:.3} over {seeds} seeds", totals[0], var.sqrt());
+        eprintln!(
+            "elbo_samples {samples:>2}: seed 0 {:.3}, mean {mean:.3}, std {:.3} over {seeds} seeds",
+            totals[0],
+            var.sqrt()
+        );
         stats.push(var);
     }
     assert!(stats[0] > stats[1] && stats[1] > stats[2], "variances {stats:?}");
