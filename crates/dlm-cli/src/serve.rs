@@ -67,6 +67,10 @@ pub struct Args {
     /// Largest elbo_samples a request may ask for
     #[arg(long, default_value_t = Limits::default().max_elbo_samples)]
     max_elbo_samples: usize,
+    /// The sampler of requests that name no `strategy` (their `strategy` field still
+    /// chooses): e.g. llada for LLaDA and Dream, whose OpenAI clients send none
+    #[arg(long, value_enum, default_value = "reparam-uncond")]
+    strategy: crate::generate::StrategyArg,
     /// Most stop sequences in one request
     #[arg(long, default_value_t = Limits::default().max_stop)]
     max_stop: usize,
@@ -104,6 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         max_stop: args.max_stop,
         elbo_samples: args.elbo_samples,
         max_elbo_samples: args.max_elbo_samples,
+        default_strategy: args.strategy.into(),
     };
     limits.validate()?;
     let access = access(&args)?;

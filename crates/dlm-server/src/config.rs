@@ -5,7 +5,7 @@ use crate::auth::Access;
 use crate::error::ServerError;
 use crate::template::ChatTemplate;
 use dlm_data::{SpecialTokens, Tokenizer};
-use dlm_diffusion::LengthPredictor;
+use dlm_diffusion::{LengthPredictor, StrategyName};
 use dlm_models::MaskedLm;
 use std::time::Duration;
 
@@ -51,6 +51,9 @@ pub struct Limits {
     pub elbo_samples: usize,
     /// Largest `elbo_samples`.
     pub max_elbo_samples: usize,
+    /// The sampler of a request that names no `strategy` (`dlm serve --strategy`; e.g.
+    /// `llada` for LLaDA and Dream, whose clients send none).
+    pub default_strategy: StrategyName,
 }
 
 impl Default for Limits {
@@ -68,6 +71,7 @@ impl Default for Limits {
             max_stop: 4,
             elbo_samples: 32,
             max_elbo_samples: 1024,
+            default_strategy: StrategyName::ReparamUncond,
         }
     }
 }

@@ -187,7 +187,7 @@ fn sampler_config(
     limits: &Limits,
 ) -> Result<SamplerConfig, ApiError> {
     let name = match f.str("strategy")? {
-        None => StrategyName::ReparamUncond,
+        None => limits.default_strategy,
         Some(s) => StrategyName::parse(s).ok_or_else(|| {
             let names: Vec<&str> = StrategyName::ALL.iter().map(|n| n.as_str()).collect();
             ApiError::invalid("strategy", format!("unknown strategy {s:?}; expected one of {}", names.join(", ")))

@@ -195,3 +195,25 @@ async fn tokenize_counts_the_model_tokens() {
     assert_eq!(v["max_model_len"], 512);
     server.shutdown();
 }
+
+#[tokio::test]
+async fn the_server_default_strategy_applies_to_requests_that_name_none() {
+    // `dlm serve --strategy llada`: a request without `strategy` is denoised as one naming
+    // it; one naming another strategy still gets that one.
+    use dlm_diffusion::StrategyName;
+    let Some(server) = start(Limits { default_strategy: StrategyName::Llada, ..Limits::default() }) else { return };
+    let r = &server.router;
+    let ask = |strategy: Option<&str>| {
+        let mut req = json!({"prompt": "one two three", "max_tokens": 8, "steps": 8, "seed": 3, "temperature": 0.0});
+        if let Some(s) = strategy {
+            req["strategy"] = json!(s);
+        }
+        req
+    };
+    let (_, default) = post_json(r, "/v1/completions", &ask(None)).await;
+    let (_, llada) = post_json(r, "/v1/completions", &ask(Some("llada"))).await;
+    let (_, reparam) = post_json(r, "/v1/completions", &ask(Some("reparam-uncond"))).await;
+    assert_eq!(default["choices"][0]["text"], llada["choices"][0]["text"], "{default} vs {llada}");
+    assert!(reparam["choices"][0]["text"].is_string(), "{reparam}");
+    server.shutdown();
+}
