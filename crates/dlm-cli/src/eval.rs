@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::Context;
 use dlm_data::Tokenizer;
 use dlm_diffusion::{
-    Decoding, LENGTH_PREDICTOR_WEIGHTS, LengthPredictor, SamplerConfig, Schedule, Strategy, TopK,
+    Cache, Decoding, LENGTH_PREDICTOR_WEIGHTS, LengthPredictor, SamplerConfig, Schedule, Strategy, TopK,
     Update,
 };
 use dlm_eval::{
@@ -89,6 +89,12 @@ pub struct Args {
     /// Unmasking schedule of the reparameterized strategies
     #[arg(long, value_enum, default_value = "cosine")]
     schedule: ScheduleArg,
+    /// Reuse keys and values between steps: none (every step a full forward) or refresh:R
+    /// (dKV-Cache-Decode: the keys and values of decoded positions reused, masked and
+    /// just-changed positions recomputed, a full forward every R steps; refresh:1 is none;
+    /// BERT-family models). See docs/caching.md
+    #[arg(long, value_name = "none|refresh:R", default_value = "none", value_parser = parse_cache)]
+    cache: Cache,
     /// Seed of the sampler's random generator
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -109,6 +115,15 @@ pub struct Args {
     /// same over-long examples)
     #[arg(long)]
     predictions: Option<PathBuf>,
+}
+
+/// `--cache` values of the strategies `eval` runs (prefix and dual are for llada and
+/// fast-dllm, which `eval` does not run).
+fn parse_cache(s: &str) -> Result<Cache, String> {
+    match Cache::parse(s) {
+        Some(c @ (Cache::None | Cache::Refresh(_))) => Ok(c),
+        _ => Err(format!("unknown cache {s:?}: expected none or refresh:R (R ≥ 1)")),
+    }
 }
 
 fn parse_task(s: &str) -> Result<Task, String> {
@@ -246,7 +261,7 @@ fn sampler_config(args: &Args) -> SamplerConfig {
         decoding: Decoding::Argmax,
         seed: args.seed,
         record_trajectory: false,
-        ..SamplerConfig::default()
+        cache: args.cache,
     }
 }
 

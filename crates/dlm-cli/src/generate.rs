@@ -61,18 +61,10 @@ pub enum AlgArg {
     Entropy,
 }
 
-/// `--cache` values (llada, fast-dllm).
-#[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
-pub enum CacheArg {
-    /// Every step is a full forward over the whole canvas
-    #[default]
-    None,
-    /// Fast-dLLM's prefix cache: after a block's first (full) forward, compute the block
-    /// and everything after it against the cached keys/values of the positions before it
-    Prefix,
-    /// Fast-dLLM's dual cache: after a block's first (full) forward, compute the block
-    /// alone against the cached keys/values of the positions before and after it
-    Dual,
+/// `--cache` values: `none`, `prefix`, `dual` (llada, fast-dllm) or `refresh:R` (every
+/// strategy).
+fn parse_cache(s: &str) -> Result<Cache, String> {
+    Cache::parse(s).ok_or_else(|| format!("unknown cache {s:?}: expected none, prefix, dual or refresh:R (R ≥ 1)"))
 }
 
 impl From<StrategyArg> for StrategyName {
@@ -173,11 +165,13 @@ pub struct Args {
     /// dream: keep only the K most likely tokens of each position's distribution
     #[arg(long, value_name = "K")]
     top_k: Option<usize>,
-    /// llada, fast-dllm: reuse keys and values between the steps of a block (Fast-dLLM's
-    /// generate_with_prefix_cache / generate_with_dual_cache; LLaDA, Dream and BERT-family
-    /// models)
-    #[arg(long, value_enum, default_value = "none")]
-    cache: CacheArg,
+    /// Reuse keys and values between steps: none (every step a full forward); prefix or
+    /// dual (llada, fast-dllm: Fast-dLLM's generate_with_prefix_cache /
+    /// generate_with_dual_cache); refresh:R (every strategy: dKV-Cache-Decode, the keys and
+    /// values of decoded positions reused, masked and just-changed positions recomputed, a
+    /// full forward every R steps; refresh:1 is none). LLaDA, Dream and BERT-family models
+    #[arg(long, value_name = "none|prefix|dual|refresh:R", default_value = "none", value_parser = parse_cache)]
+    cache: Cache,
     /// Seed of the sampler's random generator
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -228,13 +222,12 @@ fn sampler_config(args: &Args) -> anyhow::Result<SamplerConfig> {
         _ => Decoding::Argmax,
     };
     let record_trajectory = args.trajectory || args.trajectory_svg.is_some();
-    let cache = match args.cache {
-        CacheArg::None => Cache::None,
-        CacheArg::Prefix => Cache::Prefix,
-        CacheArg::Dual => Cache::Dual,
-    };
-    if cache != Cache::None && !matches!(name, StrategyName::Llada | StrategyName::FastDllm) {
-        anyhow::bail!("--cache {} applies only to --strategy llada and fast-dllm, not {}", cache.as_str(), name.as_str());
+    let cache = args.cache;
+    if matches!(cache, Cache::Prefix | Cache::Dual) && !matches!(name, StrategyName::Llada | StrategyName::FastDllm) {
+        anyhow::bail!(
+            "--cache {cache} applies only to --strategy llada and fast-dllm, not {} (refresh:R applies to every strategy)",
+            name.as_str()
+        );
     }
     Ok(SamplerConfig { steps: args.steps, strategy, decoding, seed: args.seed, record_trajectory, cache })
 }

@@ -315,7 +315,7 @@ impl MaskedLm for Backbone {
 
     /// LLaDA, Dream and the BERT family (bidirectional); ModernBERT and causal mode are
     /// refused, naming the model type.
-    fn encode_cached(&self, ids: &[u32], pad: u32, fresh: std::ops::Range<usize>, cache: &mut crate::KvCache) -> Result<Tensor> {
+    fn encode_cached(&self, ids: &[u32], pad: u32, fresh: &[std::ops::Range<usize>], cache: &mut crate::KvCache) -> Result<Tensor> {
         self.check_sequence(ids.len(), ids.iter().copied().max())?;
         let (dtype, device) = (self.opts.dtype, &self.opts.device);
         match &self.body {
@@ -325,7 +325,7 @@ impl MaskedLm for Backbone {
                 crate::encoder::forward_cached(embeddings, layers, ids, pad, fresh, cache, dtype, &self.dropout, device)
             }
             _ => Err(ModelError::Unsupported(format!(
-                "{}: model_type {:?}{} has no cached forward: KV caches (prefix, dual) are implemented for LLaDA, Dream \
+                "{}: model_type {:?}{} has no cached forward: KV caches (prefix, dual, refresh) are implemented for LLaDA, Dream \
                  and the BERT family (bert, roberta, camembert, xlm-roberta) without causal attention",
                 self.dir.display(),
                 self.config.model_type,

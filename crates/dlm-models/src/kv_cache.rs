@@ -1,6 +1,7 @@
 //! Keys and values kept between forward passes over one sequence, for
-//! [`crate::MaskedLm::encode_cached`] (Fast-dLLM's prefix and dual caches). What a layer
-//! stores is the backbone's business: callers only create, pass and drop a [`KvCache`].
+//! [`crate::MaskedLm::encode_cached`] (Fast-dLLM's prefix and dual caches, dKV-Cache's
+//! refreshed cache of decoded positions). What a layer stores is the backbone's business:
+//! callers only create, pass and drop a [`KvCache`].
 
 use candle_core::{D, DType, Tensor};
 use std::ops::Range;
@@ -9,8 +10,8 @@ use std::ops::Range;
 /// forward passes that last computed each position left them.
 ///
 /// Empty when created; [`crate::MaskedLm::encode_cached`] over the whole sequence fills it,
-/// calls over a part of the sequence read it outside that part and write the part's fresh
-/// keys and values into it.
+/// calls over some of its positions read it at the others and write the fresh keys and
+/// values of those positions into it.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
     /// The number of positions it covers (0: empty).
@@ -42,18 +43,59 @@ impl KvCache {
     }
 }
 
-/// `past` [len, ...] with its rows `rows` replaced by `fresh` [rows.len(), ...].
-pub(crate) fn splice(past: &Tensor, fresh: &Tensor, rows: &Range<usize>, len: usize) -> candle_core::Result<Tensor> {
+/// The positions of a cached forward (`fresh` of [`crate::MaskedLm::encode_cached`]) checked
+/// against a sequence of `len` and normalised: ascending, non-overlapping, non-empty runs
+/// inside `0..len` (at least one), touching runs joined (so a set given as several runs
+/// and the same set given as one range are the same computation).
+pub(crate) fn runs(fresh: &[Range<usize>], len: usize) -> Result<Vec<Range<usize>>, String> {
+    let bad = || format!("cached forward: positions {fresh:?} are not a non-empty part of a sequence of {len}");
+    let mut out: Vec<Range<usize>> = Vec::with_capacity(fresh.len());
+    for r in fresh {
+        if r.is_empty() || r.end > len || out.last().is_some_and(|last| r.start < last.end) {
+            return Err(bad());
+        }
+        match out.last_mut() {
+            Some(last) if last.end == r.start => last.end = r.end,
+            _ => out.push(r.clone()),
+        }
+    }
+    if out.is_empty() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// The rows `runs` of `x` [len, ...] in order → [positions in runs, ...] (a view for one run).
+pub(crate) fn gather(x: &Tensor, runs: &[Range<usize>]) -> candle_core::Result<Tensor> {
+    match runs {
+        [one] => x.narrow(0, one.start, one.len()),
+        _ => Tensor::cat(&runs.iter().map(|r| x.narrow(0, r.start, r.len())).collect::<candle_core::Result<Vec<_>>>()?, 0),
+    }
+}
+
+/// `past` [len, ...] with its rows `runs` (ascending, non-overlapping) replaced by `fresh`
+/// [positions in runs, ...], in order.
+pub(crate) fn splice(past: &Tensor, fresh: &Tensor, runs: &[Range<usize>], len: usize) -> candle_core::Result<Tensor> {
     if past.dim(0)? != len {
         candle_core::bail!("cached keys cover {} positions, the sequence has {len}", past.dim(0)?);
     }
-    let mut parts = Vec::with_capacity(3);
-    if rows.start > 0 {
-        parts.push(past.narrow(0, 0, rows.start)?);
+    if let [one] = runs
+        && one.len() == len
+    {
+        return Ok(fresh.clone());
     }
-    parts.push(fresh.clone());
-    if rows.end < len {
-        parts.push(past.narrow(0, rows.end, len - rows.end)?);
+    let mut parts = Vec::with_capacity(2 * runs.len() + 1);
+    let (mut at, mut offset) = (0, 0);
+    for r in runs {
+        if r.start > at {
+            parts.push(past.narrow(0, at, r.start - at)?);
+        }
+        parts.push(if runs.len() == 1 { fresh.clone() } else { fresh.narrow(0, offset, r.len())? });
+        offset += r.len();
+        at = r.end;
+    }
+    if at < len {
+        parts.push(past.narrow(0, at, len - at)?);
     }
     Tensor::cat(&parts, 0)
 }

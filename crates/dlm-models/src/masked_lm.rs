@@ -44,19 +44,21 @@ pub trait MaskedLm {
         padded_encode_rows(self, rows, pad)
     }
 
-    /// Final hidden states of one sequence `ids` at the positions `fresh`
-    /// (`[fresh.len(), hidden]`), computed with the keys and values of the positions outside
-    /// `fresh` read from `cache` instead of recomputed (Fast-dLLM's KV caches); the keys
-    /// and values computed at `fresh` are written into `cache`. `pad` is masked as a key
-    /// exactly where [`MaskedLm::encode_rows`] masks it. With `fresh` the whole sequence
-    /// this is a full forward that (re)fills the cache and equals `encode_rows(&[ids],
-    /// pad)`; otherwise the cache must have been filled for a sequence of the same length,
-    /// and the states equal `encode_rows` at `fresh` (up to rounding) when no id outside
-    /// `fresh` changed since — after such changes they are the caches' approximation. A
-    /// backbone whose output at a position is read from another one (Dream's shift)
-    /// computes whatever `fresh` needs. The default refuses: a backbone without a cached
-    /// path is an error, never silently recomputed.
-    fn encode_cached(&self, ids: &[u32], pad: u32, fresh: Range<usize>, cache: &mut KvCache) -> Result<Tensor> {
+    /// Final hidden states of one sequence `ids` at the positions `fresh` — ascending,
+    /// non-overlapping, non-empty ranges (a set of positions as runs; touching runs are the
+    /// same as one) → `[Σ run lengths, hidden]`, in order — computed with the keys and
+    /// values of every other position read from `cache` instead of recomputed (Fast-dLLM's
+    /// prefix and dual caches: one range; dKV-Cache's cache of decoded positions: any set);
+    /// the keys and values computed at `fresh` are written into `cache`. `pad` is masked as
+    /// a key exactly where [`MaskedLm::encode_rows`] masks it. With `fresh` the whole
+    /// sequence this is a full forward that (re)fills the cache and equals
+    /// `encode_rows(&[ids], pad)`; otherwise the cache must have been filled for a sequence
+    /// of the same length, and the states equal `encode_rows` at `fresh` (up to rounding)
+    /// when no id outside `fresh` changed since — after such changes they are the caches'
+    /// approximation. A backbone whose output at a position is read from another one
+    /// (Dream's shift) computes whatever `fresh` needs. The default refuses: a backbone
+    /// without a cached path is an error, never silently recomputed.
+    fn encode_cached(&self, ids: &[u32], pad: u32, fresh: &[Range<usize>], cache: &mut KvCache) -> Result<Tensor> {
         let _ = (ids, pad, fresh, cache);
         Err(ModelError::Unsupported("this model has no cached forward (KV caches)".into()))
     }

@@ -75,6 +75,56 @@ impl Running {
     }
 }
 
+/// Request parsing without a model or a scheduler: what `POST /v1/completions` and
+/// `POST /v1/chat/completions` do with a body before they queue it. For the fuzz targets
+/// in `fuzz/` and their replay test; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::request::{self, Endpoint, ModelInfo};
+    use crate::{ApiError, ChatTemplate, Limits};
+    use dlm_data::{DataError, Tokenizer};
+
+    pub struct RequestParser {
+        info: ModelInfo,
+    }
+
+    impl RequestParser {
+        /// A parser for a model with `tokenizer` and `template`; `vocab_size`,
+        /// `max_positions` and `length_classes` stand in for the network. Default limits.
+        pub fn new(
+            tokenizer: Tokenizer,
+            template: ChatTemplate,
+            vocab_size: usize,
+            max_positions: usize,
+            length_classes: Option<usize>,
+        ) -> Result<RequestParser, DataError> {
+            let special = tokenizer.special_tokens()?;
+            let lead = crate::prompt::leading_specials(&tokenizer, &special);
+            let info = ModelInfo {
+                name: "fuzz".into(),
+                tokenizer,
+                special,
+                template,
+                max_positions,
+                length_classes,
+                limits: Limits::default(),
+                vocab_size,
+                lead,
+            };
+            Ok(RequestParser { info })
+        }
+
+        /// Parses `body` (bytes as received) for the chat endpoint when `chat`, else for
+        /// completions; the checked request is dropped.
+        pub fn parse(&self, chat: bool, body: &[u8]) -> Result<(), ApiError> {
+            let value: serde_json::Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"), "invalid_json"))?;
+            let endpoint = if chat { Endpoint::Chat } else { Endpoint::Completions };
+            request::parse(endpoint, &value, &self.info).map(drop)
+        }
+    }
+}
+
 /// Starts the scheduler thread with `model` and returns the router, open to every caller.
 pub fn start(model: ServedModel, limits: Limits) -> Result<Running, ServerError> {
     start_with(model, limits, Access::open())

@@ -12,7 +12,7 @@
 //! (re-sharding through the whole flat vector when the layout differs).
 
 use crate::checkpoint::{STATE_TENSORS, TrainerState};
-use crate::collective::Collective;
+use crate::collective::{Collective, note_update};
 use crate::error::{Result, TrainError};
 use crate::optimizer::{AdamW, AdamWConfig, clip_grad_norm};
 use crate::shard::{FlatLayout, Sharding};
@@ -36,6 +36,8 @@ pub struct Optimizer {
     layout: FlatLayout,
     /// Elements per gradient bucket.
     bucket: usize,
+    /// Updates done so far (for the collective watchdog's message).
+    updates: u64,
 }
 
 impl Optimizer {
@@ -58,6 +60,7 @@ impl Optimizer {
             engine,
             layout,
             bucket,
+            updates: 0,
         })
     }
 
@@ -96,6 +99,8 @@ impl Optimizer {
         max_norm: f64,
         comm: &dyn Collective,
     ) -> Result<f64> {
+        self.updates += 1;
+        note_update(self.updates);
         match &mut self.engine {
             Engine::Sharded(o) => o.step(&grads, lr, max_norm, comm),
             Engine::Replicated(o) => {
@@ -140,6 +145,7 @@ impl Optimizer {
             .vars()
             .first()
             .map_or(Device::Cpu, |v| v.device().clone());
+        self.updates = state.step;
         match &mut self.engine {
             Engine::Sharded(o)
                 if state.zero_bucket == Some(o.sharding().bucket)

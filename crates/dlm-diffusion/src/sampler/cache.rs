@@ -42,8 +42,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
-/// Which keys and values a semi-autoregressive run reuses between the steps of a block
-/// (Fast-dLLM's KV caches; see the module docs).
+/// Which keys and values a run reuses between its steps: Fast-dLLM's prefix and dual
+/// caches for the semi-autoregressive strategies (see the module docs), or dKV-Cache's
+/// cache of decoded positions refreshed every R steps, for every strategy
+/// (`super::refresh`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Cache {
@@ -56,27 +58,47 @@ pub enum Cache {
     /// Steps after a block's first compute the block alone, against the cached keys and
     /// values of the positions before and after it.
     Dual,
+    /// dKV-Cache-Decode (Ma et al. 2025, arXiv 2505.15781): a step computes the masked
+    /// positions, the positions whose id changed since their keys and values were last
+    /// computed and the positions whose prediction the step reads and has none kept; every
+    /// other position's keys and values (and, where a strategy reads it, its last
+    /// prediction) are reused. Every R-th step (R ≥ 1, counted per block for llada and
+    /// fast-dllm, with the block's first two steps) is a full forward that refreshes them
+    /// all. `Refresh(1)` is `None`.
+    Refresh(usize),
 }
 
 impl Cache {
+    /// The modes without a parameter.
     pub const ALL: [Cache; 3] = [Cache::None, Cache::Prefix, Cache::Dual];
 
+    /// The mode's name (`refresh` without its interval; `Display` writes `refresh:R`).
     pub fn as_str(self) -> &'static str {
         match self {
             Cache::None => "none",
             Cache::Prefix => "prefix",
             Cache::Dual => "dual",
+            Cache::Refresh(_) => "refresh",
         }
     }
 
+    /// `none`, `prefix`, `dual` or `refresh:R` (R ≥ 1).
     pub fn parse(name: &str) -> Option<Cache> {
+        if let Some(every) = name.strip_prefix("refresh:") {
+            return every.parse::<usize>().ok().filter(|&r| r >= 1).map(Cache::Refresh);
+        }
         Cache::ALL.into_iter().find(|c| c.as_str() == name)
     }
 
-    /// A cache is for the semi-autoregressive strategies only.
+    /// Prefix and dual caches are for the semi-autoregressive strategies only; a refresh
+    /// interval is at least 1.
     pub(crate) fn check(self, strategy: &Strategy) -> Result<()> {
         let other = match strategy {
             _ if self == Cache::None => return Ok(()),
+            _ if self == Cache::Refresh(0) => {
+                return Err(DiffusionError::InvalidConfig("cache refresh:R needs an interval R of at least 1".into()));
+            }
+            _ if matches!(self, Cache::Refresh(_)) => return Ok(()),
             Strategy::LowConfidence { .. } | Strategy::ConfidenceThreshold { .. } => return Ok(()),
             Strategy::Reparam { .. } => "the reparameterized strategies (reparam-uncond, reparam-cond, stochastic)",
             Strategy::Cmlm => "cmlm",
@@ -85,9 +107,18 @@ impl Cache {
         };
         Err(DiffusionError::InvalidConfig(format!(
             "cache {:?} applies only to the semi-autoregressive strategies llada and fast-dllm, not to {other} \
-             (use cache none)",
+             (use cache none, or refresh:R)",
             self.as_str()
         )))
+    }
+}
+
+impl std::fmt::Display for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cache::Refresh(every) => write!(f, "refresh:{every}"),
+            other => f.write_str(other.as_str()),
+        }
     }
 }
 
@@ -209,7 +240,7 @@ pub(crate) fn run_cached(
         let mut positions = vec![Vec::new(); rows.len()];
         for (i, w) in work.iter().enumerate() {
             let Some(w) = w else { continue };
-            let hidden = model.encode_cached(&rows[i].tokens, special.pad, w.fresh.clone(), &mut states[i].cache)?; // [fresh, h]
+            let hidden = model.encode_cached(&rows[i].tokens, special.pad, std::slice::from_ref(&w.fresh), &mut states[i].cache)?; // [fresh, h]
             let at = rows[i].positions(&w.candidates);
             let index: Vec<u32> = at.iter().map(|&p| (p - w.fresh.start) as u32).collect();
             selected.push(hidden.index_select(&Tensor::from_vec(index, at.len(), device)?, 0)?);
@@ -248,27 +279,36 @@ pub(crate) fn run_cached(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::sampler::{Decoding, Parallel, Remasking, StepBatch, denoise, denoise_with};
     use crate::testing::ToyLm;
     use candle_core::{DType, Device};
     use std::cell::RefCell;
 
-    const SP: SpecialIds = SpecialIds { bos: 0, eos: 2, pad: 1, mask: 3 };
+    pub(crate) const SP: SpecialIds = SpecialIds { bos: 0, eos: 2, pad: 1, mask: 3 };
 
     /// [`ToyLm`] with an exact "cache" (every cached forward is the full forward, sliced)
     /// that records each call's (sequence length, fresh positions), and `<mask>` never
     /// predicted (so no block is left with masks and the cached candidates are the
-    /// uncached ones).
-    struct Probe {
+    /// uncached ones). `sets` records the runs of every call, `calls` the calls of one run
+    /// (prefix and dual).
+    pub(crate) struct Probe {
         lm: ToyLm,
         calls: RefCell<Vec<(usize, Range<usize>)>>,
+        pub sets: RefCell<Vec<(usize, Vec<Range<usize>>)>>,
+        /// Positions encoded by uncached forwards (`encode_rows`).
+        pub uncached: RefCell<usize>,
     }
 
     impl Probe {
-        fn new() -> Probe {
-            Probe { lm: ToyLm::new(40, 16, 32, 11), calls: RefCell::new(Vec::new()) }
+        pub fn new() -> Probe {
+            Probe {
+                lm: ToyLm::new(40, 16, 32, 11),
+                calls: RefCell::new(Vec::new()),
+                sets: RefCell::new(Vec::new()),
+                uncached: RefCell::new(0),
+            }
         }
     }
 
@@ -276,9 +316,18 @@ mod tests {
         fn encode(&self, ids: &Tensor, attention_mask: &Tensor) -> dlm_models::Result<Tensor> {
             self.lm.encode(ids, attention_mask)
         }
-        fn encode_cached(&self, ids: &[u32], pad: u32, fresh: Range<usize>, _cache: &mut KvCache) -> dlm_models::Result<Tensor> {
-            self.calls.borrow_mut().push((ids.len(), fresh.clone()));
-            Ok(self.encode_rows(&[ids], pad)?.narrow(0, fresh.start, fresh.len())?)
+        fn encode_rows(&self, rows: &[&[u32]], pad: u32) -> dlm_models::Result<Tensor> {
+            *self.uncached.borrow_mut() += rows.iter().map(|r| r.len()).sum::<usize>();
+            dlm_models::padded_encode_rows(self, rows, pad)
+        }
+        fn encode_cached(&self, ids: &[u32], pad: u32, fresh: &[Range<usize>], _cache: &mut KvCache) -> dlm_models::Result<Tensor> {
+            if let [one] = fresh {
+                self.calls.borrow_mut().push((ids.len(), one.clone()));
+            }
+            self.sets.borrow_mut().push((ids.len(), fresh.to_vec()));
+            let all = dlm_models::padded_encode_rows(self, &[ids], pad)?;
+            let parts = fresh.iter().map(|r| all.narrow(0, r.start, r.len())).collect::<candle_core::Result<Vec<_>>>()?;
+            Ok(Tensor::cat(&parts, 0)?)
         }
         fn project(&self, hidden: &Tensor) -> dlm_models::Result<Tensor> {
             let logits = self.lm.project(hidden)?;
@@ -303,7 +352,7 @@ mod tests {
         }
     }
 
-    fn canvases(prompts: &[(usize, usize)]) -> Vec<Canvas> {
+    pub(crate) fn canvases(prompts: &[(usize, usize)]) -> Vec<Canvas> {
         prompts
             .iter()
             .map(|&(p, l)| {
@@ -314,7 +363,7 @@ mod tests {
     }
 
     /// The distinct canvases in order.
-    fn states(d: &Denoised) -> Vec<Vec<u32>> {
+    pub(crate) fn states(d: &Denoised) -> Vec<Vec<u32>> {
         let mut out: Vec<Vec<u32>> = Vec::new();
         for c in &d.trajectory.as_ref().unwrap().canvases {
             if out.last() != Some(c) {
@@ -405,7 +454,7 @@ mod tests {
         for strategy in [Strategy::Cmlm, Strategy::Ar, SamplerConfig::default().strategy] {
             let cfg = SamplerConfig { strategy, cache: Cache::Prefix, ..SamplerConfig::default() };
             let e = denoise(&lm, &cs, &cfg, SP).unwrap_err().to_string();
-            assert!(e.contains("llada and fast-dllm"), "{e}");
+            assert!(e.contains("llada and fast-dllm") && e.contains("refresh:R"), "{e}");
         }
         // A model without a cached forward.
         let toy = ToyLm::new(40, 16, 32, 11);
@@ -418,5 +467,13 @@ mod tests {
         let e = batch.add(&cs[0], cfg).unwrap_err().to_string();
         assert!(e.contains("not supported by step-level batching"), "{e}");
         assert_eq!(Cache::ALL.map(|c| Cache::parse(c.as_str())), Cache::ALL.map(Some));
+        assert_eq!(Cache::parse("refresh:4"), Some(Cache::Refresh(4)));
+        assert_eq!(Cache::Refresh(4).to_string(), "refresh:4");
+        for bad in ["refresh", "refresh:0", "refresh:x", "refresh:-1", "both"] {
+            assert_eq!(Cache::parse(bad), None, "{bad}");
+        }
+        let cfg = SamplerConfig { cache: Cache::Refresh(0), ..SamplerConfig::default() };
+        let e = denoise(&lm, &cs, &cfg, SP).unwrap_err().to_string();
+        assert!(e.contains("at least 1"), "{e}");
     }
 }

@@ -9,6 +9,7 @@ mod cache;
 mod config;
 mod dream;
 mod predict;
+mod refresh;
 mod reparam;
 mod state;
 mod step_batch;
@@ -119,19 +120,28 @@ pub fn denoise_with(
         }
         canvas.check_fits(max)?;
     }
-    if cfg.cache != Cache::None {
-        return cache::run_cached(model, canvases, cfg, special, on_step);
+    match cfg.cache {
+        // A refresh at every step reuses nothing: the uncached loop.
+        Cache::None | Cache::Refresh(1) => {
+            let mut predictor = ModelPredictor::new(model, special.pad, special.mask)?;
+            run(&mut predictor, canvases, cfg, special, on_step)
+        }
+        Cache::Prefix | Cache::Dual => cache::run_cached(model, canvases, cfg, special, on_step),
+        Cache::Refresh(every) => {
+            let mut predictor = refresh::RefreshPredictor::new(model, special, every, &cfg.strategy)?;
+            run(&mut predictor, canvases, cfg, special, on_step)
+        }
     }
-    let mut predictor = ModelPredictor::new(model, special.pad, special.mask)?;
-    run(&mut predictor, canvases, cfg, special, on_step)
 }
 
 /// What one row does in one step: the slots to predict (none: the step changes nothing
-/// and the model is not run for the row) and a strategy parameter (k for reparam, the
-/// transfer count for LLaDA and Dream, the current block for Fast-dLLM).
+/// and the model is not run for the row), a strategy parameter (k for reparam, the
+/// transfer count for LLaDA and Dream, the current block for Fast-dLLM) and the row's
+/// semi-autoregressive block (0 for the strategies without blocks).
 struct Work {
     slots: Vec<usize>,
     param: usize,
+    block: usize,
 }
 
 /// LLaDA's block layout for a row: block length and steps per block.
@@ -159,10 +169,10 @@ fn plan_step(row: &Row, cfg: &SamplerConfig, step: usize) -> Result<Option<Work>
             // them leaves every output as it was.
             let draws = matches!(topk, TopK::Stochastic { .. }) || matches!(cfg.decoding, Decoding::Sample { .. });
             let slots = if k == 0 && !draws { masked_in(0..n) } else { all() };
-            (row.masked_count() > 0 || k > 0).then_some(Work { slots, param: k })
+            (row.masked_count() > 0 || k > 0).then_some(Work { slots, param: k, block: 0 })
         }
-        Strategy::Cmlm => Some(Work { slots: all(), param: 0 }),
-        Strategy::Ar => (row.masked_count() > 0).then(|| Work { slots: all(), param: 0 }),
+        Strategy::Cmlm => Some(Work { slots: all(), param: 0, block: 0 }),
+        Strategy::Ar => (row.masked_count() > 0).then(|| Work { slots: all(), param: 0, block: 0 }),
         Strategy::LowConfidence { block_length, .. } => {
             // LLaDA runs every step of every block, even one that transfers nothing; it
             // can only stop early when nothing is masked any more.
@@ -173,7 +183,7 @@ fn plan_step(row: &Row, cfg: &SamplerConfig, step: usize) -> Result<Option<Work>
             // Candidates: every masked slot up to the block's end (LLaDA sets the confidence
             // of positions past the block to −∞, not of those before it).
             let slots = if count > 0 { masked_in(0..range.end) } else { Vec::new() };
-            (row.masked_count() > 0).then_some(Work { slots, param: count })
+            (row.masked_count() > 0).then_some(Work { slots, param: count, block })
         }
         Strategy::ConfidenceThreshold { block_length, .. } => {
             // The current block: the first from `row.block` on that still has a masked
@@ -183,13 +193,13 @@ fn plan_step(row: &Row, cfg: &SamplerConfig, step: usize) -> Result<Option<Work>
             let len = block_length.unwrap_or(n).clamp(1, n.max(1));
             let blocks = n.div_ceil(len);
             let current = (row.block..blocks).find(|&b| unmask::block_slots(b, len, n).any(|j| row.masked[j]));
-            current.map(|b| Work { slots: masked_in(0..unmask::block_slots(b, len, n).end), param: b })
+            current.map(|b| Work { slots: masked_in(0..unmask::block_slots(b, len, n).end), param: b, block: b })
         }
         Strategy::Dream { alg, .. } => {
             let masked = row.masked_count();
             let count = dream::transfer_count(masked, step, cfg.steps);
             let slots = if alg == DreamAlg::Origin || count > 0 { masked_in(0..n) } else { Vec::new() };
-            (masked > 0).then_some(Work { slots, param: count })
+            (masked > 0).then_some(Work { slots, param: count, block: 0 })
         }
     })
 }
@@ -221,6 +231,8 @@ pub(crate) fn run(
         let inputs: Vec<&[u32]> = active.iter().map(|&i| rows[i].tokens.as_slice()).collect();
         let positions: Vec<Vec<usize>> =
             active.iter().filter_map(|&i| work[i].as_ref().map(|w| rows[i].positions(&w.slots))).collect();
+        let blocks: Vec<(usize, usize)> = active.iter().filter_map(|&i| work[i].as_ref().map(|w| (i, w.block))).collect();
+        predictor.rows_of_step(&blocks);
         let predictions = predictor.predict(&inputs, &positions, &mut Shared { decoding: cfg.decoding, readout, rng: &mut rng })?;
         for (&i, preds) in active.iter().zip(predictions) {
             if let Some(w) = &work[i] {

@@ -122,6 +122,12 @@ impl Draws for Shared<'_> {
 pub(crate) trait Predictor {
     /// `positions[i]`: absolute positions of `rows[i]` to predict, answered in that order.
     fn predict(&mut self, rows: &[&[u32]], positions: &[Vec<usize>], draws: &mut dyn Draws) -> Result<Vec<Vec<Prediction>>>;
+
+    /// Told by [`super::run`] before each `predict`: which rows of the run the call's rows
+    /// are (their index among the run's canvases) and the semi-autoregressive block each is
+    /// in (0 for the strategies without blocks). Predictors that keep state per row (the
+    /// refreshed KV cache, `super::refresh`) need it; the others ignore it.
+    fn rows_of_step(&mut self, _rows: &[(usize, usize)]) {}
 }
 
 /// Positions projected through the vocabulary at once (bounds the `[n, V]` buffer).

@@ -145,11 +145,12 @@ impl<'m> StepBatch<'m> {
     /// token: the `n` alternatives come from a separate projection of the row's positions.
     pub fn add_with_logprobs(&mut self, canvas: &Canvas, cfg: SamplerConfig, top_logprobs: Option<usize>) -> Result<RowId> {
         cfg.validate()?;
-        if cfg.cache != super::Cache::None {
+        // refresh:1 refreshes at every step: it is the uncached loop.
+        if !matches!(cfg.cache, super::Cache::None | super::Cache::Refresh(1)) {
             return Err(DiffusionError::InvalidConfig(format!(
-                "cache {:?} is not supported by step-level batching (the server's continuous batching) yet: \
+                "cache \"{}\" is not supported by step-level batching (the server's continuous batching) yet: \
                  use cache none, or dlm generate",
-                cfg.cache.as_str()
+                cfg.cache
             )));
         }
         if canvas.generation_len() == 0 {

@@ -8,22 +8,22 @@ use super::{Embeddings, Layer, attention_bias};
 use crate::dropout::Dropout;
 use crate::elementwise::{Keys, attention};
 use crate::error::{ModelError, Result};
-use crate::kv_cache::{KvCache, cross_attention, splice};
+use crate::kv_cache::{KvCache, cross_attention, gather, runs, splice};
 use candle_core::{DType, Device, Tensor};
 use std::ops::Range;
 use std::sync::Arc;
 
 /// `ids`: one sequence; `fresh`: the positions whose final states are returned
-/// ([fresh.len(), hidden]). `fresh` covering the whole sequence is the packed forward of
-/// `Body::forward_rows` for `[ids]` and fills `cache`; otherwise `cache` must hold this
-/// sequence's length, and it is updated at `fresh`.
+/// ([count, hidden] in order), as ascending runs. `fresh` covering the whole sequence is the
+/// packed forward of `Body::forward_rows` for `[ids]` and fills `cache`; otherwise `cache`
+/// must hold this sequence's length, and it is updated at `fresh`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_cached(
     embeddings: &Embeddings,
     layers: &[Layer],
     ids: &[u32],
     pad: u32,
-    fresh: Range<usize>,
+    fresh: &[Range<usize>],
     cache: &mut KvCache,
     dtype: DType,
     drop: &Dropout,
@@ -31,10 +31,8 @@ pub(crate) fn forward_cached(
 ) -> Result<Tensor> {
     let len = ids.len();
     let invalid = |m: String| ModelError::Candle(candle_core::Error::Msg(m));
-    if fresh.is_empty() || fresh.end > len {
-        return Err(invalid(format!("cached forward: positions {fresh:?} are not a non-empty part of a sequence of {len}")));
-    }
-    let fill = fresh.start == 0 && fresh.end == len;
+    let fresh = runs(fresh, len).map_err(invalid)?;
+    let fill = fresh.len() == 1 && fresh[0] == (0..len);
     if !fill && (cache.len != len || cache.layers.len() != layers.len()) {
         return Err(invalid(format!(
             "cached forward over positions {fresh:?}: the cache holds {} positions of {} layers, the sequence has {len} \
@@ -49,11 +47,11 @@ pub(crate) fn forward_cached(
     // Embeddings of the whole sequence (cheap), so every position keeps its position id.
     let all = Tensor::from_slice(ids, len, device)?;
     let x = embeddings.forward_rows(&all, &[ids], drop)?; // [len, h]
-    let mut x = if fill { x } else { x.narrow(0, fresh.start, fresh.len())? };
+    let mut x = if fill { x } else { gather(&x, &fresh)? };
     let mut kv = Vec::with_capacity(layers.len());
     for (i, layer) in layers.iter().enumerate() {
         let past = if fill { None } else { Some(&cache.layers[i]) };
-        let (y, pair) = layer.forward_cached(&x, fresh.clone(), len, past, &bias, drop)?;
+        let (y, pair) = layer.forward_cached(&x, &fresh, len, past, &bias, drop)?;
         x = y;
         kv.push(pair);
     }
@@ -63,14 +61,15 @@ pub(crate) fn forward_cached(
 }
 
 impl Layer {
-    /// `x`: [n, hidden], the states of positions `rows` of a sequence of `len`; `past`:
+    /// `x`: [n, hidden], the states of positions `rows` (ascending runs) of a sequence of
+    /// `len`; `past`:
     /// this layer's cached (keys, values) `[len, heads, head_dim]`, or `None` when `rows` is
     /// the whole sequence (attention as [`Layer::forward`] runs it); `key_bias` [len]
     /// additive. Returns the new states and the keys and values of the whole sequence.
     fn forward_cached(
         &self,
         x: &Tensor,
-        rows: Range<usize>,
+        rows: &[Range<usize>],
         len: usize,
         past: Option<&(Tensor, Tensor)>,
         key_bias: &Tensor,
@@ -90,8 +89,8 @@ impl Layer {
                 (attention(&qkv, &keys, self.heads, drop.mask(self.attention_dropout))?, k, v)
             }
             Some((past_k, past_v)) => {
-                let keys = splice(past_k, &k, &rows, len)?;
-                let values = splice(past_v, &v, &rows, len)?;
+                let keys = splice(past_k, &k, rows, len)?;
+                let values = splice(past_v, &v, rows, len)?;
                 let q = qkv.narrow(1, 0, h)?.reshape((n, self.heads, d))?;
                 (cross_attention(&q, &keys, &values, Some(key_bias))?, keys, values)
             }

@@ -13,11 +13,13 @@
 mod mpi;
 #[cfg(feature = "nccl")]
 mod nccl;
+pub mod watchdog;
 
 #[cfg(feature = "mpi")]
 pub use self::mpi::Mpi;
 #[cfg(feature = "nccl")]
 pub use self::nccl::Nccl;
+pub use self::watchdog::note_update;
 
 use crate::error::{Result, TrainError};
 use candle_core::{Device, Tensor};

@@ -5,7 +5,11 @@
 //! MPI's default error handler (`MPI_ERRORS_ARE_FATAL`) ends the job when a collective
 //! fails, and `mpirun` ends every rank when one of them dies (Open MPI prints which rank
 //! and which signal), so a rank killed mid-run never leaves the others waiting forever.
+//! Where the launcher does not notice (a rank stopped or hung, a launcher that does not
+//! end the job), every collective runs under a [`Watchdog`] deadline
+//! (`DLM_COLLECTIVE_TIMEOUT`), after which the waiting rank reports and exits.
 
+use super::watchdog::{Watchdog, timeout_from_env};
 use super::{Collective, hostname, unsupported};
 use crate::error::{Result, TrainError};
 use candle_core::{DType, Tensor, WithDType};
@@ -18,6 +22,8 @@ use mpi::traits::{Communicator, CommunicatorCollectives, Root};
 pub struct Mpi {
     world: SimpleCommunicator,
     local_rank: usize,
+    /// The deadline of every collective (`None`: `DLM_COLLECTIVE_TIMEOUT=0`).
+    watchdog: Option<Watchdog>,
     /// Finalizes MPI when dropped; declared last so that the communicators go first.
     _universe: Universe,
 }
@@ -29,12 +35,24 @@ impl Mpi {
             TrainError::Collective("MPI is already initialised in this process".into())
         })?;
         let world = universe.world();
-        let local_rank = world.split_shared(0).rank() as usize;
-        Ok(Mpi {
+        let watchdog = timeout_from_env()?
+            .map(|t| Watchdog::exiting(t, world.rank() as usize, world.size() as usize));
+        let mut mpi = Mpi {
             world,
-            local_rank,
+            local_rank: 0,
+            watchdog,
             _universe: universe,
-        })
+        };
+        mpi.local_rank = mpi.watched("split_shared", |w| w.split_shared(0).rank() as usize);
+        Ok(mpi)
+    }
+
+    /// Runs the collective `op` on the world communicator, under the watchdog's deadline.
+    fn watched<T>(&self, op: &'static str, f: impl FnOnce(&SimpleCommunicator) -> T) -> T {
+        match &self.watchdog {
+            Some(w) => w.guard(op, || f(&self.world)),
+            None => f(&self.world),
+        }
     }
 
     fn host_vec<T: WithDType + Equivalence>(t: &Tensor) -> Result<Vec<T>> {
@@ -44,8 +62,9 @@ impl Mpi {
     fn all_reduce_as<T: WithDType + Equivalence>(&self, t: &Tensor) -> Result<Tensor> {
         let send = Self::host_vec::<T>(t)?;
         let mut recv = vec![T::from_f64(0.0); send.len()];
-        self.world
-            .all_reduce_into(&send[..], &mut recv[..], SystemOperation::sum());
+        self.watched("all_reduce", |w| {
+            w.all_reduce_into(&send[..], &mut recv[..], SystemOperation::sum())
+        });
         Ok(Tensor::from_vec(recv, t.shape(), t.device())?)
     }
 
@@ -53,24 +72,27 @@ impl Mpi {
         let send = Self::host_vec::<T>(t)?;
         let chunk = chunk_of("reduce_scatter", send.len(), self.world_size())?;
         let mut recv = vec![T::from_f64(0.0); chunk];
-        self.world
-            .reduce_scatter_block_into(&send[..], &mut recv[..], SystemOperation::sum());
+        self.watched("reduce_scatter", |w| {
+            w.reduce_scatter_block_into(&send[..], &mut recv[..], SystemOperation::sum())
+        });
         Ok(Tensor::from_vec(recv, chunk, t.device())?)
     }
 
     fn all_gather_as<T: WithDType + Equivalence>(&self, t: &Tensor) -> Result<Tensor> {
         let send = Self::host_vec::<T>(t)?;
         let mut recv = vec![T::from_f64(0.0); send.len() * self.world_size()];
-        self.world.all_gather_into(&send[..], &mut recv[..]);
+        self.watched("all_gather", |w| {
+            w.all_gather_into(&send[..], &mut recv[..])
+        });
         let n = recv.len();
         Ok(Tensor::from_vec(recv, n, t.device())?)
     }
 
     fn broadcast_as<T: WithDType + Equivalence>(&self, t: &Tensor, root: usize) -> Result<Tensor> {
         let mut buf = Self::host_vec::<T>(t)?;
-        self.world
-            .process_at_rank(root as i32)
-            .broadcast_into(&mut buf[..]);
+        self.watched("broadcast", |w| {
+            w.process_at_rank(root as i32).broadcast_into(&mut buf[..])
+        });
         Ok(Tensor::from_vec(buf, t.shape(), t.device())?)
     }
 }
@@ -123,7 +145,7 @@ impl Collective for Mpi {
         by_dtype!(self, "broadcast", t, broadcast_as, root)
     }
     fn barrier(&self) -> Result<()> {
-        self.world.barrier();
+        self.watched("barrier", |w| w.barrier());
         Ok(())
     }
     fn abort(&self, code: i32) -> ! {

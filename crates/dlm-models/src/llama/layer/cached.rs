@@ -17,7 +17,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 impl Layer {
-    /// `x`: [n, hidden], the states of positions `rows` of a sequence of `len` positions;
+    /// `x`: [n, hidden], the states of positions `rows` (ascending runs) of a sequence of
+    /// `len` positions;
     /// `cos`, `sin`: [n, 1, head_dim] of those positions. `past`: this layer's cached
     /// (keys, values) `[len, kv_heads, head_dim]` of the whole sequence, or `None` when
     /// `rows` is the whole sequence (a full forward, attention as [`Layer::forward`] runs
@@ -30,7 +31,7 @@ impl Layer {
         x: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
-        rows: Range<usize>,
+        rows: &[Range<usize>],
         len: usize,
         past: Option<&(Tensor, Tensor)>,
         key_bias: Option<&Tensor>,
@@ -59,8 +60,8 @@ impl Layer {
                 (attention(&fused, &keys, self.heads, None)?, k, v)
             }
             Some((past_k, past_v)) => {
-                let keys = splice(past_k, &k, &rows, len)?; // [len, kv_heads, d]
-                let values = splice(past_v, &v, &rows, len)?;
+                let keys = splice(past_k, &k, rows, len)?; // [len, kv_heads, d]
+                let values = splice(past_v, &v, rows, len)?;
                 (cross_attention(&q, &keys, &values, None)?, keys, values)
             }
         }; // context [n, h]
