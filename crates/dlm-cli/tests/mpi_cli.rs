@@ -11,135 +11,15 @@
 //! Skipped with a message when `mpirun` or the IWSLT rows are absent (outside CI; `.ci/run`
 //! installs Open MPI).
 
-use serde_json::Value;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod mpi_support;
+
+use mpi_support::{
+    have_mpirun, iwslt, losses, mpi_dlm, mpirun, ranks_of, run_ok, signal, skip_unless, train_args,
+    weights,
+};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn skip_unless(present: bool, what: &str) -> bool {
-    if present {
-        return false;
-    }
-    assert!(std::env::var_os("CI").is_none(), "{what} is missing in CI");
-    eprintln!("skipping: {what} not found");
-    true
-}
-
-fn iwslt() -> PathBuf {
-    root().join("../shared/data/eval/iwslt14/0-shot/validation/deen.jsonl")
-}
-
-fn have_mpirun() -> bool {
-    Command::new("mpirun")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Builds `dlm` with `--features mpi` and copies it aside; then restores the default
-/// binary that the other tests use.
-fn build_mpi_dlm() -> PathBuf {
-    let default_bin = PathBuf::from(env!("CARGO_BIN_EXE_dlm"));
-    let profile_dir = default_bin.parent().unwrap().to_path_buf();
-    let target = profile_dir.parent().unwrap().to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let profile = profile_dir
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
-    let build = |features: &[&str]| {
-        let mut c = Command::new(&cargo);
-        c.current_dir(root())
-            .args(["build", "-p", "dlm-cli", "--bin", "dlm", "--target-dir"])
-            .arg(&target);
-        if profile != "debug" {
-            c.args(["--profile", &profile]);
-        }
-        let status = c.args(features).status().unwrap();
-        assert!(status.success(), "cargo build {features:?} failed");
-    };
-    build(&["--features", "mpi"]);
-    let aside = target.join("mpi-test");
-    std::fs::create_dir_all(&aside).unwrap();
-    let mpi_bin = aside.join("dlm");
-    std::fs::copy(&default_bin, &mpi_bin).unwrap();
-    build(&[]);
-    mpi_bin
-}
-
-/// `dlm train` on the tiny config with the test's data, 8 updates, checkpoints every 2.
-fn train_args(out: &Path, extra: &[&str]) -> Vec<String> {
-    let tiny = root().join("crates/dlm-models/tests/fixtures/tiny-xlmr");
-    let data = iwslt().display().to_string();
-    let mut args = vec![
-        "train".to_string(),
-        "--config".into(),
-        root().join("configs/tiny-cpu.toml").display().to_string(),
-        "--out".into(),
-        out.display().to_string(),
-    ];
-    for s in [
-        format!("model.dir={:?}", tiny.display().to_string()),
-        format!("data.train={data:?}"),
-        format!("data.valid={data:?}"),
-        "train.max_steps=8".into(),
-        "train.save_interval=2".into(),
-        "train.validate_interval=0".into(),
-        "train.keep_last=8".into(),
-    ]
-    .into_iter()
-    .chain(extra.iter().map(|s| s.to_string()))
-    {
-        args.push("--set".into());
-        args.push(s);
-    }
-    args
-}
-
-/// `mpirun -np N` with what a container or a root CI user needs.
-fn mpirun(n: usize, dlm: &Path, args: &[String]) -> Command {
-    let mut c = Command::new("mpirun");
-    c.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .args([
-            "-np",
-            &n.to_string(),
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-        ])
-        .arg(dlm)
-        .args(args);
-    c
-}
-
-fn run_ok(mut c: Command) -> Output {
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{c:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn losses(run: &Path) -> Vec<(u64, f64)> {
-    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    text.lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v["kind"] == "train")
-        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
-        .collect()
-}
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-5 * a.abs().max(b.abs()).max(1e-6)
@@ -156,22 +36,6 @@ fn assert_same_losses(what: &str, a: &[(u64, f64)], b: &[(u64, f64)]) {
             y.1
         );
     }
-}
-
-fn weights(ckpt: &Path) -> HashMap<String, Vec<f32>> {
-    let t =
-        candle_core::safetensors::load(ckpt.join("model.safetensors"), &candle_core::Device::Cpu)
-            .unwrap();
-    t.into_iter()
-        .map(|(k, v)| {
-            let v = v
-                .flatten_all()
-                .unwrap()
-                .to_dtype(candle_core::DType::F32)
-                .unwrap();
-            (k, v.to_vec1::<f32>().unwrap())
-        })
-        .collect()
 }
 
 /// Every weight of the two checkpoints within 1e-5 relative (to the tensor's largest
@@ -194,36 +58,6 @@ fn assert_same_weights(what: &str, a: &Path, b: &Path) {
     }
 }
 
-/// The rank processes `mpirun` started: (rank, pid).
-fn ranks_of(mpirun_pid: u32) -> Vec<(usize, u32)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        let ppid = stat
-            .rsplit(')')
-            .next()
-            .and_then(|s| s.split_whitespace().nth(1));
-        if ppid != Some(&mpirun_pid.to_string()) {
-            continue;
-        }
-        let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
-        let rank = env
-            .split(|&b| b == 0)
-            .filter_map(|v| std::str::from_utf8(v).ok())
-            .find_map(|v| v.strip_prefix("OMPI_COMM_WORLD_RANK="))
-            .and_then(|r| r.parse().ok());
-        if let Some(rank) = rank {
-            out.push((rank, pid));
-        }
-    }
-    out
-}
-
 #[test]
 fn two_ranks_train_like_one_process_with_accumulation_two() {
     if skip_unless(iwslt().exists(), "the IWSLT14 rows") || skip_unless(have_mpirun(), "mpirun") {
@@ -238,7 +72,7 @@ fn two_ranks_train_like_one_process_with_accumulation_two() {
     let reference = losses(&dir("single"));
     assert_eq!(reference.len(), 8);
 
-    let dlm = build_mpi_dlm();
+    let dlm = mpi_dlm().expect("cargo build [\"--features\", \"mpi\"] failed");
     // Two ranks, one micro-batch each, ZeRO-1.
     let out = run_ok(mpirun(
         2,
@@ -303,13 +137,7 @@ fn two_ranks_train_like_one_process_with_accumulation_two() {
     }
     let ranks = ranks_of(job.id());
     let &(_, pid) = ranks.iter().find(|r| r.0 == 1).expect("rank 1 not found");
-    assert!(
-        Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(pid, "-KILL");
     let start = Instant::now();
     while job.try_wait().unwrap().is_none() {
         assert!(
