@@ -147,3 +147,16 @@ fn fill_mask_without_mask() {
     let e = fill_mask(&model, &[2, 10, 11, 3], 4, 5).unwrap_err().to_string();
     assert!(e.contains("no mask token (id 4)"), "{e}");
 }
+
+/// Found by fuzzing (fuzz/artifacts/torch_checkpoint/, docs/reliability.md): a pickle whose
+/// BINUNICODE string declares ~4 GiB made the vendored candle reader allocate all of it up
+/// front (out of memory under the fuzzer); it is now a clear error naming the short string.
+#[test]
+fn torch_pickle_with_a_huge_string_length_is_an_error() {
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/artifacts/torch_checkpoint/oom-binunicode-length");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mp_rank_00_model_states.pt");
+    std::fs::copy(&input, &path).unwrap();
+    let e = dlm_models::read_torch_state_dict(&path, None).err().expect("a corrupt pickle must not load").to_string();
+    assert!(e.contains("BINUNICODE"), "{e}");
+}

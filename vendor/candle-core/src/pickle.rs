@@ -481,8 +481,13 @@ impl Stack {
             }
             OpCode::BinUnicode => {
                 let len = r.read_u32::<LittleEndian>()?;
-                let mut data = vec![0u8; len as usize];
-                r.read_exact(&mut data)?;
+                // dlm (vendor/README.md, fourth change): read at most `len` bytes instead of
+                // allocating `len` up front, so a corrupt length cannot ask for 4 GiB.
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::Read::take(&mut *r, len as u64), &mut data)?;
+                if data.len() != len as usize {
+                    return Err(E::Msg(format!("BINUNICODE of {len} bytes but the pickle ends after {}", data.len())));
+                }
                 let data = String::from_utf8(data).map_err(E::wrap)?;
                 self.push(Object::Unicode(data))
             }
