@@ -1,0 +1,327 @@
+//! `cache refresh:R`: dKV-Cache-Decode (Ma, Yu, Fang, Wang, "dKV-Cache: The Cache for
+//! Diffusion Language Models", arXiv 2505.15781: delayed caching of decoded tokens' keys
+//! and values with a periodic cache refresh),
+//! as its LLaDA code computes it (horseee/dKV-Cache `generation_utils/llada_dkv_cache_decode.py`
+//! at 49a76fcc43b744ec2d960137f216e419317138b1, `enable_cache=True,
+//! cache_reloading_step=R`), behind the ordinary step loop ([`super::run`]) as a
+//! [`Predictor`], so every strategy takes it.
+//!
+//! Per row, a [`KvCache`] and, per canvas position, the id its cached keys and values were
+//! computed from and the prediction read off at that computation (if one was). A step is
+//! - **a refresh** (a full forward over the canvas, which refills the cache) at the row's
+//!   step i when `i % R == 0`. For the block strategies (`llada`, `fast-dllm`) i counts the
+//!   steps of the current block, the cache is dropped at a block's start and step 1 of a
+//!   block is a refresh too, as in the reference (its block starts with `past_qkv = None`,
+//!   its step 0 caches nothing and its step 1 is a full forward that fills the cache);
+//!   for the others i counts the steps of the run (the reference's Dream loop,
+//!   `dream_generation_utils.py`, refreshes at `i % cache_steps == 0` the same way);
+//! - **otherwise cached**: the forward ([`MaskedLm::encode_cached`]) computes the
+//!   positions that hold `<mask>` (dKV-Cache never caches a masked token), the positions
+//!   whose id differs from the one their keys and values were computed from (the one-step
+//!   delay: a token decoded at step t is computed with its id at step t + 1, cached from
+//!   t + 2 on; the reference's `~prv_transfer_idx`), and the positions whose prediction the
+//!   step reads but has none kept; every other position's keys and values come from the
+//!   cache. A position the step reads that was not computed (a decoded token, unchanged)
+//!   is handed the prediction of the step that last computed it: the reference never reads
+//!   a decoded position, but RDM's reparameterized strategies rank every slot (and `cmlm`
+//!   and `ar` store every slot's score), and with its keys and values reused a decoded
+//!   position has no query — its final state is reused too, on dKV-Cache's own premise that
+//!   a decoded token's representation is stable until the next refresh (dLLM-Cache,
+//!   arXiv 2506.06295, reuses the final features of unchanged response tokens the same way).
+//!
+//! A refresh due at a step that runs no forward (LLaDA's zero-count steps, whose canvas
+//! does not change) is run at the row's next forward. `Refresh(1)` never reaches this code:
+//! it refreshes at every step and is the uncached loop ([`super::denoise_with`]).
+
+use super::config::Strategy;
+use super::predict::{Draws, Prediction, Predictor, read_off};
+use crate::canvas::SpecialIds;
+use crate::error::{DiffusionError, Result};
+use candle_core::Tensor;
+use dlm_models::{KvCache, MaskedLm};
+use std::ops::Range;
+
+/// One row's cache and what it was computed from.
+#[derive(Default)]
+struct RowCache {
+    /// The block of the row's last step (`None` before its first) and the steps it has
+    /// seen in it.
+    block: Option<usize>,
+    i: usize,
+    /// A refresh fell on a step that ran no forward.
+    pending: bool,
+    cache: KvCache,
+    /// Per canvas position: the id its cached keys and values were computed from (`None`:
+    /// nothing cached).
+    computed: Vec<Option<u32>>,
+    /// Per canvas position: the prediction read off at that computation, when one was.
+    kept: Vec<Option<Prediction>>,
+}
+
+impl RowCache {
+    fn reset(&mut self, len: usize) {
+        self.cache.clear();
+        self.computed = vec![None; len];
+        self.kept = vec![None; len];
+    }
+}
+
+/// The model with a dKV-Cache per row (see the module docs).
+pub(crate) struct RefreshPredictor<'a> {
+    model: &'a dyn MaskedLm,
+    pad: u32,
+    mask: u32,
+    every: usize,
+    /// LLaDA's reference schedule: block steps, the cache dropped per block, step 1 full.
+    blocks: bool,
+    rows: Vec<RowCache>,
+    /// The run's index and block of each row of the coming call.
+    step_rows: Vec<(usize, usize)>,
+}
+
+impl<'a> RefreshPredictor<'a> {
+    pub fn new(model: &'a dyn MaskedLm, special: SpecialIds, every: usize, strategy: &Strategy) -> Result<Self> {
+        super::predict::ModelPredictor::new(model, special.pad, special.mask)?; // the mask id fits the vocabulary
+        let blocks = matches!(strategy, Strategy::LowConfidence { .. } | Strategy::ConfidenceThreshold { .. });
+        Ok(RefreshPredictor {
+            model,
+            pad: special.pad,
+            mask: special.mask,
+            every: every.max(1),
+            blocks,
+            rows: Vec::new(),
+            step_rows: Vec::new(),
+        })
+    }
+}
+
+/// The maximal runs of `true` in `fresh`.
+fn runs(fresh: &[bool]) -> Vec<Range<usize>> {
+    let mut out: Vec<Range<usize>> = Vec::new();
+    for (p, _) in fresh.iter().enumerate().filter(|(_, f)| **f) {
+        match out.last_mut() {
+            Some(last) if last.end == p => last.end = p + 1,
+            _ => out.push(p..p + 1),
+        }
+    }
+    out
+}
+
+impl Predictor for RefreshPredictor<'_> {
+    fn rows_of_step(&mut self, rows: &[(usize, usize)]) {
+        self.step_rows = rows.to_vec();
+    }
+
+    fn predict(&mut self, rows: &[&[u32]], positions: &[Vec<usize>], draws: &mut dyn Draws) -> Result<Vec<Vec<Prediction>>> {
+        if self.step_rows.len() != rows.len() {
+            return Err(DiffusionError::InvalidBatch("the refreshed cache was not told which rows a step runs".into()));
+        }
+        let device = self.model.device();
+        let mut selected = Vec::new();
+        // Per row of the call: the positions it asked for that this step computes.
+        let mut computed_at: Vec<Vec<usize>> = vec![Vec::new(); rows.len()];
+        for (k, (&ids, want)) in rows.iter().zip(positions).enumerate() {
+            let (r, block) = self.step_rows[k];
+            if self.rows.len() <= r {
+                self.rows.resize_with(r + 1, RowCache::default);
+            }
+            let st = &mut self.rows[r];
+            let len = ids.len();
+            if st.block != Some(block) {
+                // The row's first step, or (block strategies) a new block: the reference
+                // starts every block with an empty cache.
+                st.block = Some(block);
+                st.i = 0;
+                st.pending = false;
+                st.reset(len);
+            }
+            let i = st.i;
+            st.i += 1;
+            let due = i % self.every == 0 || (self.blocks && i == 1) || st.pending;
+            if want.is_empty() {
+                st.pending = due;
+                continue;
+            }
+            st.pending = false;
+            if st.computed.len() != len {
+                return Err(DiffusionError::InvalidBatch("a row's canvas changed length between steps".into()));
+            }
+            let full = due || st.computed.iter().any(Option::is_none);
+            let mut fresh: Vec<bool> = (0..len).map(|p| full || ids[p] == self.mask || st.computed[p] != Some(ids[p])).collect();
+            for &p in want {
+                fresh[p] |= st.kept[p].is_none();
+            }
+            let runs = runs(&fresh);
+            if runs.is_empty() {
+                continue; // every prediction asked for is kept and nothing changed
+            }
+            let hidden = self.model.encode_cached(ids, self.pad, &runs, &mut st.cache)?; // [Σ fresh, h]
+            let mut row_of = vec![u32::MAX; len];
+            for (n, p) in runs.iter().flat_map(|r| r.clone()).enumerate() {
+                row_of[p] = n as u32;
+                st.computed[p] = Some(ids[p]);
+                st.kept[p] = None;
+            }
+            let at: Vec<usize> = want.iter().copied().filter(|&p| fresh[p]).collect();
+            if !at.is_empty() {
+                let index: Vec<u32> = at.iter().map(|&p| row_of[p]).collect();
+                selected.push(hidden.index_select(&Tensor::from_vec(index, at.len(), device)?, 0)?);
+            }
+            computed_at[k] = at;
+        }
+        let predictions = if selected.is_empty() {
+            vec![Vec::new(); rows.len()]
+        } else {
+            read_off(self.model, self.mask, &Tensor::cat(&selected, 0)?, &computed_at, draws)?
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for (k, want) in positions.iter().enumerate() {
+            let st = &mut self.rows[self.step_rows[k].0];
+            for (&p, &pred) in computed_at[k].iter().zip(&predictions[k]) {
+                st.kept[p] = Some(pred);
+            }
+            let preds = want
+                .iter()
+                .map(|&p| st.kept[p].ok_or_else(|| DiffusionError::InvalidBatch("no prediction was kept for a position".into())))
+                .collect::<Result<Vec<_>>>()?;
+            out.push(preds);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::cache::tests::{Probe, SP, canvases, states};
+    use super::*;
+    use crate::sampler::{Cache, Decoding, DreamAlg, Parallel, Remasking, SamplerConfig, Update, denoise};
+    use crate::schedule::Schedule;
+    use crate::sampler::TopK;
+
+    /// Strategies that read predictions at masked positions only.
+    fn masked_only() -> Vec<(usize, Strategy)> {
+        vec![
+            (6, Strategy::LowConfidence { block_length: Some(3), remasking: Remasking::LowConfidence }),
+            (8, Strategy::LowConfidence { block_length: None, remasking: Remasking::LowConfidence }),
+            (1, Strategy::ConfidenceThreshold { rule: Parallel::Threshold(0.3), block_length: Some(3) }),
+            (1, Strategy::ConfidenceThreshold { rule: Parallel::Factor(1.0), block_length: Some(4) }),
+            (5, Strategy::Dream { alg: DreamAlg::Entropy, alg_temp: None, top_p: None, top_k: Some(5) }),
+            (5, Strategy::Dream { alg: DreamAlg::Origin, alg_temp: None, top_p: None, top_k: None }),
+        ]
+    }
+
+    fn every_strategy() -> Vec<(usize, Strategy)> {
+        let reparam = |update, topk| Strategy::Reparam { update, schedule: Schedule::Cosine, topk };
+        let mut all = masked_only();
+        all.extend([
+            (6, reparam(Update::Uncond, TopK::Deterministic)),
+            (6, reparam(Update::Cond, TopK::Deterministic)),
+            (6, reparam(Update::Uncond, TopK::Stochastic { scale: 1.0 })),
+            (6, Strategy::Cmlm),
+            (8, Strategy::Ar),
+        ]);
+        all
+    }
+
+    fn cfg(steps: usize, strategy: Strategy, cache: Cache) -> SamplerConfig {
+        SamplerConfig { steps, strategy, cache, record_trajectory: true, seed: 3, ..SamplerConfig::default() }
+    }
+
+    #[test]
+    fn refresh_1_is_the_uncached_loop() {
+        let lm = Probe::new();
+        let cs = canvases(&[(3, 6), (0, 8), (5, 2)]);
+        for (steps, strategy) in every_strategy() {
+            for decoding in [Decoding::Argmax, Decoding::Sample { temperature: 0.7 }] {
+                let none = SamplerConfig { decoding, ..cfg(steps, strategy, Cache::None) };
+                let one = SamplerConfig { cache: Cache::Refresh(1), ..none.clone() };
+                assert_eq!(denoise(&lm, &cs, &none, SP).unwrap(), denoise(&lm, &cs, &one, SP).unwrap(), "{strategy:?}");
+            }
+        }
+        assert!(lm.sets.borrow().is_empty(), "refresh:1 ran a cached forward");
+    }
+
+    #[test]
+    fn with_an_exact_cache_masked_only_strategies_are_the_uncached_runs() {
+        // A cached step computes every masked position; when the cached forward returns
+        // what the full forward would, the strategies that read masked positions only pass
+        // through exactly the uncached canvases, sampled or not, at any interval.
+        let lm = Probe::new();
+        let cs = canvases(&[(3, 6), (0, 8), (5, 2)]);
+        for (steps, strategy) in masked_only() {
+            for decoding in [Decoding::Argmax, Decoding::Sample { temperature: 0.7 }] {
+                let none = SamplerConfig { decoding, ..cfg(steps, strategy, Cache::None) };
+                let want = denoise(&lm, &cs, &none, SP).unwrap();
+                for every in [2, 3, 100] {
+                    let got = denoise(&lm, &cs, &SamplerConfig { cache: Cache::Refresh(every), ..none.clone() }, SP).unwrap();
+                    assert_eq!(got, want, "{strategy:?} {decoding:?} refresh:{every}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cached_steps_compute_the_positions_masked_before_the_previous_step() {
+        // The reference's `~prv_transfer_idx`: at a cached step of LLaDA (nothing is ever
+        // re-masked, `<mask>` never predicted), the positions computed are those masked in
+        // the canvas the previous step started from. Refreshes: block steps 0, 1 and every
+        // multiple of R; the cache starts empty at every block.
+        let lm = Probe::new();
+        let cs = canvases(&[(3, 8)]); // <s> 10 11 12 | 8 slots | </s>: 13 positions
+        let strategy = Strategy::LowConfidence { block_length: Some(4), remasking: Remasking::LowConfidence };
+        let run = denoise(&lm, &cs, &cfg(8, strategy, Cache::Refresh(3)), SP).unwrap();
+        let canvases: Vec<Vec<u32>> =
+            std::iter::once(cs[0].ids().to_vec()).chain(run[0].trajectory.clone().unwrap().canvases).collect();
+        let sets = lm.sets.borrow();
+        assert_eq!(sets.len(), 8, "one forward per step (4 blocks of 1 slot/step)");
+        for (step, (len, set)) in sets.iter().enumerate() {
+            assert_eq!(*len, 13);
+            let i = step % 4; // 4 steps per block
+            let positions: Vec<usize> = set.iter().flat_map(|r| r.clone()).collect();
+            if i == 0 || i == 1 || i % 3 == 0 {
+                assert_eq!(set, &vec![0..13], "step {step}: a refresh");
+            } else {
+                let masked: Vec<usize> = (0..13).filter(|&p| canvases[step - 1][p] == SP.mask).collect();
+                assert_eq!(positions, masked, "step {step}");
+            }
+        }
+        // Decoded positions are computed once more after they change, then cached.
+        let computed: usize = sets.iter().map(|(_, s)| s.iter().map(|r| r.len()).sum::<usize>()).sum();
+        assert!(computed < 8 * 13, "{computed}");
+    }
+
+    #[test]
+    fn every_strategy_runs_cached_and_computes_fewer_positions() {
+        // Full-canvas strategies read every slot; decoded unchanged ones get the prediction
+        // of the step that last computed them. The runs end with valid canvases (the prompt
+        // kept, no more masks left than without the cache) and compute fewer positions than
+        // the uncached run. (With blocks of 3 slots, LLaDA's 3 steps per block are all
+        // refreshes under refresh:2: block steps 0, 1 and 2.)
+        let cs = canvases(&[(6, 6), (2, 9)]);
+        for (steps, strategy) in every_strategy() {
+            let lm = Probe::new();
+            let none = denoise(&lm, &cs, &cfg(steps, strategy, Cache::None), SP).unwrap();
+            let uncached = *lm.uncached.borrow();
+            for every in [3, 4] {
+                let lm = Probe::new();
+                let run = cfg(steps, strategy, Cache::Refresh(every));
+                let got = denoise(&lm, &cs, &run, SP).unwrap();
+                assert_eq!(got, denoise(&lm, &cs, &run, SP).unwrap(), "deterministic");
+                let computed: usize =
+                    lm.sets.borrow().iter().map(|(_, s)| s.iter().map(|r| r.len()).sum::<usize>()).sum::<usize>() / 2;
+                assert_eq!(*lm.uncached.borrow(), 0);
+                assert!(computed < uncached, "{strategy:?} refresh:{every}: {computed} positions, uncached {uncached}");
+                for ((d, n), c) in got.iter().zip(&none).zip(&cs) {
+                    assert_eq!(d.ids.len(), c.ids().len());
+                    assert_eq!(d.positions, n.positions);
+                    let fixed: Vec<usize> = (0..c.ids().len()).filter(|p| !d.positions.contains(p)).collect();
+                    assert!(fixed.iter().all(|&p| d.ids[p] == c.ids()[p]), "{strategy:?}: the prompt changed");
+                    // As many masks left as without the cache (ar with fewer steps than slots).
+                    let masks = |g: &[u32]| g.iter().filter(|&&t| t == SP.mask).count();
+                    assert_eq!(masks(&d.generated), masks(&n.generated), "{strategy:?} refresh:{every}: {:?}", d.generated);
+                    assert_eq!(states(d).last(), Some(&d.ids));
+                }
+            }
+        }
+    }
+}
