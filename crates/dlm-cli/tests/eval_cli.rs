@@ -515,3 +515,32 @@ fn bad_inputs_are_clear_errors() {
         &["length_predictor.safetensors"],
     );
 }
+
+#[test]
+fn cache_refresh_is_an_eval_option() {
+    // `--cache refresh:1` is the uncached run (the same predictions); refresh:2 runs and
+    // scores; prefix and dual (llada/fast-dllm only) are refused before anything loads.
+    let tmp = tempfile::tempdir().unwrap();
+    let model = long_model(tmp.path());
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/demo/iwslt14-deen.jsonl");
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let predictions = |cache: &str| {
+        let extra = ["--oracle-length", "--steps", "4", "--batch-size", "2", "--cache", cache];
+        let r = eval_report("iwslt14-deen", &data, &extra, &model, &out);
+        let n = out.read_dir().unwrap().count();
+        let path = out.read_dir().unwrap().map(|e| e.unwrap().path()).filter(|p| s(p).ends_with(".predictions.jsonl")).max();
+        assert!(n > 0 && r["scored"].as_u64().unwrap() > 0);
+        std::fs::read_to_string(path.unwrap()).unwrap()
+    };
+    let none = predictions("none");
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    assert_eq!(predictions("refresh:1"), none);
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    predictions("refresh:2");
+    let (model, data) = (s(&model), s(&data));
+    let args = ["eval", "--model", &model, "--task", "iwslt14-deen", "--data", &data, "--cache", "dual"];
+    fails_with(&dlm(&args), &["expected none or refresh:R"]);
+}

@@ -180,6 +180,8 @@ fn refresh_applies_to_a_model_with_a_cached_forward_only() {
 /// llada with blocks of 8 and 4 steps per block. Run by hand:
 /// `DLM_REFRESH_MODEL=.cache/demo/best cargo test -p dlm-diffusion --test refresh_cache -- --ignored --nocapture`
 /// (`DLM_REFRESH_DATA`, default data/demo/iwslt14-deen.jsonl; `DLM_REFRESH_ROWS`, default 100).
+/// When the script's outputs are in `.cache/cache-quality/demo/`, the generated ids are
+/// compared with them row by row (the last column).
 #[test]
 #[ignore]
 fn positions_computed_on_a_trained_model() {
@@ -211,8 +213,10 @@ fn positions_computed_on_a_trained_model() {
         .collect();
     let reparam = Strategy::Reparam { update: Update::Uncond, schedule: Schedule::Cosine, topk: TopK::Deterministic };
     let llada = Strategy::LowConfidence { block_length: Some(8), remasking: Remasking::LowConfidence };
-    println!("| strategy, cache | positions computed | of none | steps run | encode_cached calls (full and partial) |");
-    println!("|---|---|---|---|---|");
+    let generated: usize = canvases.iter().map(|(_, l)| l).sum();
+    println!("{} rows, {generated} generated positions", canvases.len());
+    println!("| strategy, cache | positions computed | of none | steps run | encode_cached calls (full and partial) | rows equal to the script's |");
+    println!("|---|---|---|---|---|---|");
     for (label, strategy, caches) in [
         ("reparam-uncond", reparam, &[Cache::None, Cache::Refresh(2), Cache::Refresh(4), Cache::Refresh(8)][..]),
         ("llada (blocks of 8)", llada, &[Cache::None, Cache::Prefix, Cache::Dual, Cache::Refresh(4)][..]),
@@ -221,17 +225,32 @@ fn positions_computed_on_a_trained_model() {
         for &cache in caches {
             model.reset();
             let mut steps_run = 0;
+            let mut outputs = Vec::new();
             for (canvas, length) in &canvases {
                 let steps = if label == "reparam-uncond" { 10 } else { 4 * length.div_ceil(8) };
                 let cfg = SamplerConfig { steps, strategy, seed: 0, cache, ..SamplerConfig::default() };
-                steps_run += denoise(&model, std::slice::from_ref(canvas), &cfg, sp).unwrap()[0].steps;
+                let out = denoise(&model, std::slice::from_ref(canvas), &cfg, sp).unwrap().remove(0);
+                steps_run += out.steps;
+                outputs.push(out.generated);
             }
+            let name = format!("{}-{cache}.jsonl", if label == "reparam-uncond" { "reparam" } else { "llada" });
+            let equal = match std::fs::read_to_string(root.join(".cache/cache-quality/demo").join(name)) {
+                Ok(text) => {
+                    let script: Vec<Vec<u32>> = text
+                        .lines()
+                        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["generated_ids"].clone())
+                        .map(|v| serde_json::from_value(v).unwrap())
+                        .collect();
+                    format!("{}/{}", script.iter().zip(&outputs).filter(|(a, b)| a == b).count(), script.len())
+                }
+                Err(_) => "–".into(),
+            };
             let computed = model.uncached.get() + model.cached.get();
             if cache == Cache::None {
                 base = computed;
             }
             let pct = 100.0 * computed as f64 / base as f64;
-            println!("| {label}, {cache} | {computed} | {pct:.1} % | {steps_run} | {} |", model.cached_calls.get());
+            println!("| {label}, {cache} | {computed} | {pct:.1} % | {steps_run} | {} | {equal} |", model.cached_calls.get());
         }
     }
 }

@@ -6,6 +6,9 @@
 //! in f32), Dream's one-position shift and padding keys included; the full forward that
 //! fills the cache is the uncached forward itself; misuse is an error.
 
+// `&[a..b]` is a set of positions holding one run, exactly what is meant.
+#![allow(clippy::single_range_in_vec_init)]
+
 use candle_core::{DType, Device, Tensor};
 use dlm_models::{Backbone, KvCache, LoadOptions, MaskedLm};
 use std::path::PathBuf;
@@ -55,7 +58,7 @@ fn check_blocks(name: &str, model: &Backbone, ids: &[u32], pad: u32, blocks: &[(
     assert!(max_diff(&filled, &full) < 1e-5, "{name}: the filling forward differs from encode_rows");
     for &(a, b) in blocks {
         for (mode, fresh) in [("prefix", a..len), ("dual", a..b)] {
-            let got = rows(&model.encode_cached(ids, pad, &[fresh.clone()], &mut cache).unwrap());
+            let got = rows(&model.encode_cached(ids, pad, std::slice::from_ref(&fresh), &mut cache).unwrap());
             assert_eq!(got.len(), fresh.len());
             let d = max_diff(&got, &full[fresh.clone()]);
             assert!(d < 1e-5, "{name} {mode} {fresh:?}: max |cached − uncached| = {d}");
@@ -179,7 +182,7 @@ fn bf16_cached_forwards_stay_close() {
         let mut cache = KvCache::new();
         model.encode_cached(&ids, 1, &[0..len], &mut cache).unwrap();
         for fresh in [6..len, 6..14, 14..22] {
-            let got = rows(&model.encode_cached(&ids, 1, &[fresh.clone()], &mut cache).unwrap());
+            let got = rows(&model.encode_cached(&ids, 1, std::slice::from_ref(&fresh), &mut cache).unwrap());
             let scale = full[fresh.clone()].iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
             let d = max_diff(&got, &full[fresh.clone()]);
             assert!(d <= 0.05 * scale, "{name} bf16 {fresh:?}: {d} (largest |state| {scale})");

@@ -305,8 +305,9 @@ pub struct SamplerConfig {
     pub seed: u64,
     /// Keep the canvas after every step.
     pub record_trajectory: bool,
-    /// Fast-dLLM's KV cache for the semi-autoregressive strategies (`none`: a full forward
-    /// every step).
+    /// Keys and values reused between steps: Fast-dLLM's prefix or dual cache (the
+    /// semi-autoregressive strategies) or dKV-Cache's refreshed cache (`refresh:R`, every
+    /// strategy); `none`: a full forward every step.
     #[serde(default)]
     pub cache: super::Cache,
 }

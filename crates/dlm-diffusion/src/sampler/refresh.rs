@@ -137,7 +137,7 @@ impl Predictor for RefreshPredictor<'_> {
             }
             let i = st.i;
             st.i += 1;
-            let due = i % self.every == 0 || (self.blocks && i == 1) || st.pending;
+            let due = i.is_multiple_of(self.every) || (self.blocks && i == 1) || st.pending;
             if want.is_empty() {
                 st.pending = due;
                 continue;
@@ -261,6 +261,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::single_range_in_vec_init)] // a set of positions holding one run
     fn cached_steps_compute_the_positions_masked_before_the_previous_step() {
         // The reference's `~prv_transfer_idx`: at a cached step of LLaDA (nothing is ever
         // re-masked, `<mask>` never predicted), the positions computed are those masked in
