@@ -240,17 +240,15 @@ fn sampler_config(
     let cache = match f.str("cache")? {
         None => Cache::None,
         Some(c) => Cache::parse(c)
-            .ok_or_else(|| ApiError::invalid("cache", format!("unknown cache {c:?}; expected none, prefix or dual")))?,
+            .ok_or_else(|| ApiError::invalid("cache", format!("unknown cache {c:?}; expected none, prefix, dual or refresh:R")))?,
     };
     if cache != Cache::None {
         // The scheduler's StepBatch keeps no per-row KV cache yet (docs/sampling.md, Caches).
         return Err(ApiError::invalid(
             "cache",
             format!(
-                "cache {:?} is not served yet: continuous batching runs a full forward per step; use cache none \
-                 (or `dlm generate --cache {}`)",
-                cache.as_str(),
-                cache.as_str()
+                "cache \"{cache}\" is not served yet: continuous batching runs a full forward per step; use cache none \
+                 (or `dlm generate --cache {cache}`)"
             ),
         ));
     }
