@@ -31,7 +31,7 @@ fn skipped_counts_equal_the_published_ones() {
             ..LoadOptions::default()
         };
         let ds = load(task, &d.join(dir), &opts).unwrap();
-        let p = plan(&ds, &tok, 512, None).unwrap();
+        let p = plan(&ds, &tok, None, 512, None).unwrap();
         let total: usize = p.counts.iter().map(|c| c.examples).sum();
         let skip: usize = p.counts.iter().map(|c| c.skipped).sum();
         assert_eq!((total, skip), (rows, skipped), "{task} {shots}-shot");
