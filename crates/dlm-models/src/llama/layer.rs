@@ -62,6 +62,13 @@ impl Layer {
 
     /// `x`: [N, hidden] (sequences packed as `keys` says); `cos`, `sin`: [N, 1, head_dim].
     pub fn forward(&self, x: &Tensor, keys: &Keys, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let (q, k, v) = self.rotated_qkv(x, cos, sin)?;
+        let context = self.self_attention(&q, &k, &v, keys)?; // [N, h]
+        self.finish(x, &context)
+    }
+
+    /// Q (rotated) [N, heads, d], K (rotated) and V [N, kv_heads, d] of `attn_norm(x)`.
+    pub(super) fn rotated_qkv(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let (n, h) = x.dims2()?;
         let d = h / self.heads;
         let normed = self.attn_norm.forward(x)?;
@@ -70,13 +77,25 @@ impl Layer {
             None => Linear::forward_cat(&[&self.q, &self.k, &self.v], &normed)?,
         }; // [N, h + 2·kv·d]
         let kv = self.kv_heads * d;
-        let q = Rope::apply(&qkv.narrow(1, 0, h)?.reshape((n, self.heads, d))?, cos, sin)?; // [N, heads, d]
-        let k = Rope::apply(&qkv.narrow(1, h, kv)?.reshape((n, self.kv_heads, d))?, cos, sin)?; // [N, kv_heads, d]
+        let q = Rope::apply(&qkv.narrow(1, 0, h)?.reshape((n, self.heads, d))?, cos, sin)?;
+        let k = Rope::apply(&qkv.narrow(1, h, kv)?.reshape((n, self.kv_heads, d))?, cos, sin)?;
         let v = qkv.narrow(1, h + kv, kv)?.reshape((n, self.kv_heads, d))?;
-        let (k, v) = (self.repeat_kv(&k)?, self.repeat_kv(&v)?); // [N, heads, d]
+        Ok((q, k, v))
+    }
+
+    /// Attention of packed sequences over their own keys (the fused kernel): `q`
+    /// [N, heads, d], `k`, `v` [N, kv_heads, d] → context [N, h].
+    pub(super) fn self_attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, keys: &Keys) -> Result<Tensor> {
+        let (n, heads, d) = q.dims3()?;
+        let h = heads * d;
+        let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?); // [N, heads, d]
         let fused = Tensor::cat(&[q.reshape((n, h))?, k.reshape((n, h))?, v.reshape((n, h))?], 1)?; // [N, 3h]
-        let context = attention(&fused, keys, self.heads, None)?; // [N, h]
-        let x = (x + self.o.forward(&context)?)?;
+        Ok(attention(&fused, keys, self.heads, None)?)
+    }
+
+    /// The rest of the layer after attention: `x += O(context)`, then the SwiGLU MLP.
+    pub(super) fn finish(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let x = (x + self.o.forward(context)?)?;
         let normed = self.mlp_norm.forward(&x)?;
         let (gate, up) = match &self.gate_up {
             Some(gu) => {

@@ -7,12 +7,10 @@
 //! Queries are rotated at their absolute positions (the tables of `rows`).
 
 use super::Layer;
-use crate::dense::Linear;
-use crate::elementwise::{Keys, attention};
+use crate::elementwise::Keys;
 use crate::error::Result;
 use crate::kv_cache::{cross_attention, splice};
-use crate::llama::rope::Rope;
-use candle_core::{D, Tensor};
+use candle_core::Tensor;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -36,17 +34,8 @@ impl Layer {
         past: Option<&(Tensor, Tensor)>,
         key_bias: Option<&Tensor>,
     ) -> Result<(Tensor, (Tensor, Tensor))> {
-        let (n, h) = x.dims2()?;
-        let d = h / self.heads;
-        let normed = self.attn_norm.forward(x)?;
-        let qkv = match &self.qkv {
-            Some(qkv) => qkv.forward(&normed)?,
-            None => Linear::forward_cat(&[&self.q, &self.k, &self.v], &normed)?,
-        }; // [n, h + 2·kv·d]
-        let kv = self.kv_heads * d;
-        let q = Rope::apply(&qkv.narrow(1, 0, h)?.reshape((n, self.heads, d))?, cos, sin)?; // [n, heads, d]
-        let k = Rope::apply(&qkv.narrow(1, h, kv)?.reshape((n, self.kv_heads, d))?, cos, sin)?; // [n, kv_heads, d]
-        let v = qkv.narrow(1, h + kv, kv)?.reshape((n, self.kv_heads, d))?;
+        let n = x.dim(0)?;
+        let (q, k, v) = self.rotated_qkv(x, cos, sin)?; // [n, heads, d], [n, kv_heads, d] ×2
         let (context, keys, values) = match past {
             None => {
                 // The whole sequence: exactly the attention of `forward` (one packed row).
@@ -55,9 +44,7 @@ impl Layer {
                     None => Tensor::zeros(n, x.dtype(), x.device())?,
                 };
                 let keys = Keys::Packed { bias, lengths: Arc::from([n]) };
-                let (ke, ve) = (self.repeat_kv(&k)?, self.repeat_kv(&v)?); // [n, heads, d]
-                let fused = Tensor::cat(&[q.reshape((n, h))?, ke.reshape((n, h))?, ve.reshape((n, h))?], 1)?; // [n, 3h]
-                (attention(&fused, &keys, self.heads, None)?, k, v)
+                (self.self_attention(&q, &k, &v, &keys)?, k, v)
             }
             Some((past_k, past_v)) => {
                 let keys = splice(past_k, &k, rows, len)?; // [len, kv_heads, d]
@@ -65,17 +52,6 @@ impl Layer {
                 (cross_attention(&q, &keys, &values, None)?, keys, values)
             }
         }; // context [n, h]
-        let x = (x + self.o.forward(&context)?)?;
-        let normed = self.mlp_norm.forward(&x)?;
-        let (gate, up) = match &self.gate_up {
-            Some(gu) => {
-                let both = gu.forward(&normed)?; // [n, 2f]
-                let f = both.dim(D::Minus1)? / 2;
-                (both.narrow(D::Minus1, 0, f)?, both.narrow(D::Minus1, f, f)?)
-            }
-            None => (self.gate.forward(&normed)?, self.up.forward(&normed)?),
-        };
-        let inner = (gate.silu()? * up)?; // [n, f]
-        Ok(((x + self.down.forward(&inner)?)?, (keys.contiguous()?, values.contiguous()?)))
+        Ok((self.finish(x, &context)?, (keys.contiguous()?, values.contiguous()?)))
     }
 }
