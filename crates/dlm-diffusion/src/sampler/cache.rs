@@ -31,7 +31,7 @@ use super::config::{SamplerConfig, Strategy};
 use super::predict::{ModelPredictor, Readout, Shared, read_off};
 use super::state::Row;
 use super::unmask::{block_slots, low_confidence_update, parallel_update};
-use super::{Denoised, StepEvent, finish, llada_blocks};
+use super::{Denoised, StepEvent, finish_all, llada_blocks, record_step};
 use crate::canvas::{Canvas, SpecialIds};
 use crate::error::{DiffusionError, Result};
 use crate::schedule::transfer_counts;
@@ -263,19 +263,9 @@ pub(crate) fn run_cached(
             states[i].advance(decoded);
         }
         steps_run += 1;
-        let event = StepEvent { step, rows: &rows };
-        if cfg.record_trajectory {
-            for (h, canvas) in history.iter_mut().zip(event.canvases()) {
-                h.push(canvas.to_vec());
-            }
-        }
-        on_step(event);
+        record_step(step, &rows, &mut history, cfg.record_trajectory, on_step);
     }
-    Ok(rows
-        .into_iter()
-        .zip(history)
-        .map(|(row, h)| finish(row, h, steps_run, cfg.record_trajectory, special))
-        .collect())
+    Ok(finish_all(rows, history, steps_run, cfg.record_trajectory, special))
 }
 
 #[cfg(test)]

@@ -240,19 +240,31 @@ pub(crate) fn run(
             }
         }
         steps_run += 1;
-        let event = StepEvent { step, rows: &rows };
-        if cfg.record_trajectory {
-            for (h, canvas) in history.iter_mut().zip(event.canvases()) {
-                h.push(canvas.to_vec());
-            }
-        }
-        on_step(event);
+        record_step(step, &rows, &mut history, cfg.record_trajectory, on_step);
     }
-    Ok(rows
-        .into_iter()
-        .zip(history)
-        .map(|(row, h)| finish(row, h, steps_run, cfg.record_trajectory, special))
-        .collect())
+    Ok(finish_all(rows, history, steps_run, cfg.record_trajectory, special))
+}
+
+/// After a step: the canvases into each row's history (when recording), then the event.
+pub(crate) fn record_step(
+    step: usize,
+    rows: &[Row],
+    history: &mut [Vec<Vec<u32>>],
+    record: bool,
+    on_step: &mut dyn FnMut(StepEvent<'_>),
+) {
+    let event = StepEvent { step, rows };
+    if record {
+        for (h, canvas) in history.iter_mut().zip(event.canvases()) {
+            h.push(canvas.to_vec());
+        }
+    }
+    on_step(event);
+}
+
+/// The outputs of a finished run, row by row.
+pub(crate) fn finish_all(rows: Vec<Row>, history: Vec<Vec<Vec<u32>>>, steps: usize, record: bool, special: SpecialIds) -> Vec<Denoised> {
+    rows.into_iter().zip(history).map(|(row, h)| finish(row, h, steps, record, special)).collect()
 }
 
 /// Applies step `step` of `cfg.strategy` to one row, given the predictions for the slots
