@@ -1,8 +1,8 @@
 //! `cache refresh:R` (dKV-Cache-Decode with a refresh every R steps) on the tiny random
-//! XLM-R and LLaDA checkpoints: `refresh:1` is the uncached run bit for bit; `refresh:R`
-//! with R > 1 runs every strategy, returns valid canvases (the prompt kept, the canvas
-//! length kept, as many masks left as without the cache) and computes fewer positions
-//! than the uncached run, counted at the model. The model runs on the device
+//! XLM-R, ModernBERT and LLaDA checkpoints: `refresh:1` is the uncached run bit for bit;
+//! `refresh:R` with R > 1 runs every strategy, returns valid canvases (the prompt kept,
+//! the canvas length kept, as many masks left as without the cache) and computes fewer
+//! positions than the uncached run, counted at the model. The model runs on the device
 //! `DLM_TEST_DEVICE` names (default cpu).
 
 use candle_core::{DType, Device, Tensor};
@@ -84,6 +84,8 @@ impl MaskedLm for Counting {
 
 /// The tiny XLM-R's ids (as the golden sampler fixtures use them).
 const XLMR: SpecialIds = SpecialIds { bos: 0, eos: 2, pad: 1, mask: 89 };
+/// The tiny ModernBERT's (`<mask>` is its last id).
+const MODERNBERT: SpecialIds = SpecialIds { bos: 0, eos: 2, pad: 1, mask: 71 };
 /// The tiny LLaDA's: `<|eot|>`-like end and padding id 1, mask 126 (bos unused).
 const LLADA: SpecialIds = SpecialIds { bos: 0, eos: 1, pad: 1, mask: 126 };
 
@@ -158,18 +160,24 @@ fn tiny_llada_refresh() {
 }
 
 #[test]
+fn tiny_modernbert_refresh() {
+    // Canvases longer than the local layers' window (8).
+    check("tiny-modernbert", MODERNBERT, &[(&[0, 10, 11, 12, 13, 14, 15], 12), (&[0, 40, 41], 12)]);
+}
+
+#[test]
 fn refresh_applies_to_a_model_with_a_cached_forward_only() {
-    // ModernBERT has no cached forward: refresh:R > 1 is an error naming it, never a
-    // silent full recompute; refresh:1 (every step a refresh) is the uncached run.
+    // A model in causal mode has no cached forward: refresh:R > 1 is an error naming it,
+    // never a silent full recompute; refresh:1 (every step a refresh) is the uncached run.
     let device = dlm_models::device_from_env("DLM_TEST_DEVICE").unwrap();
-    let opts = LoadOptions { device, ..LoadOptions::default() };
+    let opts = LoadOptions { device, causal: true, ..LoadOptions::default() };
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dlm-models/tests/fixtures/tiny-modernbert");
     let model = Backbone::load(&dir, &opts).unwrap();
-    let sp = SpecialIds { bos: 0, eos: 2, pad: 1, mask: 4 };
+    let sp = MODERNBERT;
     let cs = vec![Canvas::new(&[0, 10, 11], 6, sp).unwrap()];
     let cfg = SamplerConfig { steps: 4, cache: Cache::Refresh(2), ..SamplerConfig::default() };
     let e = denoise(&model, &cs, &cfg, sp).unwrap_err().to_string();
-    assert!(e.contains("no cached forward"), "{e}");
+    assert!(e.contains("no cached forward") && e.contains("causal"), "{e}");
     let none = denoise(&model, &cs, &SamplerConfig { cache: Cache::None, ..cfg.clone() }, sp).unwrap();
     assert_eq!(denoise(&model, &cs, &SamplerConfig { cache: Cache::Refresh(1), ..cfg }, sp).unwrap(), none);
 }

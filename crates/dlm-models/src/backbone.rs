@@ -313,7 +313,7 @@ impl MaskedLm for Backbone {
         }
     }
 
-    /// LLaDA, Dream and the BERT family (bidirectional); ModernBERT and causal mode are
+    /// LLaDA, Dream, the BERT family and ModernBERT (bidirectional); causal mode is
     /// refused, naming the model type.
     fn encode_cached(&self, ids: &[u32], pad: u32, fresh: &[std::ops::Range<usize>], cache: &mut crate::KvCache) -> Result<Tensor> {
         self.check_sequence(ids.len(), ids.iter().copied().max())?;
@@ -324,9 +324,10 @@ impl MaskedLm for Backbone {
             Body::Bert { embeddings, layers } if !self.opts.causal => {
                 crate::encoder::forward_cached(embeddings, layers, ids, pad, fresh, cache, dtype, &self.dropout, device)
             }
+            Body::ModernBert(e) if !self.opts.causal => e.forward_cached(ids, pad, fresh, cache, dtype, &self.dropout, device),
             _ => Err(ModelError::Unsupported(format!(
-                "{}: model_type {:?}{} has no cached forward: KV caches (prefix, dual, refresh) are implemented for LLaDA, Dream \
-                 and the BERT family (bert, roberta, camembert, xlm-roberta) without causal attention",
+                "{}: model_type {:?}{} has no cached forward: KV caches (prefix, dual, refresh) are implemented for LLaDA, Dream, \
+                 ModernBERT and the BERT family (bert, roberta, camembert, xlm-roberta) without causal attention",
                 self.dir.display(),
                 self.config.model_type,
                 if self.opts.causal { " with causal attention" } else { "" }

@@ -174,6 +174,20 @@ impl Layer {
 /// seq]. A query that may attend to nothing gets a finite bias everywhere, so its softmax
 /// stays uniform and finite (as in `transformers`).
 pub(crate) fn attention_bias(mask: &Tensor, dtype: DType, causal: bool, window: Option<usize>) -> Result<Tensor> {
+    let queries: Vec<usize> = (0..mask.dim(1)?).collect();
+    query_attention_bias(mask, dtype, causal, window, &queries)
+}
+
+/// [`attention_bias`] for the queries at the positions `queries` (n of them) only: with
+/// `causal` or a `window`, [batch, 1, n, seq], row i that of query position `queries[i]`;
+/// else [batch, 1, 1, seq] as there (a key-only bias is the same for every query).
+pub(crate) fn query_attention_bias(
+    mask: &Tensor,
+    dtype: DType,
+    causal: bool,
+    window: Option<usize>,
+    queries: &[usize],
+) -> Result<Tensor> {
     let min = match dtype {
         DType::BF16 => f64::from(half::bf16::MIN),
         DType::F16 => f64::from(half::f16::MIN),
@@ -181,11 +195,12 @@ pub(crate) fn attention_bias(mask: &Tensor, dtype: DType, causal: bool, window: 
     };
     let keep = mask.to_dtype(DType::F32)?.unsqueeze(1)?.unsqueeze(1)?; // [b, 1, 1, s]
     let keep = if causal || window.is_some() {
-        let s = mask.dim(1)?;
+        let (n, s) = (queries.len(), mask.dim(1)?);
         let allowed = |q: usize, k: usize| (!causal || k <= q) && window.is_none_or(|w| q.abs_diff(k) <= w);
-        let pairs: Vec<f32> = (0..s * s).map(|i| if allowed(i / s, i % s) { 1.0 } else { 0.0 }).collect();
-        let pairs = Tensor::from_vec(pairs, (1, 1, s, s), mask.device())?;
-        keep.broadcast_mul(&pairs)? // [b, 1, s, s]
+        let pairs: Vec<f32> =
+            queries.iter().flat_map(|&q| (0..s).map(move |k| if allowed(q, k) { 1.0 } else { 0.0 })).collect();
+        let pairs = Tensor::from_vec(pairs, (1, 1, n, s), mask.device())?;
+        keep.broadcast_mul(&pairs)? // [b, 1, n, s]
     } else {
         keep
     };

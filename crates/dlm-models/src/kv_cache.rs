@@ -17,7 +17,8 @@ pub struct KvCache {
     /// The number of positions it covers (0: empty).
     pub(crate) len: usize,
     /// Per layer, the backbone's keys and values, `[len, kv_heads, head_dim]` each (the
-    /// Llama body's keys rotated; the BERT family's with `kv_heads` = heads).
+    /// Llama body's and ModernBERT's keys rotated; the BERT family's and ModernBERT's with
+    /// `kv_heads` = heads).
     pub(crate) layers: Vec<(Tensor, Tensor)>,
 }
 
@@ -40,6 +41,22 @@ impl KvCache {
     pub fn clear(&mut self) {
         self.len = 0;
         self.layers.clear();
+    }
+
+    /// Whether a cached forward that computes `rows` (normalised by [`runs`]) of a sequence
+    /// of `len` through a model of `layers` layers is a full forward, which fills the cache;
+    /// any other must find the cache filled for that length and layer count.
+    pub(crate) fn fills(&self, rows: &[Range<usize>], len: usize, layers: usize) -> Result<bool, String> {
+        let fill = matches!(rows, [one] if *one == (0..len));
+        if !fill && (self.len != len || self.layers.len() != layers) {
+            return Err(format!(
+                "cached forward over positions {rows:?}: the cache holds {} positions of {} layers, the sequence has {len} \
+                 positions and the model {layers} layers (fill the cache with a forward over the whole sequence first)",
+                self.len,
+                self.layers.len(),
+            ));
+        }
+        Ok(fill)
     }
 }
 

@@ -55,9 +55,14 @@ pub trait MaskedLm {
     /// `encode_rows(&[ids], pad)`; otherwise the cache must have been filled for a sequence
     /// of the same length, and the states equal `encode_rows` at `fresh` (up to rounding)
     /// when no id outside `fresh` changed since — after such changes they are the caches'
-    /// approximation. A backbone whose output at a position is read from another one
-    /// (Dream's shift) computes whatever `fresh` needs. The default refuses: a backbone
-    /// without a cached path is an error, never silently recomputed.
+    /// approximation. Every position keeps what the whole sequence gives it (absolute
+    /// position ids; rotary keys cached rotated by their position), every query sees the
+    /// keys the uncached forward lets it see (padding masked, ModernBERT's local layers only
+    /// within their window of it), and a backbone whose output at a position is read from
+    /// another one (Dream's shift) computes whatever `fresh` needs. [`crate::Backbone`]
+    /// implements it for LLaDA, Dream, the BERT family and ModernBERT (not in causal mode).
+    /// The default refuses: a backbone without a cached path is an error, never silently
+    /// recomputed.
     fn encode_cached(&self, ids: &[u32], pad: u32, fresh: &[Range<usize>], cache: &mut KvCache) -> Result<Tensor> {
         let _ = (ids, pad, fresh, cache);
         Err(ModelError::Unsupported("this model has no cached forward (KV caches)".into()))

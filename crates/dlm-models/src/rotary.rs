@@ -5,17 +5,19 @@
 
 use candle_core::{D, DType, Device, Result, Tensor};
 
-/// The cos/sin tables of positions `0..seq` for one theta.
+/// The cos/sin tables of some positions (`0..seq` of a forward, or those a cached forward
+/// computes) for one theta.
 pub(crate) struct Rotary {
-    cos: Tensor, // [seq, head_dim]
-    sin: Tensor, // [seq, head_dim]
+    cos: Tensor, // [positions, head_dim]
+    sin: Tensor, // [positions, head_dim]
 }
 
 impl Rotary {
-    pub fn new(
+    /// The tables of `positions`, in order (row i rotates by position `positions[i]`).
+    pub fn at(
         theta: f64,
         head_dim: usize,
-        seq: usize,
+        positions: impl ExactSizeIterator<Item = usize>,
         dtype: DType,
         device: &Device,
     ) -> Result<Rotary> {
@@ -23,22 +25,23 @@ impl Rotary {
         let inv_freq: Vec<f32> = (0..half)
             .map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32)
             .collect();
+        let n = positions.len();
         // angle[p, j] = p · inv_freq[j mod half], the frequencies repeated for both halves.
-        let angles: Vec<f32> = (0..seq)
+        let angles: Vec<f32> = positions
             .flat_map(|p| {
                 (0..head_dim)
                     .map(|j| p as f32 * inv_freq[j % half])
                     .collect::<Vec<_>>()
             })
             .collect();
-        let angles = Tensor::from_vec(angles, (seq, head_dim), device)?;
+        let angles = Tensor::from_vec(angles, (n, head_dim), device)?;
         Ok(Rotary {
             cos: angles.cos()?.to_dtype(dtype)?,
             sin: angles.sin()?.to_dtype(dtype)?,
         })
     }
 
-    /// `x`: [batch, heads, seq, head_dim] → the same, rotated by position.
+    /// `x`: [batch, heads, positions, head_dim] → the same, rotated by position.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let d = x.dim(D::Minus1)?;
         let (first, second) = (
@@ -59,7 +62,7 @@ mod tests {
     #[test]
     fn rotates_pairs_by_position_times_frequency() {
         let dev = Device::Cpu;
-        let r = Rotary::new(100.0, 4, 3, DType::F32, &dev).unwrap();
+        let r = Rotary::at(100.0, 4, 0..3, DType::F32, &dev).unwrap();
         let x = Tensor::new(&[1f32, 2., 3., 4.], &dev)
             .unwrap()
             .reshape((1, 1, 1, 4))

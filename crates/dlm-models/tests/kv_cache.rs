@@ -1,10 +1,11 @@
 //! `MaskedLm::encode_cached` (Fast-dLLM's prefix and dual KV caches, dKV-Cache's sets of
-//! positions) on the tiny LLaDA, Dream and BERT-family checkpoints: with nothing outside
-//! the computed positions changed since the cache was filled, a cached forward over a
-//! block (prefix: the block to the end of the sequence; dual: the block alone) or over any
-//! set of positions gives the uncached forward's states at those positions (within 1e-5
-//! in f32), Dream's one-position shift and padding keys included; the full forward that
-//! fills the cache is the uncached forward itself; misuse is an error.
+//! positions) on the tiny LLaDA, Dream, BERT-family and ModernBERT checkpoints: with
+//! nothing outside the computed positions changed since the cache was filled, a cached
+//! forward over a block (prefix: the block to the end of the sequence; dual: the block
+//! alone) or over any set of positions gives the uncached forward's states at those
+//! positions (within 1e-5 in f32), Dream's one-position shift, ModernBERT's rotary
+//! positions and sliding windows, and padding keys included; the full forward that fills
+//! the cache is the uncached forward itself; misuse is an error.
 
 // `&[a..b]` is a set of positions holding one run, exactly what is meant.
 #![allow(clippy::single_range_in_vec_init)]
@@ -42,28 +43,27 @@ fn canvas() -> Vec<u32> {
     ids
 }
 
-/// The uncached states of `ids`: [len, hidden].
-fn uncached(model: &Backbone, ids: &[u32]) -> Vec<Vec<f32>> {
-    rows(&model.encode_rows(&[ids], 1).unwrap())
-}
-
 /// Fills a cache with `ids` and checks that cached forwards over each block, prefix (the
-/// block to the end) and dual (the block alone), give the uncached states there.
-fn check_blocks(name: &str, model: &Backbone, ids: &[u32], pad: u32, blocks: &[(usize, usize)]) {
+/// block to the end) and dual (the block alone), give the uncached states there. Returns
+/// the largest difference seen (the filling forward's included).
+fn check_blocks(name: &str, model: &Backbone, ids: &[u32], pad: u32, blocks: &[(usize, usize)]) -> f32 {
     let len = ids.len();
     let full = rows(&model.encode_rows(&[ids], pad).unwrap());
     let mut cache = KvCache::new();
     let filled = rows(&model.encode_cached(ids, pad, &[0..len], &mut cache).unwrap());
     assert_eq!(cache.len(), len);
-    assert!(max_diff(&filled, &full) < 1e-5, "{name}: the filling forward differs from encode_rows");
+    let mut worst = max_diff(&filled, &full);
+    assert!(worst < 1e-5, "{name}: the filling forward differs from encode_rows by {worst}");
     for &(a, b) in blocks {
         for (mode, fresh) in [("prefix", a..len), ("dual", a..b)] {
             let got = rows(&model.encode_cached(ids, pad, std::slice::from_ref(&fresh), &mut cache).unwrap());
             assert_eq!(got.len(), fresh.len());
             let d = max_diff(&got, &full[fresh.clone()]);
             assert!(d < 1e-5, "{name} {mode} {fresh:?}: max |cached − uncached| = {d}");
+            worst = worst.max(d);
         }
     }
+    worst
 }
 
 #[test]
@@ -98,6 +98,43 @@ fn the_bert_family_caches_too() {
     }
 }
 
+/// The ModernBERT fixtures (`global_attn_every_n_layers` 2, `local_attention` 8: layer 1
+/// of 3 attends within 4 positions of the query).
+const MODERNBERT: [&str; 2] = ["tiny-modernbert", "tiny-modernbert-biased"];
+
+/// `<s> prompt <mask>×16 </s>` (28 positions, several local windows long) with a padding
+/// id inside the prompt and two decoded positions, and the padding id. (`<mask>` is the
+/// last id of both fixtures' vocabularies, `<unk>` = 3 occurs nowhere.)
+fn modernbert_canvas(model: &Backbone) -> (Vec<u32>, u32) {
+    let pad = model.config().pad_id();
+    let mut ids: Vec<u32> = vec![0, 10, pad, 12, 13, 14, 15, 16, 17, 18, 19];
+    ids.extend(std::iter::repeat_n(model.vocab_size() as u32 - 1, 16));
+    ids.push(2);
+    ids[13] = 30;
+    ids[22] = 40;
+    (ids, pad)
+}
+
+#[test]
+fn modernbert_caches_with_rotary_positions_and_local_windows() {
+    // Blocks at the start, in the middle and at the end, each far enough from others that
+    // the local layer's window excludes most of the sequence; single positions.
+    let blocks = [(11, 19), (19, 27), (0, 8), (5, 6), (27, 28), (1, 28)];
+    for name in MODERNBERT {
+        let model = load(name, DType::F32);
+        let (ids, pad) = modernbert_canvas(&model);
+        let window = model.config().extra["local_attention"].as_u64().unwrap() as usize;
+        assert!(window / 2 + 1 < ids.len() / 2, "{name}: the canvas is not longer than the local window");
+        // The padding id is masked as a key by encode_rows (its states differ from those of
+        // the same ids with nothing masked), and the cached forwards reproduce that.
+        let unmasked = rows(&model.encode_rows(&[&ids], 3).unwrap());
+        let masked = rows(&model.encode_rows(&[&ids], pad).unwrap());
+        assert!(max_diff(&masked, &unmasked) > 1e-3, "{name}: the padding key changes nothing?");
+        let d = check_blocks(name, &model, &ids, pad, &blocks);
+        eprintln!("{name}: max |cached − uncached| over blocks = {d:e}");
+    }
+}
+
 /// The BERT-family canvas of `the_bert_family_caches_too`, and its padding id.
 fn bert_canvas(model: &Backbone) -> (Vec<u32>, u32) {
     let pad = model.config().pad_id();
@@ -116,25 +153,31 @@ fn sets_of_positions_equal_the_uncached_forward() {
     // returned rows follow the runs' order, and touching runs are the same computation as
     // one range.
     let sets: [&[std::ops::Range<usize>]; 4] = [&[0..2, 5..7, 9..10], &[1..3, 8..9, 12..16], &[3..4], &[0..1, 15..17]];
-    for name in ["llada-tiny", "dream-tiny", "tiny-bert", "tiny-roberta", "tiny-xlmr"] {
+    let names = ["llada-tiny", "dream-tiny", "tiny-bert", "tiny-roberta", "tiny-xlmr"];
+    for name in names.into_iter().chain(MODERNBERT) {
         let model = load(name, DType::F32);
         let (ids, pad) = if name.ends_with("tiny") {
             let mut ids = canvas();
             ids[7] = 51;
             ids[15] = 30;
             (ids, 1)
+        } else if name.contains("modernbert") {
+            modernbert_canvas(&model)
         } else {
             bert_canvas(&model)
         };
         let full = rows(&model.encode_rows(&[&ids], pad).unwrap());
         let mut cache = KvCache::new();
         model.encode_cached(&ids, pad, &[0..ids.len()], &mut cache).unwrap();
+        let mut worst = 0f32;
         for set in sets {
             let got = rows(&model.encode_cached(&ids, pad, set, &mut cache).unwrap());
             let want: Vec<Vec<f32>> = set.iter().flat_map(|r| full[r.clone()].to_vec()).collect();
             let d = max_diff(&got, &want);
             assert!(d < 1e-5, "{name} {set:?}: max |cached − uncached| = {d}");
+            worst = worst.max(d);
         }
+        eprintln!("{name}: max |cached − uncached| over sets = {worst:e}");
         let split = rows(&model.encode_cached(&ids, pad, &[6..9, 9..14], &mut cache).unwrap());
         let whole = rows(&model.encode_cached(&ids, pad, &[6..14], &mut cache).unwrap());
         assert_eq!(split, whole, "{name}: touching runs differ from one range");
@@ -152,37 +195,42 @@ fn the_cache_keeps_the_keys_and_values_last_computed() {
     // values of the filling forward. Refilling after the change gives the uncached states
     // of the new canvas again, and a second cached call right after a first one over the
     // same block computes the same states (the block's keys were replaced, not appended).
-    for name in ["llada-tiny", "dream-tiny"] {
+    for name in ["llada-tiny", "dream-tiny"].into_iter().chain(MODERNBERT) {
         let model = load(name, DType::F32);
-        let mut ids = canvas();
+        let (mut ids, pad, (at, id), block) = if name.contains("modernbert") {
+            let (ids, pad) = modernbert_canvas(&model);
+            (ids, pad, (12, 50), 11..19)
+        } else {
+            (canvas(), 1, (8, 96), 6..14)
+        };
         let len = ids.len();
         let mut cache = KvCache::new();
-        model.encode_cached(&ids, 1, &[0..len], &mut cache).unwrap();
-        ids[8] = 96;
-        let first = rows(&model.encode_cached(&ids, 1, &[6..14], &mut cache).unwrap());
-        let second = rows(&model.encode_cached(&ids, 1, &[6..14], &mut cache).unwrap());
+        model.encode_cached(&ids, pad, &[0..len], &mut cache).unwrap();
+        ids[at] = id;
+        let first = rows(&model.encode_cached(&ids, pad, std::slice::from_ref(&block), &mut cache).unwrap());
+        let second = rows(&model.encode_cached(&ids, pad, std::slice::from_ref(&block), &mut cache).unwrap());
         assert_eq!(first, second, "{name}");
-        let now = uncached(&model, &ids);
+        let now = rows(&model.encode_rows(&[&ids], pad).unwrap());
         // Only layer 0 of the block sees exactly the new canvas; the cached suffix is stale,
         // so the states are close to but not the uncached ones.
-        assert!(max_diff(&first, &now[6..14]) > 0.0, "{name}: a stale cache changed nothing?");
-        model.encode_cached(&ids, 1, &[0..len], &mut cache).unwrap();
-        let refreshed = rows(&model.encode_cached(&ids, 1, &[6..14], &mut cache).unwrap());
-        assert!(max_diff(&refreshed, &now[6..14]) < 1e-5, "{name}");
+        assert!(max_diff(&first, &now[block.clone()]) > 0.0, "{name}: a stale cache changed nothing?");
+        model.encode_cached(&ids, pad, &[0..len], &mut cache).unwrap();
+        let refreshed = rows(&model.encode_cached(&ids, pad, std::slice::from_ref(&block), &mut cache).unwrap());
+        assert!(max_diff(&refreshed, &now[block]) < 1e-5, "{name}");
     }
 }
 
 #[test]
 fn bf16_cached_forwards_stay_close() {
-    for name in ["llada-tiny", "dream-tiny"] {
+    for name in ["llada-tiny", "dream-tiny"].into_iter().chain(MODERNBERT) {
         let model = load(name, DType::BF16);
-        let ids = canvas();
+        let (ids, pad) = if name.contains("modernbert") { modernbert_canvas(&model) } else { (canvas(), 1) };
         let len = ids.len();
-        let full = uncached(&model, &ids);
+        let full = rows(&model.encode_rows(&[&ids], pad).unwrap());
         let mut cache = KvCache::new();
-        model.encode_cached(&ids, 1, &[0..len], &mut cache).unwrap();
+        model.encode_cached(&ids, pad, &[0..len], &mut cache).unwrap();
         for fresh in [6..len, 6..14, 14..22] {
-            let got = rows(&model.encode_cached(&ids, 1, std::slice::from_ref(&fresh), &mut cache).unwrap());
+            let got = rows(&model.encode_cached(&ids, pad, std::slice::from_ref(&fresh), &mut cache).unwrap());
             let scale = full[fresh.clone()].iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
             let d = max_diff(&got, &full[fresh.clone()]);
             assert!(d <= 0.05 * scale, "{name} bf16 {fresh:?}: {d} (largest |state| {scale})");
@@ -203,9 +251,20 @@ fn misuse_is_an_error() {
     assert!(e.contains("the sequence has 20"), "{e}");
     assert!(model.encode_cached(&ids, 1, &[14..14], &mut cache).is_err());
     assert!(model.encode_cached(&ids, 1, &[14..30], &mut cache).is_err());
-    // A backbone without a cached path names its model type.
+    // So does ModernBERT's: a cache of another length or another model is refused.
     let modernbert = load("tiny-modernbert", DType::F32);
-    let e = modernbert.encode_cached(&[2, 5, 6, 3], 1, &[0..4], &mut KvCache::new()).unwrap_err().to_string();
-    assert!(e.contains("model_type \"modernbert\"") && e.contains("no cached forward"), "{e}");
+    let (ids, pad) = modernbert_canvas(&modernbert);
+    let e = modernbert.encode_cached(&ids, pad, &[6..14], &mut cache).unwrap_err().to_string();
+    assert!(e.contains("fill the cache"), "{e}");
+    let mut cache = KvCache::new();
+    modernbert.encode_cached(&ids, pad, &[0..ids.len()], &mut cache).unwrap();
+    let e = modernbert.encode_cached(&ids[..20], pad, &[6..14], &mut cache).unwrap_err().to_string();
+    assert!(e.contains("the sequence has 20"), "{e}");
+    assert!(modernbert.encode_cached(&ids, pad, &[14..40], &mut cache).is_err());
+    // Causal mode has no cached path; the error names the model type.
+    let opts = LoadOptions { causal: true, device: device(), ..LoadOptions::default() };
+    let causal = Backbone::load(&fixtures().join("tiny-modernbert"), &opts).unwrap();
+    let e = causal.encode_cached(&[2, 5, 6, 3], 1, &[0..4], &mut KvCache::new()).unwrap_err().to_string();
+    assert!(e.contains("model_type \"modernbert\" with causal attention") && e.contains("no cached forward"), "{e}");
 }
 

@@ -32,16 +32,7 @@ pub(crate) fn forward_cached(
     let len = ids.len();
     let invalid = |m: String| ModelError::Candle(candle_core::Error::Msg(m));
     let fresh = runs(fresh, len).map_err(invalid)?;
-    let fill = fresh.len() == 1 && fresh[0] == (0..len);
-    if !fill && (cache.len != len || cache.layers.len() != layers.len()) {
-        return Err(invalid(format!(
-            "cached forward over positions {fresh:?}: the cache holds {} positions of {} layers, the sequence has {len} \
-             positions and the model {} layers (fill the cache with a forward over the whole sequence first)",
-            cache.len,
-            cache.layers.len(),
-            layers.len()
-        )));
-    }
+    let fill = cache.fills(&fresh, len, layers.len()).map_err(invalid)?;
     let real: Vec<u32> = ids.iter().map(|&id| u32::from(id != pad)).collect();
     let bias = attention_bias(&Tensor::from_vec(real, (1, len), device)?, dtype, false, None)?.reshape(len)?; // [len]
     // Embeddings of the whole sequence (cheap), so every position keeps its position id.

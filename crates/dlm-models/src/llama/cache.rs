@@ -45,16 +45,7 @@ impl Encoder {
         } else {
             fresh.clone()
         };
-        let fill = rows.len() == 1 && rows[0] == (0..len);
-        if !fill && (cache.len != len || cache.layers.len() != self.layers.len()) {
-            return Err(invalid(format!(
-                "cached forward over positions {fresh:?}: the cache holds {} positions of {} layers, the sequence has {len} \
-                 positions and the model {} layers (fill the cache with a forward over the whole sequence first)",
-                cache.len,
-                cache.layers.len(),
-                self.layers.len()
-            )));
-        }
+        let fill = cache.fills(&rows, len, self.layers.len()).map_err(invalid)?;
         let positions: Vec<u32> = rows.iter().flat_map(|r| r.start as u32..r.end as u32).collect();
         let n = positions.len();
         let at: Vec<u32> = positions.iter().map(|&p| ids[p as usize]).collect();

@@ -69,34 +69,66 @@ impl Layer {
         rotary: &Rotary,
         drop: &Dropout,
     ) -> Result<Tensor> {
-        let (b, s, h) = x.dims3()?;
+        let (q, k, v) = self.rotated_qkv(x, rotary)?;
+        let context = self.attend(&q, &k, &v, bias, drop)?; // [b, s, h]
+        self.finish(x, &context, drop)
+    }
+
+    /// Q and K rotated by `rotary` (the tables of `x`'s positions) and V of
+    /// `attn_norm(x)`: `x` [batch, n, hidden] → [batch, heads, n, head_dim] each.
+    pub(super) fn rotated_qkv(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, n, h) = x.dims3()?;
         let d = h / self.heads;
         let normed = match &self.attn_norm {
-            Some(n) => n.forward(x)?,
+            Some(norm) => norm.forward(x)?,
             None => x.clone(),
         };
-        let qkv = self.wqkv.forward(&normed)?; // [b, s, 3h] = [q | k | v], each [heads, d]
+        let qkv = self.wqkv.forward(&normed)?; // [b, n, 3h] = [q | k | v], each [heads, d]
         let part = |i: usize| {
             qkv.narrow(2, i * h, h)?
-                .reshape((b, s, self.heads, d))?
+                .reshape((b, n, self.heads, d))?
                 .transpose(1, 2)
-        }; // [b, heads, s, d]
+        }; // [b, heads, n, d]
         let (q, k) = (rotary.apply(&part(0)?)?, rotary.apply(&part(1)?)?);
-        let scores = kernels::strided_matmul(&q, &k.t()?)?; // [b, heads, s, s]
+        Ok((q, k, part(2)?))
+    }
+
+    /// Scaled dot-product attention of `q` [batch, heads, n, d] over `k`, `v`
+    /// [batch, heads, len, d] with the additive `bias` [batch, 1, 1 or n, len] and
+    /// attention dropout → context [batch, n, heads·d].
+    pub(super) fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        bias: &Tensor,
+        drop: &Dropout,
+    ) -> Result<Tensor> {
+        let (b, heads, n, d) = q.dims4()?;
+        let scores = kernels::strided_matmul(q, &k.t()?)?; // [b, heads, n, len]
         let scale = 1.0 / (d as f64).sqrt();
         let probs = attention_probs(&scores, bias, scale, drop.mask(self.attention_dropout))?;
-        let context = kernels::strided_matmul(&probs, &part(2)?)?
+        Ok(kernels::strided_matmul(&probs, v)?
             .transpose(1, 2)?
-            .reshape((b, s, h))?; // [b, s, h]
-        let attended = drop.apply(&self.attn_out.forward(&context)?, self.attention_dropout)?;
+            .reshape((b, n, heads * d))?) // [b, n, h]
+    }
+
+    /// The rest of the layer after attention: `x += Wo(context)`, then the GeGLU MLP
+    /// `x += Wo(act(input) · gate)` of `mlp_norm(x)`. `x`, `context`: [batch, n, hidden].
+    pub(super) fn finish(&self, x: &Tensor, context: &Tensor, drop: &Dropout) -> Result<Tensor> {
+        let attended = drop.apply(&self.attn_out.forward(context)?, self.attention_dropout)?;
         let x = (x + attended)?;
-        let projected = self.wi.forward(&self.mlp_norm.forward(&x)?)?; // [b, s, 2·ffn]
+        let projected = self.wi.forward(&self.mlp_norm.forward(&x)?)?; // [b, n, 2·ffn]
         let f = projected.dim(D::Minus1)? / 2;
         let (input, gate) = (
             projected.narrow(D::Minus1, 0, f)?,
             projected.narrow(D::Minus1, f, f)?,
         );
-        let inner = drop.apply(&(activate(self.act, &input)? * gate)?, self.mlp_dropout)?; // [b, s, ffn]
+        let inner = drop.apply(&(activate(self.act, &input)? * gate)?, self.mlp_dropout)?; // [b, n, ffn]
         Ok((x + self.mlp_out.forward(&inner)?)?)
     }
 }

@@ -7,8 +7,10 @@
 //! `norm_bias`, `classifier_bias`, `decoder_bias`). Tensors keep HF's names
 //! (`model.layers.N.attn.Wqkv.weight`, `head.dense.weight`, `decoder.bias`, ...).
 //! Computes what eager attention computes on a padded batch: positions `0..seq` in every
-//! row, padding keys masked.
+//! row, padding keys masked. `cached.rs` is the same forward over some positions of one
+//! sequence with the other positions' (rotated) keys and values read from a KV cache.
 
+mod cached;
 mod config;
 mod layer;
 
@@ -17,13 +19,14 @@ pub(crate) use config::ModernBertConfig;
 use crate::config::{Activation, Config, Family};
 pub(super) use crate::dense::Linear;
 use crate::elementwise::Norm;
-use crate::encoder::attention_bias;
+use crate::dropout::Dropout;
+use crate::encoder::query_attention_bias;
 use crate::error::Result;
 use crate::names::{self, HeadPart, Name};
 use crate::network::Pass;
 use crate::params::ParamBuilder;
 use crate::rotary::Rotary;
-use candle_core::{Module, Tensor};
+use candle_core::{DType, Module, Tensor};
 use candle_nn::Embedding;
 use layer::Layer;
 
@@ -121,29 +124,70 @@ impl Encoder {
 
     /// `ids`: [batch, seq] → [batch, seq, hidden] after `final_norm`.
     pub fn forward(&self, ids: &Tensor, pass: &Pass) -> Result<Tensor> {
-        let (s, m, dtype) = (ids.dim(1)?, &self.config, pass.dtype);
-        let global_bias = attention_bias(pass.mask, dtype, pass.causal, None)?; // [b, 1, 1|s, s]
-        let window = Some(m.local_attention / 2);
-        let local_bias = attention_bias(pass.mask, dtype, pass.causal, window)?; // [b, 1, s, s]
-        let rotary = |theta: f64| Rotary::new(theta, self.head_dim, s, dtype, ids.device());
-        let global_rotary = rotary(m.global_rope_theta)?;
-        let local_rotary = if self.layers.iter().any(|l| !l.global) {
-            Some(rotary(m.local_theta())?)
+        let positions: Vec<usize> = (0..ids.dim(1)?).collect();
+        let inputs = self.layer_inputs(pass.mask, &positions, pass.causal, pass.dtype)?;
+        let mut x = self.embed(ids, pass.drop)?;
+        for layer in &self.layers {
+            let (bias, rotary) = inputs.of(layer);
+            x = layer.forward(&x, bias, rotary, pass.drop)?;
+        }
+        Ok(self.final_norm.forward(&x)?)
+    }
+
+    /// `ids`: [batch, n] → `embedding_norm(word[ids])` with embedding dropout,
+    /// [batch, n, hidden] (no position embeddings: every token on its own).
+    fn embed(&self, ids: &Tensor, drop: &Dropout) -> Result<Tensor> {
+        let hidden = self.word.dim(1)?;
+        let x = Embedding::new(self.word.clone(), hidden).forward(ids)?;
+        Ok(drop.apply(&self.embedding_norm.forward(&x)?, self.config.embedding_dropout)?)
+    }
+
+    /// The attention inputs of both kinds of layer for the queries at `positions` (n of
+    /// them) of sequences whose keys `mask` [batch, len] (1: real, 0: padding) says.
+    fn layer_inputs(
+        &self,
+        mask: &Tensor,
+        positions: &[usize],
+        causal: bool,
+        dtype: DType,
+    ) -> Result<LayerInputs> {
+        let m = &self.config;
+        let rotary = |theta: f64| {
+            Rotary::at(theta, self.head_dim, positions.iter().copied(), dtype, mask.device())
+        };
+        let global_bias = query_attention_bias(mask, dtype, causal, None, positions)?; // [b, 1, 1|n, len]
+        let local = if self.layers.iter().any(|l| !l.global) {
+            let window = Some(m.local_attention / 2);
+            let bias = query_attention_bias(mask, dtype, causal, window, positions)?; // [b, 1, n, len]
+            Some((bias, rotary(m.local_theta())?))
         } else {
             None
         };
-        let hidden = self.word.dim(1)?;
-        let x = Embedding::new(self.word.clone(), hidden).forward(ids)?;
-        let mut x = pass
-            .drop
-            .apply(&self.embedding_norm.forward(&x)?, m.embedding_dropout)?;
-        for layer in &self.layers {
-            x = match (&local_rotary, layer.global) {
-                (Some(r), false) => layer.forward(&x, &local_bias, r, pass.drop)?,
-                _ => layer.forward(&x, &global_bias, &global_rotary, pass.drop)?,
-            };
+        Ok(LayerInputs {
+            global_bias,
+            global_rotary: rotary(m.global_rope_theta)?,
+            local,
+        })
+    }
+}
+
+/// What the layers' attention takes for the queries at some positions: each kind's
+/// additive bias and rotary tables (of those positions, which rotate queries and keys).
+struct LayerInputs {
+    global_bias: Tensor, // [batch, 1, 1 or n, len]: padding (and causal) only
+    global_rotary: Rotary,
+    /// The local layers' bias [batch, 1, n, len] (padding and the sliding window) and
+    /// tables; `None` when every layer is global.
+    local: Option<(Tensor, Rotary)>,
+}
+
+impl LayerInputs {
+    /// The bias and rotary tables of `layer`'s kind.
+    fn of(&self, layer: &Layer) -> (&Tensor, &Rotary) {
+        match (&self.local, layer.global) {
+            (Some((bias, rotary)), false) => (bias, rotary),
+            _ => (&self.global_bias, &self.global_rotary),
         }
-        Ok(self.final_norm.forward(&x)?)
     }
 }
 
