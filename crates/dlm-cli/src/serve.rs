@@ -74,6 +74,11 @@ pub struct Args {
     /// Most stop sequences in one request
     #[arg(long, default_value_t = Limits::default().max_stop)]
     max_stop: usize,
+    /// MiB the KV caches of running requests (`cache` prefix, dual, refresh:R) may take
+    /// together; a request that needs more than is free waits its turn, one that needs
+    /// more than all of it gets 429
+    #[arg(long, value_name = "MIB", default_value_t = Limits::default().kv_cache_budget >> 20)]
+    kv_cache_budget_mb: usize,
 }
 
 /// The keys from --api-key, --api-key-file and DLM_API_KEY, and the public endpoints.
@@ -109,6 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         elbo_samples: args.elbo_samples,
         max_elbo_samples: args.max_elbo_samples,
         default_strategy: args.strategy.into(),
+        kv_cache_budget: args.kv_cache_budget_mb.saturating_mul(1 << 20),
     };
     limits.validate()?;
     let access = access(&args)?;

@@ -335,6 +335,17 @@ impl MaskedLm for Backbone {
         }
     }
 
+    /// Keys and values of every layer in the compute dtype (`llama::Encoder::kv_width`
+    /// wide for LLaDA and Dream, `hidden_size` for the BERT family and ModernBERT).
+    fn kv_cache_bytes(&self, len: usize) -> Option<usize> {
+        let width = match &self.body {
+            _ if self.opts.causal => return None,
+            Body::Llama(e) => e.kv_width(),
+            Body::Bert { .. } | Body::ModernBert(_) => self.config.hidden_size,
+        };
+        Some(2 * self.config.num_hidden_layers * len * width * self.opts.dtype.size_in_bytes())
+    }
+
     fn project(&self, hidden: &Tensor) -> Result<Tensor> {
         self.head.forward(hidden)
     }

@@ -122,7 +122,7 @@ fn product(x: &Tensor, weight: &Tensor, prepacked: Option<&kernels::Prepacked>) 
 /// A linear layer whose bias the config may leave out: `x·Wᵀ (+ b)`.
 pub(crate) struct Linear {
     /// Without a bias, `dense` holds a zero bias that is never added (and is no parameter).
-    dense: Dense,
+    pub dense: Dense,
     has_bias: bool,
 }
 

@@ -37,6 +37,11 @@ impl KvCache {
         self.len == 0
     }
 
+    /// Bytes held by the keys and values.
+    pub fn bytes(&self) -> usize {
+        self.layers.iter().map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes()).sum()
+    }
+
     /// Forgets everything (the next cached forward must cover the whole sequence).
     pub fn clear(&mut self) {
         self.len = 0;

@@ -68,6 +68,14 @@ pub trait MaskedLm {
         Err(ModelError::Unsupported("this model has no cached forward (KV caches)".into()))
     }
 
+    /// Bytes of the [`KvCache`] that [`MaskedLm::encode_cached`] keeps for a sequence of
+    /// `len` positions (what a server budgets per cached row); `None` for a backbone
+    /// without a cached forward.
+    fn kv_cache_bytes(&self, len: usize) -> Option<usize> {
+        let _ = len;
+        None
+    }
+
     /// The MLM head applied to hidden states `[..., hidden]`, giving `[..., vocab]`.
     /// Callers select rows first so the vocabulary projection runs only where needed
     /// (masked positions in training, generation positions in sampling).

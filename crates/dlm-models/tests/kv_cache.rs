@@ -52,6 +52,8 @@ fn check_blocks(name: &str, model: &Backbone, ids: &[u32], pad: u32, blocks: &[(
     let mut cache = KvCache::new();
     let filled = rows(&model.encode_cached(ids, pad, &[0..len], &mut cache).unwrap());
     assert_eq!(cache.len(), len);
+    // What a server budgets for the row is what the filled cache holds.
+    assert_eq!(model.kv_cache_bytes(len), Some(cache.bytes()), "{name}");
     let mut worst = max_diff(&filled, &full);
     assert!(worst < 1e-5, "{name}: the filling forward differs from encode_rows by {worst}");
     for &(a, b) in blocks {

@@ -51,6 +51,11 @@ pub struct Limits {
     pub elbo_samples: usize,
     /// Largest `elbo_samples`.
     pub max_elbo_samples: usize,
+    /// Bytes the KV caches of all running requests (`cache` prefix, dual, refresh:R) may
+    /// take together, counted as each row's whole cache from its admission on. A request
+    /// that needs more than what is free waits (first come, first served); one that needs
+    /// more than all of it is answered 429.
+    pub kv_cache_budget: usize,
     /// The sampler of a request that names no `strategy` (`dlm serve --strategy`; e.g.
     /// `llada` for LLaDA and Dream, whose clients send none).
     pub default_strategy: StrategyName,
@@ -71,6 +76,7 @@ impl Default for Limits {
             max_stop: 4,
             elbo_samples: 32,
             max_elbo_samples: 1024,
+            kv_cache_budget: 4 << 30,
             default_strategy: StrategyName::ReparamUncond,
         }
     }
@@ -98,6 +104,7 @@ impl Limits {
             ("max batch rows", self.max_batch_rows),
             ("ELBO samples", self.elbo_samples),
             ("max ELBO samples", self.max_elbo_samples),
+            ("KV cache budget", self.kv_cache_budget),
         ] {
             if v == 0 {
                 return Err(ServerError::Config(format!("{name} must be at least 1")));

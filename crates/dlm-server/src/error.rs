@@ -67,6 +67,21 @@ impl ApiError {
         )
     }
 
+    /// 429: the request's KV caches need more than the server's whole cache budget.
+    pub fn cache_budget(needed: usize, budget: usize) -> ApiError {
+        Self::with_status(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "cache_budget_exceeded",
+            format!(
+                "this request's KV caches need {} MiB, more than the server's whole cache budget of {} MiB \
+                 (--kv-cache-budget-mb); ask for fewer tokens or choices, or cache none",
+                needed.div_ceil(1 << 20),
+                budget >> 20
+            ),
+        )
+    }
+
     /// 503: the server is shutting down or its scheduler has stopped.
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         Self::with_status(StatusCode::SERVICE_UNAVAILABLE, "server_error", "unavailable", message)

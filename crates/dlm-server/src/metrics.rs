@@ -20,6 +20,12 @@ pub struct Metrics {
     pub batch_rows: AtomicUsize,
     pub running_requests: AtomicUsize,
     pub cancelled: AtomicU64,
+    /// KV caches: bytes the rows hold now, bytes reserved for the running requests, the
+    /// budget, and requests waiting for room in it.
+    pub kv_cache_bytes: AtomicUsize,
+    pub kv_cache_reserved_bytes: AtomicUsize,
+    pub kv_cache_budget_bytes: AtomicUsize,
+    pub kv_cache_waiting: AtomicUsize,
     steps: Mutex<Histogram>,
     tokens_total: AtomicU64,
     recent_tokens: Mutex<VecDeque<(Instant, usize)>>,
@@ -108,6 +114,18 @@ impl Metrics {
             "Requests dropped because their client went away.",
             &format!("dlm_cancelled_requests_total {}\n", self.cancelled.load(Ordering::Relaxed)),
         );
+        for (name, help, v) in [
+            ("dlm_kv_cache_bytes", "Bytes the KV caches of the batch's rows hold.", &self.kv_cache_bytes),
+            (
+                "dlm_kv_cache_reserved_bytes",
+                "Bytes of KV cache reserved for the running requests (each cached row's whole cache).",
+                &self.kv_cache_reserved_bytes,
+            ),
+            ("dlm_kv_cache_budget_bytes", "The KV cache budget (--kv-cache-budget-mb).", &self.kv_cache_budget_bytes),
+            ("dlm_kv_cache_waiting_requests", "Requests waiting for room in the KV cache budget.", &self.kv_cache_waiting),
+        ] {
+            w(name, "gauge", help, &gauge(name, v.load(Ordering::Relaxed)));
+        }
         let h = lock(&self.steps);
         let mut hist = String::new();
         for (count, bound) in h.counts.iter().zip(STEP_BUCKETS) {
@@ -159,7 +177,16 @@ mod tests {
         assert!(text.contains("dlm_step_seconds_count 2\n"));
         assert!(text.contains("dlm_generated_tokens_total 20\n"));
         assert!(text.contains("dlm_tokens_per_second 2\n"));
-        for family in ["dlm_queue_depth", "dlm_batch_rows", "dlm_running_requests", "dlm_cancelled_requests_total"] {
+        for family in [
+            "dlm_queue_depth",
+            "dlm_batch_rows",
+            "dlm_running_requests",
+            "dlm_cancelled_requests_total",
+            "dlm_kv_cache_bytes",
+            "dlm_kv_cache_reserved_bytes",
+            "dlm_kv_cache_budget_bytes",
+            "dlm_kv_cache_waiting_requests",
+        ] {
             assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
         }
     }

@@ -242,16 +242,6 @@ fn sampler_config(
         Some(c) => Cache::parse(c)
             .ok_or_else(|| ApiError::invalid("cache", format!("unknown cache {c:?}; expected none, prefix, dual or refresh:R")))?,
     };
-    if cache != Cache::None {
-        // The scheduler's StepBatch keeps no per-row KV cache yet (docs/sampling.md, Caches).
-        return Err(ApiError::invalid(
-            "cache",
-            format!(
-                "cache \"{cache}\" is not served yet: continuous batching runs a full forward per step; use cache none \
-                 (or `dlm generate --cache {cache}`)"
-            ),
-        ));
-    }
     let decoding = if temperature > 0.0 { Decoding::Sample { temperature } } else { Decoding::Argmax };
     let cfg = SamplerConfig { steps, strategy: name.build(schedule, knobs), decoding, seed, record_trajectory: false, cache };
     cfg.validate().map_err(|e| diffusion_error(&e))?;
@@ -300,6 +290,7 @@ pub fn diffusion_error(e: &DiffusionError) -> ApiError {
         DiffusionError::TooLong { .. } | DiffusionError::EmptyGeneration => "max_tokens",
         DiffusionError::PromptTooLong { .. } => "prompt",
         DiffusionError::ZeroSteps => "steps",
+        DiffusionError::InvalidConfig(m) if m.starts_with("cache") || m.contains("KV cache") => "cache",
         DiffusionError::LengthBeamTooLarge { .. } => "length_beam",
         DiffusionError::InvalidConfig(m) if m.contains("multiple of the number of blocks") => "steps",
         DiffusionError::InvalidConfig(m) if m.contains("temperature") => "temperature",

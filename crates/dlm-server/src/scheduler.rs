@@ -24,7 +24,7 @@ use dlm_diffusion::{
 use dlm_models::MaskedLm;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -143,10 +143,21 @@ pub fn spawn(
     let (tx, rx) = mpsc::sync_channel(limits.queue_size);
     let control = Arc::new(Control::default());
     let scheduler = Scheduler { tx, capacity: limits.queue_size, metrics: metrics.clone(), control: control.clone() };
+    metrics.kv_cache_budget_bytes.store(limits.kv_cache_budget, Ordering::Relaxed);
     let limits = limits.clone();
     let handle = std::thread::Builder::new().name("dlm-scheduler".into()).spawn(move || {
-        Loop { engine: &engine, rx, limits, metrics, control, jobs: HashMap::new(), rows: HashMap::new(), next_job: 0 }
-            .run()
+        Loop {
+            engine: &engine,
+            rx,
+            limits,
+            metrics,
+            control,
+            jobs: HashMap::new(),
+            rows: HashMap::new(),
+            next_job: 0,
+            waiting: None,
+        }
+        .run()
     })?;
     Ok((scheduler, handle))
 }
@@ -164,6 +175,16 @@ struct Running {
     scoring: Vec<(usize, ElboRun)>,
     /// Per prompt: its finished ELBO terms.
     scores: Vec<Option<ElboTerms>>,
+    /// KV cache bytes reserved for its rows until it is answered.
+    cache_bytes: usize,
+}
+
+/// A request taken off the queue and checked, not yet in the batch: per choice its rows'
+/// canvases (one per length), and the KV cache bytes those rows reserve.
+struct Prepared {
+    job: Job,
+    canvases: Vec<Vec<Canvas>>,
+    cache_bytes: usize,
 }
 
 /// Where a batch row belongs.
@@ -183,6 +204,9 @@ struct Loop<'e> {
     jobs: HashMap<u64, Running>,
     rows: HashMap<RowId, Slot>,
     next_job: u64,
+    /// The first request in line, waiting for room in the KV cache budget (nothing behind
+    /// it is admitted before it).
+    waiting: Option<Prepared>,
 }
 
 /// How long an idle scheduler waits for work before looking at the stop signals again.
@@ -261,32 +285,40 @@ impl Loop<'_> {
             if !room {
                 return true;
             }
-            let job = if self.jobs.is_empty() {
-                if self.control.draining.load(Ordering::SeqCst) {
-                    match self.rx.try_recv() {
-                        Ok(job) => job,
-                        Err(_) => return false,
+            let prepared = match self.waiting.take() {
+                Some(p) => p,
+                None => {
+                    let job = match self.next_queued() {
+                        Ok(Some(job)) => job,
+                        Ok(None) => return true,
+                        Err(()) => return false,
+                    };
+                    self.metrics.queue_depth.fetch_sub(1, Ordering::SeqCst);
+                    if job.events.is_closed() {
+                        self.metrics.cancelled.fetch_add(1, Ordering::Relaxed);
+                        continue;
                     }
-                } else {
-                    match self.rx.recv_timeout(IDLE_POLL) {
-                        Ok(job) => job,
-                        Err(RecvTimeoutError::Timeout) => return true,
-                        Err(RecvTimeoutError::Disconnected) => return false,
+                    match self.prepare(batch, job) {
+                        Ok(p) => p,
+                        Err((job, e)) => {
+                            let _ = job.events.send(Event::Failed(e));
+                            continue;
+                        }
                     }
-                }
-            } else {
-                match self.rx.try_recv() {
-                    Ok(job) => job,
-                    Err(TryRecvError::Empty) => return true,
-                    Err(TryRecvError::Disconnected) => return true,
                 }
             };
-            self.metrics.queue_depth.fetch_sub(1, Ordering::SeqCst);
-            if job.events.is_closed() {
+            if prepared.job.events.is_closed() {
                 self.metrics.cancelled.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            match self.start(batch, &job.request) {
+            if self.reserved_cache_bytes() + prepared.cache_bytes > self.limits.kv_cache_budget {
+                // Room frees as running requests finish; nothing behind this one goes first.
+                self.waiting = Some(prepared);
+                self.publish(batch);
+                return true;
+            }
+            let Prepared { job, canvases, cache_bytes } = prepared;
+            match self.start(batch, &job.request, &canvases) {
                 Ok((lengths, row_ids, scoring)) => {
                     let _ = job.events.send(Event::Admitted);
                     let id = self.next_job;
@@ -297,7 +329,8 @@ impl Loop<'_> {
                     let results = lengths.iter().map(|l| vec![None; l.len()]).collect();
                     let pending = row_ids.len() + scoring.len();
                     let scores = vec![None; job.request.prompts.len()];
-                    self.jobs.insert(id, Running { job, lengths, results, pending, row_ids, scoring, scores });
+                    let running = Running { job, lengths, results, pending, row_ids, scoring, scores, cache_bytes };
+                    self.jobs.insert(id, running);
                     // Nothing to run (`echo` with `max_tokens: 0` and no scoring): done now.
                     self.complete_if_done(id);
                 }
@@ -309,26 +342,78 @@ impl Loop<'_> {
         }
     }
 
-    /// Adds a request's rows (after predicting lengths where asked) and prepares its
-    /// prompts' ELBO estimates; on error no row stays.
+    /// The next request in the queue: waits a little when nothing runs, takes only what
+    /// is there otherwise. `Err(())` when the scheduler should stop (draining with nothing
+    /// left, or every sender gone, with nothing running).
+    fn next_queued(&self) -> Result<Option<Job>, ()> {
+        if !self.jobs.is_empty() {
+            return Ok(self.rx.try_recv().ok());
+        }
+        if self.control.draining.load(Ordering::SeqCst) {
+            return self.rx.try_recv().map(Some).map_err(|_| ());
+        }
+        match self.rx.recv_timeout(IDLE_POLL) {
+            Ok(job) => Ok(Some(job)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(()),
+        }
+    }
+
+    /// KV cache bytes reserved by the running requests.
+    fn reserved_cache_bytes(&self) -> usize {
+        self.jobs.values().map(|r| r.cache_bytes).sum()
+    }
+
+    /// Predicts lengths where asked, lays out every row's canvas and prices its KV cache:
+    /// a cache the model lacks is 400, one larger than the whole budget 429.
+    #[allow(clippy::result_large_err)]
+    fn prepare(&self, batch: &StepBatch<'_>, job: Job) -> Result<Prepared, (Job, ApiError)> {
+        let mut canvases = Vec::with_capacity(job.request.choices.len());
+        let mut cache_bytes = 0;
+        for spec in &job.request.choices {
+            let lengths = match self.lengths(spec) {
+                Ok(l) => l,
+                Err(e) => return Err((job, e)),
+            };
+            let mut rows = Vec::with_capacity(lengths.len());
+            for l in lengths {
+                let canvas = match Canvas::for_model(self.engine.lm.as_ref(), &spec.prefix, l, self.engine.special) {
+                    Ok(c) => c,
+                    Err(e) => return Err((job, diffusion_error(&e))),
+                };
+                let Some(bytes) = batch.cache_bytes_for(&canvas, &spec.cfg) else {
+                    let e = ApiError::invalid(
+                        "cache",
+                        format!("cache \"{}\": this model has no cached forward (KV caches); use cache none", spec.cfg.cache),
+                    );
+                    return Err((job, e));
+                };
+                cache_bytes += bytes;
+                rows.push(canvas);
+            }
+            canvases.push(rows);
+        }
+        if cache_bytes > self.limits.kv_cache_budget {
+            return Err((job, ApiError::cache_budget(cache_bytes, self.limits.kv_cache_budget)));
+        }
+        Ok(Prepared { job, canvases, cache_bytes })
+    }
+
+    /// Adds a request's rows and prepares its prompts' ELBO estimates; on error no row
+    /// stays. Returns per choice its rows' lengths, the rows and the estimates.
     #[allow(clippy::type_complexity)]
     fn start(
         &self,
         batch: &mut StepBatch<'_>,
         request: &GenRequest,
+        canvases: &[Vec<Canvas>],
     ) -> Result<(Vec<Vec<usize>>, Vec<RowId>, Vec<(usize, ElboRun)>), ApiError> {
-        let mut lengths = Vec::with_capacity(request.choices.len());
-        for spec in &request.choices {
-            lengths.push(self.lengths(spec)?);
-        }
         let scoring = self.scoring(request)?;
         let top = request.output.logprobs;
         let mut added = Vec::new();
-        for (spec, ls) in request.choices.iter().zip(&lengths) {
-            for &l in ls {
-                let row = Canvas::for_model(self.engine.lm.as_ref(), &spec.prefix, l, self.engine.special)
-                    .and_then(|c| batch.add_with_logprobs(&c, spec.cfg.clone(), top));
-                match row {
+        for (spec, rows) in request.choices.iter().zip(canvases) {
+            for c in rows {
+                match batch.add_with_logprobs(c, spec.cfg.clone(), top) {
                     Ok(id) => added.push(id),
                     Err(e) => {
                         for id in added {
@@ -339,6 +424,7 @@ impl Loop<'_> {
                 }
             }
         }
+        let lengths = canvases.iter().map(|rows| rows.iter().map(Canvas::generation_len).collect()).collect();
         Ok((lengths, added, scoring))
     }
 
@@ -447,6 +533,7 @@ impl Loop<'_> {
             return;
         }
         if let Some(run) = self.jobs.remove(&job) {
+            self.publish_jobs();
             let event = match outputs(run.lengths, run.results, &run.job.request) {
                 Ok(choices) => {
                     self.metrics.record_tokens(choices.iter().map(|o| o.generated.len()).sum());
@@ -484,7 +571,10 @@ impl Loop<'_> {
         self.publish(batch);
     }
 
-    fn fail_queued(&self) {
+    fn fail_queued(&mut self) {
+        if let Some(p) = self.waiting.take() {
+            let _ = p.job.events.send(Event::Failed(ApiError::unavailable("the server is shutting down")));
+        }
         while let Ok(job) = self.rx.try_recv() {
             self.metrics.queue_depth.fetch_sub(1, Ordering::SeqCst);
             let _ = job.events.send(Event::Failed(ApiError::unavailable("the server is shutting down")));
@@ -493,7 +583,16 @@ impl Loop<'_> {
 
     fn publish(&self, batch: &StepBatch<'_>) {
         self.metrics.batch_rows.store(batch.len(), Ordering::Relaxed);
+        self.metrics.kv_cache_bytes.store(batch.cache_bytes(), Ordering::Relaxed);
+        self.publish_jobs();
+    }
+
+    /// The gauges of the running and waiting requests (set before a request is answered,
+    /// so its client reads them without it).
+    fn publish_jobs(&self) {
         self.metrics.running_requests.store(self.jobs.len(), Ordering::Relaxed);
+        self.metrics.kv_cache_reserved_bytes.store(self.reserved_cache_bytes(), Ordering::Relaxed);
+        self.metrics.kv_cache_waiting.store(usize::from(self.waiting.is_some()), Ordering::Relaxed);
     }
 }
 

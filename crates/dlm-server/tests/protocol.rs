@@ -147,9 +147,10 @@ async fn bad_requests_get_openai_errors_naming_the_field() {
             Some("threshold"),
         ),
         ("/v1/completions", r#"{"prompt": "x", "length_beam": 3}"#.into(), 400, Some("length_beam")),
-        // KV caches: an unknown one, and the ones continuous batching does not run yet.
+        // KV caches: an unknown one, and a block cache for a strategy without blocks.
         ("/v1/completions", r#"{"prompt": "x", "strategy": "llada", "cache": "both"}"#.into(), 400, Some("cache")),
-        ("/v1/completions", r#"{"prompt": "x", "strategy": "llada", "cache": "dual"}"#.into(), 400, Some("cache")),
+        ("/v1/completions", r#"{"prompt": "x", "cache": "dual"}"#.into(), 400, Some("cache")),
+        ("/v1/completions", r#"{"prompt": "x", "cache": "refresh:0"}"#.into(), 400, Some("cache")),
         // LLaDA: 3 steps cannot split over 2 blocks (checked when the rows are added).
         (
             "/v1/completions",

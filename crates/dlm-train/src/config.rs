@@ -353,6 +353,10 @@ pub struct ValidateSection {
     /// Denoising steps with the oracle length (SPEC §7: 10).
     #[serde(default = "default_valid_steps")]
     pub steps: usize,
+    /// KV cache of the validation decoding (the paper's sampler, `reparam-uncond`):
+    /// `none` or `refresh:R` (docs/caching.md); prefix and dual need a block strategy.
+    #[serde(default)]
+    pub cache: dlm_diffusion::Cache,
     /// Which metric picks `best/`.
     #[serde(default)]
     pub best: BestMetric,
@@ -487,7 +491,7 @@ impl RunConfig {
     pub fn validate(&self) -> std::result::Result<(), String> {
         let o = &self.optimizer;
         let sft = self.objective.kind == ObjectiveKind::LladaSft;
-        let checks: [(bool, String); 17] = [
+        let checks: [(bool, String); 18] = [
             (
                 (0.0..1.0).contains(&self.objective.mask_eps),
                 format!(
@@ -566,6 +570,14 @@ impl RunConfig {
             (
                 self.validate.beam > 0,
                 "validate.beam must be at least 1".into(),
+            ),
+            (
+                matches!(self.validate.cache, dlm_diffusion::Cache::None | dlm_diffusion::Cache::Refresh(_)),
+                format!(
+                    "validate.cache {:?}: validation decodes with the paper's sampler (reparam-uncond), which takes \
+                     cache none or refresh:R; prefix and dual are for the llada and fast-dllm strategies",
+                    self.validate.cache.to_string()
+                ),
             ),
             (
                 self.validate.len_penalty.is_finite(),
@@ -782,6 +794,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("mask_eps"), "{e}");
+    }
+
+    #[test]
+    fn validation_takes_the_caches_of_its_sampler() {
+        assert_eq!(parse(MINIMAL, &[]).unwrap().validate.cache, dlm_diffusion::Cache::None);
+        let c = parse(MINIMAL, &["validate.cache=refresh:3"]).unwrap();
+        assert_eq!(c.validate.cache, dlm_diffusion::Cache::Refresh(3));
+        // Written back under the same name.
+        let again = RunConfig::parse(&c.to_toml().unwrap(), Path::new("run.toml"), &[]).unwrap();
+        assert_eq!(again.validate.cache, dlm_diffusion::Cache::Refresh(3));
+        let e = parse(MINIMAL, &["validate.cache=dual"]).unwrap_err().to_string();
+        assert!(e.contains("validate.cache") && e.contains("refresh:R"), "{e}");
+        let e = parse(MINIMAL, &["validate.cache=refresh:0"]).unwrap_err().to_string();
+        assert!(e.contains("refresh:R (R ≥ 1)"), "{e}");
     }
 
     #[test]

@@ -51,8 +51,8 @@ pub trait TrainObjective {
     /// Loss and metrics of one micro-batch; `rng` drives the objective's own sampling.
     fn step(&mut self, batch: &[&Example], rng: &mut ChaCha8Rng) -> Result<StepOutput>;
     /// Responses (model ids, without specials) for validation; `None` when the objective
-    /// does not generate. Diffusion uses the oracle length and `steps` iterations.
-    fn generate(&self, batch: &[&Example], steps: usize) -> Result<Option<Vec<Vec<u32>>>>;
+    /// does not generate. Diffusion denoises the oracle-length canvas with `sampler`.
+    fn generate(&self, batch: &[&Example], sampler: &SamplerConfig) -> Result<Option<Vec<Vec<u32>>>>;
     /// Writes the trained model (config and weights) into the model directory `dir`.
     fn save(&self, dir: &Path) -> Result<()>;
 }
@@ -96,23 +96,19 @@ pub fn response_batch(batch: &[&Example], pad: u32, eos_padding: Option<u32>) ->
 }
 
 /// Validation responses of a diffusion-trained model: the oracle-length canvas of each
-/// example denoised in `steps` iterations with the default sampler.
+/// example denoised with `cfg`.
 fn oracle_generate(
     model: &Backbone,
     special: &dlm_data::SpecialTokens,
     batch: &[&Example],
-    steps: usize,
+    cfg: &SamplerConfig,
 ) -> Result<Option<Vec<Vec<u32>>>> {
     let special = special_ids(special);
     let canvases = batch
         .iter()
         .map(|e| Canvas::oracle(&e.seq.ids, &e.seq.fixed, special))
         .collect::<dlm_diffusion::Result<Vec<_>>>()?;
-    let cfg = SamplerConfig {
-        steps,
-        ..SamplerConfig::default()
-    };
-    let out = denoise(model, &canvases, &cfg, special)?;
+    let out = denoise(model, &canvases, cfg, special)?;
     Ok(Some(out.into_iter().map(|d| d.generated).collect()))
 }
 
@@ -145,8 +141,8 @@ impl TrainObjective for Diffusion {
             metrics,
         })
     }
-    fn generate(&self, batch: &[&Example], steps: usize) -> Result<Option<Vec<Vec<u32>>>> {
-        oracle_generate(&self.model, &self.special, batch, steps)
+    fn generate(&self, batch: &[&Example], sampler: &SamplerConfig) -> Result<Option<Vec<Vec<u32>>>> {
+        oracle_generate(&self.model, &self.special, batch, sampler)
     }
     fn save(&self, dir: &Path) -> Result<()> {
         self.model.save(dir)?;
@@ -212,8 +208,8 @@ impl TrainObjective for LladaSft {
         let out = dlm_diffusion::sft_objective(&self.model, &tb, &self.cfg, rng)?;
         Ok(Self::output(out, batch))
     }
-    fn generate(&self, batch: &[&Example], steps: usize) -> Result<Option<Vec<Vec<u32>>>> {
-        oracle_generate(&self.model, &self.special, batch, steps)
+    fn generate(&self, batch: &[&Example], sampler: &SamplerConfig) -> Result<Option<Vec<Vec<u32>>>> {
+        oracle_generate(&self.model, &self.special, batch, sampler)
     }
     fn save(&self, dir: &Path) -> Result<()> {
         self.model.save(dir)?;
@@ -309,7 +305,7 @@ impl TrainObjective for Autoregressive {
         };
         Ok(StepOutput { loss, metrics })
     }
-    fn generate(&self, batch: &[&Example], _steps: usize) -> Result<Option<Vec<Vec<u32>>>> {
+    fn generate(&self, batch: &[&Example], _sampler: &SamplerConfig) -> Result<Option<Vec<Vec<u32>>>> {
         let max = self.model.max_sequence_length();
         batch
             .iter()
@@ -390,7 +386,7 @@ impl TrainObjective for LengthStage {
         };
         Ok(StepOutput { loss, metrics })
     }
-    fn generate(&self, _batch: &[&Example], _steps: usize) -> Result<Option<Vec<Vec<u32>>>> {
+    fn generate(&self, _batch: &[&Example], _sampler: &SamplerConfig) -> Result<Option<Vec<Vec<u32>>>> {
         Ok(None)
     }
     fn save(&self, dir: &Path) -> Result<()> {

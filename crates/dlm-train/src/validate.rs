@@ -1,7 +1,8 @@
 //! Validation (SPEC §7): the objective's loss on a held-out slice with dropout off and the
 //! same corruption draws every time (so values are comparable across steps), and — for
 //! objectives that generate — corpus BLEU (lower-cased, SPEC §8) and ROUGE-L of responses
-//! produced with the oracle length and `validate.steps` iterations.
+//! produced with the oracle length, `validate.steps` iterations of the paper's sampler and
+//! the KV cache `validate.cache`.
 
 use crate::config::{BestMetric, RunConfig};
 use crate::data::{BatchPlan, DataPosition, Dataset};
@@ -10,6 +11,7 @@ use crate::metrics_log::ValidRecord;
 use crate::objective::TrainObjective;
 use crate::seeds::{VALIDATION, derive_seed};
 use dlm_data::Tokenizer;
+use dlm_diffusion::SamplerConfig;
 use dlm_metrics::{BleuConfig, corpus_bleu, corpus_rouge};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -26,6 +28,7 @@ pub fn validate(
     let (mut loss, mut rows, mut correct, mut scored) = (0.0, 0usize, 0usize, 0usize);
     let (mut hyps, mut refs) = (Vec::new(), Vec::new());
     let mut generates = cfg.validate.generate;
+    let sampler = SamplerConfig { steps: cfg.validate.steps, cache: cfg.validate.cache, ..SamplerConfig::default() };
     for b in 0..plan.len() {
         let (indices, _) = plan.next(DataPosition { epoch: 0, batch: b });
         let batch: Vec<_> = indices.iter().map(|&i| &data.examples[i]).collect();
@@ -38,7 +41,7 @@ pub fn validate(
         correct += out.metrics.correct;
         scored += out.metrics.scored;
         if generates {
-            match objective.generate(&batch, cfg.validate.steps)? {
+            match objective.generate(&batch, &sampler)? {
                 Some(generated) => {
                     for (ids, e) in generated.iter().zip(&batch) {
                         hyps.push(tokenizer.decode(ids, true)?);

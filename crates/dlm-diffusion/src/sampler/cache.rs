@@ -28,7 +28,7 @@
 //! of a step are read off together.
 
 use super::config::{SamplerConfig, Strategy};
-use super::predict::{ModelPredictor, Readout, Shared, read_off};
+use super::predict::{ModelPredictor, Prediction, Readout, Shared, read_off};
 use super::state::Row;
 use super::unmask::{block_slots, low_confidence_update, parallel_update};
 use super::{Denoised, StepEvent, finish_all, llada_blocks, record_step};
@@ -46,8 +46,8 @@ use std::ops::Range;
 /// caches for the semi-autoregressive strategies (see the module docs), or dKV-Cache's
 /// cache of decoded positions refreshed every R steps, for every strategy
 /// (`super::refresh`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// Written and read as its name (`"none"`, `"dual"`, `"refresh:4"`), as on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Cache {
     /// Every step is a full forward over the whole canvas.
     #[default]
@@ -113,6 +113,21 @@ impl Cache {
     }
 }
 
+impl Serialize for Cache {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cache {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Cache, D::Error> {
+        let name = String::deserialize(d)?;
+        Cache::parse(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!("unknown cache {name:?}: expected none, prefix, dual or refresh:R (R ≥ 1)"))
+        })
+    }
+}
+
 impl std::fmt::Display for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -122,8 +137,8 @@ impl std::fmt::Display for Cache {
     }
 }
 
-/// One row's place in its blocks.
-struct State {
+/// One row's place in its blocks, and its cache.
+pub(crate) struct State {
     /// Generation slots per block and (LLaDA) steps per block.
     len: usize,
     per_block: Option<usize>,
@@ -138,14 +153,14 @@ struct State {
 
 /// What a row does in a step: the canvas positions computed afresh, the candidate slots
 /// and (LLaDA) how many of them are transferred.
-struct Work {
+pub(crate) struct Work {
     fresh: Range<usize>,
-    candidates: Vec<usize>,
+    pub candidates: Vec<usize>,
     count: usize,
 }
 
 impl State {
-    fn new(row: &Row, cfg: &SamplerConfig) -> Result<State> {
+    pub fn new(row: &Row, cfg: &SamplerConfig) -> Result<State> {
         let n = row.n();
         let (len, per_block) = match cfg.strategy {
             Strategy::LowConfidence { block_length, .. } => {
@@ -166,7 +181,7 @@ impl State {
     }
 
     /// The row's next step, or `None` when it is done.
-    fn plan(&mut self, row: &Row, cache: super::Cache) -> Option<Work> {
+    pub fn plan(&mut self, row: &Row, cache: super::Cache) -> Option<Work> {
         let n = row.n();
         let masked_in = |range: Range<usize>| range.filter(|&j| row.masked[j]).collect::<Vec<_>>();
         while row.masked_count() > 0 && self.block < self.blocks {
@@ -205,13 +220,36 @@ impl State {
         None
     }
 
-    /// After a step of the row; `decoded`: whether it decoded any slot.
-    fn advance(&mut self, decoded: bool) {
+    /// The row's cached forward for its step `w`: the final states at its candidates
+    /// `[candidates, h]` and their canvas positions.
+    pub fn hidden(&mut self, model: &dyn MaskedLm, row: &Row, w: &Work, pad: u32) -> Result<(Tensor, Vec<usize>)> {
+        let hidden = model.encode_cached(&row.tokens, pad, std::slice::from_ref(&w.fresh), &mut self.cache)?; // [fresh, h]
+        let at = row.positions(&w.candidates);
+        let index: Vec<u32> = at.iter().map(|&p| (p - w.fresh.start) as u32).collect();
+        let selected = hidden.index_select(&Tensor::from_vec(index, at.len(), model.device())?, 0)?;
+        Ok((selected, at))
+    }
+
+    /// Applies step `w` to the row given the predictions at its candidates, and moves on.
+    pub fn apply(&mut self, row: &mut Row, w: &Work, preds: &[Prediction], strategy: &Strategy, rng: &mut ChaCha8Rng, mask: u32) {
+        let decoded = match *strategy {
+            Strategy::LowConfidence { remasking, .. } => {
+                low_confidence_update(row, &w.candidates, preds, w.count, remasking, rng, mask);
+                true
+            }
+            Strategy::ConfidenceThreshold { rule, .. } => parallel_update(row, &w.candidates, preds, rule, mask),
+            _ => unreachable!("State::new admits only the block strategies"),
+        };
         self.i += 1;
         if self.per_block.is_none() && !decoded {
             // Fast-dLLM's stuck step (every transfer predicted `<mask>`): on to the next block.
             self.next_block();
         }
+    }
+
+    /// Bytes held by the row's keys and values.
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.bytes()
     }
 }
 
@@ -229,7 +267,6 @@ pub(crate) fn run_cached(
     let mut states: Vec<State> = rows.iter().map(|r| State::new(r, cfg)).collect::<Result<_>>()?;
     let mut history: Vec<Vec<Vec<u32>>> = vec![Vec::new(); rows.len()];
     let readout = Readout::of(&cfg.strategy);
-    let device = model.device();
     let mut steps_run = 0;
     for step in 1.. {
         let work: Vec<Option<Work>> = rows.iter().zip(&mut states).map(|(r, s)| s.plan(r, cfg.cache)).collect();
@@ -240,10 +277,8 @@ pub(crate) fn run_cached(
         let mut positions = vec![Vec::new(); rows.len()];
         for (i, w) in work.iter().enumerate() {
             let Some(w) = w else { continue };
-            let hidden = model.encode_cached(&rows[i].tokens, special.pad, std::slice::from_ref(&w.fresh), &mut states[i].cache)?; // [fresh, h]
-            let at = rows[i].positions(&w.candidates);
-            let index: Vec<u32> = at.iter().map(|&p| (p - w.fresh.start) as u32).collect();
-            selected.push(hidden.index_select(&Tensor::from_vec(index, at.len(), device)?, 0)?);
+            let (hidden, at) = states[i].hidden(model, &rows[i], w, special.pad)?;
+            selected.push(hidden);
             positions[i] = at;
         }
         let selected = Tensor::cat(&selected, 0)?; // [Σ candidates, h]
@@ -251,16 +286,7 @@ pub(crate) fn run_cached(
             read_off(model, special.mask, &selected, &positions, &mut Shared { decoding: cfg.decoding, readout, rng: &mut rng })?;
         for (i, preds) in predictions.into_iter().enumerate() {
             let Some(w) = &work[i] else { continue };
-            let row = &mut rows[i];
-            let decoded = match cfg.strategy {
-                Strategy::LowConfidence { remasking, .. } => {
-                    low_confidence_update(row, &w.candidates, &preds, w.count, remasking, &mut rng, special.mask);
-                    true
-                }
-                Strategy::ConfidenceThreshold { rule, .. } => parallel_update(row, &w.candidates, &preds, rule, special.mask),
-                _ => unreachable!("State::new admits only the block strategies"),
-            };
-            states[i].advance(decoded);
+            states[i].apply(&mut rows[i], w, &preds, &cfg.strategy, &mut rng, special.mask);
         }
         steps_run += 1;
         record_step(step, &rows, &mut history, cfg.record_trajectory, on_step);
@@ -318,6 +344,9 @@ pub(crate) mod tests {
             let all = dlm_models::padded_encode_rows(self, &[ids], pad)?;
             let parts = fresh.iter().map(|r| all.narrow(0, r.start, r.len())).collect::<candle_core::Result<Vec<_>>>()?;
             Ok(Tensor::cat(&parts, 0)?)
+        }
+        fn kv_cache_bytes(&self, len: usize) -> Option<usize> {
+            Some(len * 8)
         }
         fn project(&self, hidden: &Tensor) -> dlm_models::Result<Tensor> {
             let logits = self.lm.project(hidden)?;
@@ -452,15 +481,24 @@ pub(crate) mod tests {
         let cfg = SamplerConfig { steps: 6, strategy, cache: Cache::Dual, ..SamplerConfig::default() };
         let e = denoise(&toy, &cs, &cfg, SP).unwrap_err().to_string();
         assert!(e.contains("no cached forward"), "{e}");
-        // Step-level batching does not take a cache yet.
-        let mut batch = StepBatch::new(&lm, SP).unwrap();
-        let e = batch.add(&cs[0], cfg).unwrap_err().to_string();
-        assert!(e.contains("not supported by step-level batching"), "{e}");
+        // Nor in step-level batching, where the row is refused when it is added.
+        let mut batch = StepBatch::new(&toy, SP).unwrap();
+        for cache in [Cache::Dual, Cache::Refresh(2)] {
+            let e = batch.add(&cs[0], SamplerConfig { cache, ..cfg.clone() }).unwrap_err().to_string();
+            assert!(e.contains("no cached forward"), "{e}");
+        }
+        assert!(batch.is_empty());
         assert_eq!(Cache::ALL.map(|c| Cache::parse(c.as_str())), Cache::ALL.map(Some));
         assert_eq!(Cache::parse("refresh:4"), Some(Cache::Refresh(4)));
         assert_eq!(Cache::Refresh(4).to_string(), "refresh:4");
         for bad in ["refresh", "refresh:0", "refresh:x", "refresh:-1", "both"] {
             assert_eq!(Cache::parse(bad), None, "{bad}");
+            assert!(serde_json::from_str::<Cache>(&format!("{bad:?}")).is_err(), "{bad}");
+        }
+        for c in [Cache::None, Cache::Prefix, Cache::Dual, Cache::Refresh(7)] {
+            let json = serde_json::to_string(&c).unwrap();
+            assert_eq!(json, format!("\"{c}\""));
+            assert_eq!(serde_json::from_str::<Cache>(&json).unwrap(), c);
         }
         let cfg = SamplerConfig { cache: Cache::Refresh(0), ..SamplerConfig::default() };
         let e = denoise(&lm, &cs, &cfg, SP).unwrap_err().to_string();

@@ -95,6 +95,13 @@ impl<'a> RefreshPredictor<'a> {
     }
 }
 
+impl RefreshPredictor<'_> {
+    /// Bytes held by the rows' keys and values.
+    pub fn cache_bytes(&self) -> usize {
+        self.rows.iter().map(|r| r.cache.bytes()).sum()
+    }
+}
+
 /// The maximal runs of `true` in `fresh`.
 fn runs(fresh: &[bool]) -> Vec<Range<usize>> {
     let mut out: Vec<Range<usize>> = Vec::new();

@@ -1,19 +1,29 @@
 //! Step-level denoising for continuous batching (SPEC §4, one step at a time): a
 //! [`StepBatch`] holds rows that each carry their own [`SamplerConfig`] (steps, strategy,
-//! schedule, decoding) and their own seeded generator, and [`StepBatch::step`] advances
-//! every row by one of *its own* steps in one forward pass. Rows join between steps
+//! schedule, decoding, cache) and their own seeded generator, and [`StepBatch::step`]
+//! advances every row by one of *its own* steps. Rows join between steps
 //! ([`StepBatch::add`]) and leave when done or when removed.
+//!
+//! Rows without a cache share one forward pass per step. A row with a cache keeps it with
+//! the row, so rows of one batch can be at different blocks and cache states: a
+//! `prefix`/`dual` row plans its blocks as [`super::cache`] does and runs its own cached
+//! forward; a `refresh:R` row runs its own forward through its dKV-Cache
+//! ([`super::refresh`]). Every row's keys and values are its own; [`StepBatch::cache_bytes`]
+//! says how much they take and [`StepBatch::cache_bytes_for`] what a row would take.
 //!
 //! A row's result does not depend on its batch mates: it plans and updates with the same
 //! functions as [`super::denoise`] and draws from its own `ChaCha8Rng::seed_from_u64(seed)`,
 //! so a row equals `denoise` of that canvas alone with the same configuration (exactly,
 //! whenever the model's output for a row does not depend on the padding its batch adds).
 
-use super::predict::{Draws, ModelPredictor, Prediction, Predictor, Readout};
+use super::cache::{self, Cache};
+use super::predict::{Draws, ModelPredictor, Prediction, Predictor, Readout, read_off};
+use super::refresh::RefreshPredictor;
 use super::state::Row;
 use super::{Decoding, Denoised, SamplerConfig, TokenLogprob, Work, finish, plan_step, update_row};
 use crate::canvas::{Canvas, SpecialIds};
 use crate::error::{DiffusionError, Result};
+use candle_core::Tensor;
 use dlm_models::MaskedLm;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -21,12 +31,39 @@ use rand_chacha::ChaCha8Rng;
 /// Names a row of a [`StepBatch`] (unique for the batch's lifetime).
 pub type RowId = u64;
 
+/// How a row's forwards run.
+enum Mode<'m> {
+    /// In the batch's shared forward over whole canvases (cache `none`, `refresh:1`).
+    Shared,
+    /// `refresh:R`: a forward of its own through its dKV-Cache.
+    Refresh(RefreshPredictor<'m>),
+    /// `prefix` or `dual`: Fast-dLLM's block plan and a cached forward of its own.
+    Blocks(cache::State),
+}
+
+/// A row's next step: the plan of the ordinary loop, or of a block-cached row.
+enum Planned {
+    Step(Work),
+    Block(cache::Work),
+}
+
+impl Planned {
+    /// The slots the step predicts, in the order of its predictions.
+    fn slots(&self) -> &[usize] {
+        match self {
+            Planned::Step(w) => &w.slots,
+            Planned::Block(w) => &w.candidates,
+        }
+    }
+}
+
 /// One row in flight.
-struct Live {
+struct Live<'m> {
     id: RowId,
     row: Row,
     cfg: SamplerConfig,
     rng: ChaCha8Rng,
+    mode: Mode<'m>,
     /// Steps this row has run.
     steps_run: usize,
     history: Vec<Vec<u32>>,
@@ -35,15 +72,46 @@ struct Live {
     logprobs: Option<(usize, Vec<Option<TokenLogprob>>)>,
 }
 
-impl Live {
+/// How a row reads off its predictions: its decoding and strategy, its generator, how many
+/// most likely tokens it records, and those it received.
+type Draw<'r> = (Decoding, Readout, &'r mut ChaCha8Rng, usize, Vec<Vec<(u32, f32)>>);
+
+impl<'m> Live<'m> {
     /// The work of the row's next step, or `None` when the row is done (the conditions
-    /// under which [`super::run`] stops for a batch of this row alone).
-    fn plan(&self) -> Result<Option<Work>> {
+    /// under which [`super::run`], or for a block cache `cache::run_cached`, stops for a
+    /// batch of this row alone).
+    fn plan(&mut self) -> Result<Option<Planned>> {
+        if let Mode::Blocks(state) = &mut self.mode {
+            return Ok(state.plan(&self.row, self.cfg.cache).map(Planned::Block));
+        }
         let step = self.steps_run + 1;
         if self.cfg.bounded() && step > self.cfg.steps {
             return Ok(None);
         }
-        plan_step(&self.row, &self.cfg, step)
+        Ok(plan_step(&self.row, &self.cfg, step)?.map(Planned::Step))
+    }
+
+    /// The row's draws, its mode and its canvas, borrowed apart.
+    fn parts(&mut self) -> (Draw<'_>, &mut Mode<'m>, &Row) {
+        let top = self.logprobs.as_ref().map_or(0, |(n, _)| *n);
+        ((self.cfg.decoding, Readout::of(&self.cfg.strategy), &mut self.rng, top, Vec::new()), &mut self.mode, &self.row)
+    }
+
+    /// Applies the row's step `w` given its predictions.
+    fn update(&mut self, w: &Planned, preds: &[Prediction], step: usize, mask: u32) {
+        match (w, &mut self.mode) {
+            (Planned::Block(w), Mode::Blocks(state)) => state.apply(&mut self.row, w, preds, &self.cfg.strategy, &mut self.rng, mask),
+            (Planned::Step(w), _) => update_row(&mut self.row, preds, w, &self.cfg, step, &mut self.rng, mask),
+            (Planned::Block(_), _) => unreachable!("only a row with a block cache plans a block step"),
+        }
+    }
+
+    fn cache_bytes(&self) -> usize {
+        match &self.mode {
+            Mode::Shared => 0,
+            Mode::Refresh(p) => p.cache_bytes(),
+            Mode::Blocks(state) => state.cache_bytes(),
+        }
     }
 
     fn finish(self, special: SpecialIds) -> (RowId, Denoised) {
@@ -88,16 +156,17 @@ pub struct StepReport {
 
 /// Rows being denoised together, each at its own step (see the module docs).
 pub struct StepBatch<'m> {
-    predictor: Box<dyn Predictor + 'm>,
+    model: &'m dyn MaskedLm,
+    predictor: ModelPredictor<'m>,
     special: SpecialIds,
-    max_len: usize,
-    rows: Vec<Live>,
+    rows: Vec<Live<'m>>,
     next_id: RowId,
 }
 
 /// Each row decodes its own way and draws from its own generator; rows recording
 /// log-probabilities get the most likely tokens of each predicted position.
-struct PerRow<'r>(Vec<(Decoding, Readout, &'r mut ChaCha8Rng, usize, Vec<Vec<(u32, f32)>>)>);
+#[derive(Default)]
+struct PerRow<'r>(Vec<Draw<'r>>);
 
 impl Draws for PerRow<'_> {
     fn decoding(&self, row: usize) -> Decoding {
@@ -121,20 +190,21 @@ impl Draws for PerRow<'_> {
     }
 }
 
+/// Per row of a step: its predictions (in the order of its planned slots) and the most
+/// likely tokens it recorded.
+type Predicted = (Vec<Prediction>, Vec<Vec<(u32, f32)>>);
+
 impl<'m> StepBatch<'m> {
     /// An empty batch over `model`.
     pub fn new(model: &'m dyn MaskedLm, special: SpecialIds) -> Result<StepBatch<'m>> {
         let predictor = ModelPredictor::new(model, special.pad, special.mask)?;
-        Ok(Self::with_predictor(Box::new(predictor), model.max_sequence_length(), special))
-    }
-
-    pub(crate) fn with_predictor(predictor: Box<dyn Predictor + 'm>, max_len: usize, special: SpecialIds) -> StepBatch<'m> {
-        StepBatch { predictor, special, max_len, rows: Vec::new(), next_id: 0 }
+        Ok(StepBatch { model, predictor, special, rows: Vec::new(), next_id: 0 })
     }
 
     /// Adds a row that starts at its step 1 with the next [`StepBatch::step`]. The
     /// configuration is checked here (including the first step's plan, e.g. LLaDA's
-    /// steps-per-block rule), so a bad request never fails a batch step.
+    /// steps-per-block rule, and whether the model has the cached forward a cache needs),
+    /// so a bad request never fails a batch step.
     pub fn add(&mut self, canvas: &Canvas, cfg: SamplerConfig) -> Result<RowId> {
         self.add_with_logprobs(canvas, cfg, None)
     }
@@ -145,23 +215,29 @@ impl<'m> StepBatch<'m> {
     /// token: the `n` alternatives come from a separate projection of the row's positions.
     pub fn add_with_logprobs(&mut self, canvas: &Canvas, cfg: SamplerConfig, top_logprobs: Option<usize>) -> Result<RowId> {
         cfg.validate()?;
-        // refresh:1 refreshes at every step: it is the uncached loop.
-        if !matches!(cfg.cache, super::Cache::None | super::Cache::Refresh(1)) {
-            return Err(DiffusionError::InvalidConfig(format!(
-                "cache \"{}\" is not supported by step-level batching (the server's continuous batching) yet: \
-                 use cache none, or dlm generate",
-                cfg.cache
-            )));
-        }
         if canvas.generation_len() == 0 {
             return Err(DiffusionError::EmptyGeneration);
         }
-        canvas.check_fits(self.max_len)?;
-        let live = Live {
+        canvas.check_fits(self.model.max_sequence_length())?;
+        let row = Row::new(canvas);
+        let mode = match cfg.cache {
+            // refresh:1 refreshes at every step: it is the uncached loop.
+            Cache::None | Cache::Refresh(1) => Mode::Shared,
+            _ if self.cache_bytes_for(canvas, &cfg).is_none() => {
+                return Err(DiffusionError::Model(dlm_models::ModelError::Unsupported(format!(
+                    "cache {}: this model has no cached forward (KV caches)",
+                    cfg.cache
+                ))));
+            }
+            Cache::Refresh(every) => Mode::Refresh(RefreshPredictor::new(self.model, self.special, every, &cfg.strategy)?),
+            Cache::Prefix | Cache::Dual => Mode::Blocks(cache::State::new(&row, &cfg)?),
+        };
+        let mut live = Live {
             id: self.next_id,
-            row: Row::new(canvas),
+            row,
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             cfg,
+            mode,
             steps_run: 0,
             history: Vec::new(),
             logprobs: top_logprobs.map(|n| (n, vec![None; canvas.generation_len()])),
@@ -170,6 +246,20 @@ impl<'m> StepBatch<'m> {
         self.next_id += 1;
         self.rows.push(live);
         Ok(self.next_id - 1)
+    }
+
+    /// Bytes the keys and values of a row of `canvas` under `cfg` take at most: 0 without
+    /// a cache, `None` when `cfg` asks for a cache the model does not have.
+    pub fn cache_bytes_for(&self, canvas: &Canvas, cfg: &SamplerConfig) -> Option<usize> {
+        match cfg.cache {
+            Cache::None | Cache::Refresh(1) => Some(0),
+            _ => self.model.kv_cache_bytes(canvas.ids().len()),
+        }
+    }
+
+    /// Bytes the rows' keys and values take now.
+    pub fn cache_bytes(&self) -> usize {
+        self.rows.iter().map(Live::cache_bytes).sum()
     }
 
     /// Drops a row (its client went away); false when there is no such row.
@@ -188,12 +278,12 @@ impl<'m> StepBatch<'m> {
         self.rows.is_empty()
     }
 
-    /// Advances every row by one of its steps in one forward pass; rows with nothing left
-    /// to do leave the batch with their results.
+    /// Advances every row by one of its steps (the rows without a cache in one forward
+    /// pass); rows with nothing left to do leave the batch with their results.
     pub fn step(&mut self) -> Result<StepReport> {
         let mut report = StepReport::default();
         let mut work = Vec::with_capacity(self.rows.len());
-        for live in std::mem::take(&mut self.rows) {
+        for mut live in std::mem::take(&mut self.rows) {
             match live.plan()? {
                 Some(w) => {
                     work.push(w);
@@ -205,26 +295,13 @@ impl<'m> StepBatch<'m> {
         if self.rows.is_empty() {
             return Ok(report);
         }
-        let canvases: Vec<Vec<u32>> = self.rows.iter().map(|l| l.row.tokens.clone()).collect();
-        let inputs: Vec<&[u32]> = canvases.iter().map(Vec::as_slice).collect();
-        let positions: Vec<Vec<usize>> = self.rows.iter().zip(&work).map(|(l, w)| l.row.positions(&w.slots)).collect();
-        let mut draws = PerRow(
-            self.rows
-                .iter_mut()
-                .map(|l| {
-                    let top = l.logprobs.as_ref().map_or(0, |(n, _)| *n);
-                    (l.cfg.decoding, Readout::of(&l.cfg.strategy), &mut l.rng, top, Vec::new())
-                })
-                .collect(),
-        );
-        let predictions = self.predictor.predict(&inputs, &positions, &mut draws)?;
-        let tops: Vec<Vec<Vec<(u32, f32)>>> = draws.0.into_iter().map(|d| d.4).collect();
-        for (((live, w), preds), tops) in self.rows.iter_mut().zip(&work).zip(predictions).zip(tops) {
+        let predicted = self.predict(&work)?;
+        for ((live, w), (preds, tops)) in self.rows.iter_mut().zip(&work).zip(predicted) {
             let step = live.steps_run + 1;
             let was_masked = live.logprobs.is_some().then(|| live.row.masked.clone());
-            update_row(&mut live.row, &preds, w, &live.cfg, step, &mut live.rng, self.special.mask);
+            live.update(w, &preds, step, self.special.mask);
             if let Some(was_masked) = was_masked {
-                live.record(&was_masked, &w.slots, &preds, tops);
+                live.record(&was_masked, w.slots(), &preds, tops);
             }
             live.steps_run = step;
             if live.cfg.record_trajectory {
@@ -234,13 +311,78 @@ impl<'m> StepBatch<'m> {
             report.advanced.push(Advanced { id: live.id, step, generated, masked: live.row.masked_count() });
         }
         // Rows whose next step has nothing to do leave now rather than one call later.
-        for live in std::mem::take(&mut self.rows) {
+        for mut live in std::mem::take(&mut self.rows) {
             match live.plan()? {
                 Some(_) => self.rows.push(live),
                 None => report.finished.push(live.finish(self.special)),
             }
         }
         Ok(report)
+    }
+
+    /// The predictions of every row's planned step `work[i]`: rows without a cache from
+    /// one shared forward, each `refresh:R` row from its own predictor, the block-cached
+    /// rows from cached forwards of their own, read off together.
+    fn predict(&mut self, work: &[Planned]) -> Result<Vec<Predicted>> {
+        let StepBatch { model, predictor, special, rows, .. } = self;
+        let (model, mask, pad) = (*model, special.mask, special.pad);
+        let positions: Vec<Vec<usize>> = rows.iter().zip(work).map(|(l, w)| l.row.positions(w.slots())).collect();
+        let mut out: Vec<Predicted> = vec![(Vec::new(), Vec::new()); rows.len()];
+        let (mut shared, mut blocks) = (Group::default(), Group::default());
+        let mut hidden = Vec::new();
+        for ((i, live), w) in rows.iter_mut().enumerate().zip(work) {
+            let (draw, mode, row) = live.parts();
+            match (mode, w) {
+                (Mode::Shared, _) => shared.push(i, draw, row, &positions[i]),
+                (Mode::Refresh(p), Planned::Step(w)) => {
+                    p.rows_of_step(&[(0, w.block)]);
+                    let mut one = Group::default();
+                    one.push(i, draw, row, &positions[i]);
+                    let preds = p.predict(&one.inputs, &one.positions, &mut one.draws)?;
+                    one.scatter(preds, &mut out);
+                }
+                (Mode::Blocks(state), Planned::Block(w)) => {
+                    hidden.push(state.hidden(model, row, w, pad)?.0); // [candidates, h]
+                    blocks.push(i, draw, row, &positions[i]);
+                }
+                (Mode::Refresh(_) | Mode::Blocks(_), _) => unreachable!("a row plans the kind of step its mode runs"),
+            }
+        }
+        if !shared.rows.is_empty() {
+            let preds = predictor.predict(&shared.inputs, &shared.positions, &mut shared.draws)?;
+            shared.scatter(preds, &mut out);
+        }
+        if !blocks.rows.is_empty() {
+            let preds = read_off(model, mask, &Tensor::cat(&hidden, 0)?, &blocks.positions, &mut blocks.draws)?;
+            blocks.scatter(preds, &mut out);
+        }
+        Ok(out)
+    }
+}
+
+/// Rows of a step predicted together: their indices in the batch, canvases, positions and
+/// draws.
+#[derive(Default)]
+struct Group<'r> {
+    rows: Vec<usize>,
+    inputs: Vec<&'r [u32]>,
+    positions: Vec<Vec<usize>>,
+    draws: PerRow<'r>,
+}
+
+impl<'r> Group<'r> {
+    fn push(&mut self, i: usize, draw: Draw<'r>, row: &'r Row, positions: &[usize]) {
+        self.rows.push(i);
+        self.inputs.push(&row.tokens);
+        self.positions.push(positions.to_vec());
+        self.draws.0.push(draw);
+    }
+
+    /// The group's predictions (and recorded most likely tokens) into `out`, by batch row.
+    fn scatter(self, preds: Vec<Vec<Prediction>>, out: &mut [Predicted]) {
+        for ((i, p), d) in self.rows.into_iter().zip(preds).zip(self.draws.0) {
+            out[i] = (p, d.4);
+        }
     }
 }
 

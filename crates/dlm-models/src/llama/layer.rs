@@ -34,6 +34,11 @@ pub(crate) struct Layer {
 }
 
 impl Layer {
+    /// `kv_heads · head_dim`.
+    pub fn kv_width(&self) -> usize {
+        self.k.dense.weight().dim(0).unwrap_or(0)
+    }
+
     pub fn load(pb: &ParamBuilder, c: &Config, m: &LlamaConfig, i: usize) -> Result<Layer> {
         let (h, f) = (c.hidden_size, c.intermediate_size);
         let kv = m.kv_heads * (h / m.heads);

@@ -127,6 +127,11 @@ impl Encoder {
         })
     }
 
+    /// The width of one position's keys (as of its values) in every layer: `kv_heads · head_dim`.
+    pub fn kv_width(&self) -> usize {
+        self.layers.first().map_or(0, Layer::kv_width)
+    }
+
     /// `ids`: [batch, seq]; keys where `mask` is 0 are masked → [batch, seq, hidden]
     pub fn forward(&self, ids: &Tensor, mask: &Tensor, dtype: DType) -> Result<Tensor> {
         let (b, s) = ids.dims2()?;
