@@ -124,6 +124,9 @@ for p in ["crates/dlm-models/tests/fixtures/tiny-bert-untied-bin/pytorch_model.b
           "crates/dlm-train/tests/fixtures/diffusionllm/untied-zero/global_step3/mp_rank_00_model_states.pt",
           "crates/dlm-train/tests/fixtures/diffusionllm/tied-bin/pytorch_model.bin"]:
     put("torch_checkpoint", read(p), Path(p).parent.name + "-" + Path(p).name)
+# ... and small ones (fuzz/seeds/make_torch_seeds.py), so most executions are fast.
+for p in sorted((ROOT / "fuzz" / "seeds").glob("*.pt")):
+    put("torch_checkpoint", p.read_bytes(), p.name)
 
 # chat_template: each fixture's template, NUL, then messages.
 msgs = "\0system:be brief\0hello there\0assistant:hi\0what is 2+2?"
