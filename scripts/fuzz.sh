@@ -5,6 +5,7 @@
 #   scripts/fuzz.sh            # 60 s per target
 #   scripts/fuzz.sh 3600       # an hour per target
 #   FUZZ_TARGETS="server_request chat_template" scripts/fuzz.sh 600
+#   FUZZ_RUNS=1000000 scripts/fuzz.sh 3600   # each until 10^6 executions (or an hour)
 #
 # What works on this machine's single stable toolchain (rustc 1.95): cargo-fuzz needs
 # nightly flags (-Zsanitizer, -Cpasses=sancov...), which RUSTC_BOOTSTRAP=1 unlocks on
@@ -21,6 +22,7 @@ secs="${1:-60}"
 cd "$(dirname "$0")/.."
 export RUSTC_BOOTSTRAP=1
 san="${FUZZ_SANITIZER:-address}"
+runs="${FUZZ_RUNS:+-runs=$FUZZ_RUNS}"
 targets="${FUZZ_TARGETS:-$(cargo fuzz list)}"
 cargo fuzz build -s "$san" >&2
 mkdir -p fuzz/logs
@@ -31,7 +33,7 @@ for t in $targets; do
     echo "== $t: ${secs} s" >&2
     status=0
     cargo fuzz run -s "$san" "$t" "fuzz/corpus-work/$t" "fuzz/corpus/$t" -- \
-        -max_total_time="$secs" -jobs=1 -workers=1 -timeout=10 -rss_limit_mb=2048 \
+        -max_total_time="$secs" $runs -jobs=1 -workers=1 -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 >&2 || status=$?
     if [ -f fuzz-0.log ]; then mv fuzz-0.log "fuzz/logs/$t.log"; fi
     done_line="$(grep -a 'DONE' "fuzz/logs/$t.log" 2>/dev/null | tail -n 1 || true)"
