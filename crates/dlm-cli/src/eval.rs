@@ -2,17 +2,15 @@
 //! paper's prompted JSONL or from raw data with zero/few-shot prompts, with the oracle
 //! length or a length beam; or score a predictions file through the same path. Prints a
 //! Markdown table; `--out report.json` also writes the JSON report, `report.md` and (when
-//! generating) `report.predictions.jsonl`.
+//! generating) `report.predictions.jsonl`. The sampler options are `dlm generate`'s
+//! (`crate::sampler_args`): every strategy, its knobs and every cache mode.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
 use dlm_data::Tokenizer;
-use dlm_diffusion::{
-    Cache, Decoding, LENGTH_PREDICTOR_WEIGHTS, LengthPredictor, SamplerConfig, Schedule, Strategy, TopK,
-    Update,
-};
+use dlm_diffusion::{LENGTH_PREDICTOR_WEIGHTS, LengthPredictor};
 use dlm_eval::{
     Dataset, Evaluation, GenerationConfig, Generator, LengthMode, LoadOptions, Predictions,
     Progress, PromptStyle, RunInfo, Task, evaluate_model, evaluate_predictions, write_predictions,
@@ -21,26 +19,7 @@ use dlm_models::{Config, MaskedLm};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::model_dir::{ModelArgs, chat_template};
-
-/// `--strategy` values (SPEC §4).
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum StrategyArg {
-    /// Reparameterized top-k; the k lowest-scoring positions are re-masked (the paper's)
-    ReparamUncond,
-    /// Reparameterized top-k; a decoded token is re-masked only if re-predicted lower
-    ReparamCond,
-    /// Unmask each masked position with probability 1/(K-s+1)
-    Cmlm,
-    /// Fill the leftmost mask each step
-    Ar,
-}
-
-/// `--schedule` values.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum ScheduleArg {
-    Cosine,
-    Linear,
-}
+use crate::sampler_args::SamplerArgs;
 
 /// `--prompt` values.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -84,20 +63,8 @@ pub struct Args {
     /// Examples per batch
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
-    #[arg(long, value_enum, default_value = "reparam-uncond")]
-    strategy: StrategyArg,
-    /// Unmasking schedule of the reparameterized strategies
-    #[arg(long, value_enum, default_value = "cosine")]
-    schedule: ScheduleArg,
-    /// Reuse keys and values between steps: none (every step a full forward) or refresh:R
-    /// (dKV-Cache-Decode: the keys and values of decoded positions reused, masked and
-    /// just-changed positions recomputed, a full forward every R steps; refresh:1 is none;
-    /// BERT-family models). See docs/caching.md
-    #[arg(long, value_name = "none|refresh:R", default_value = "none", value_parser = parse_cache)]
-    cache: Cache,
-    /// Seed of the sampler's random generator
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    sampler: SamplerArgs,
     /// Instruction-tuned models (LLaDA-8B-Instruct, Dream-v0-Instruct-7B): each prompt as
     /// one user message through the model's chat template, the assistant's turn opened,
     /// tokenized without added special tokens (their own evaluation format)
@@ -115,15 +82,6 @@ pub struct Args {
     /// same over-long examples)
     #[arg(long)]
     predictions: Option<PathBuf>,
-}
-
-/// `--cache` values of the strategies `eval` runs (prefix and dual are for llada and
-/// fast-dllm, which `eval` does not run).
-fn parse_cache(s: &str) -> Result<Cache, String> {
-    match Cache::parse(s) {
-        Some(c @ (Cache::None | Cache::Refresh(_))) => Ok(c),
-        _ => Err(format!("unknown cache {s:?}: expected none or refresh:R (R ≥ 1)")),
-    }
 }
 
 fn parse_task(s: &str) -> Result<Task, String> {
@@ -189,6 +147,7 @@ fn generate(
     style: PromptStyle,
     mut info: RunInfo,
 ) -> anyhow::Result<(Dataset, Evaluation)> {
+    let sampler = args.sampler.config(args.steps.unwrap_or_else(|| args.task.default_steps()), false)?;
     let loaded = args.model.load()?;
     info.dtype = Some(format!("{:?}", args.model.dtype).to_lowercase());
     let dataset = load_dataset(args, style, &loaded.tokenizer)?;
@@ -213,7 +172,7 @@ fn generate(
         LengthMode::Oracle => None,
     };
     let cfg = GenerationConfig {
-        sampler: sampler_config(args),
+        sampler,
         length,
         batch_size: args.batch_size,
     };
@@ -237,32 +196,6 @@ fn load_dataset(args: &Args, style: PromptStyle, tokenizer: &Tokenizer) -> anyho
         tokenizer: Some(tokenizer),
     };
     Ok(dlm_eval::load(args.task, &args.data, &opts)?)
-}
-
-fn sampler_config(args: &Args) -> SamplerConfig {
-    let schedule = match args.schedule {
-        ScheduleArg::Cosine => Schedule::Cosine,
-        ScheduleArg::Linear => Schedule::Linear,
-    };
-    let reparam = |update| Strategy::Reparam {
-        update,
-        schedule,
-        topk: TopK::Deterministic,
-    };
-    let strategy = match args.strategy {
-        StrategyArg::ReparamUncond => reparam(Update::Uncond),
-        StrategyArg::ReparamCond => reparam(Update::Cond),
-        StrategyArg::Cmlm => Strategy::Cmlm,
-        StrategyArg::Ar => Strategy::Ar,
-    };
-    SamplerConfig {
-        steps: args.steps.unwrap_or_else(|| args.task.default_steps()),
-        strategy,
-        decoding: Decoding::Argmax,
-        seed: args.seed,
-        record_trajectory: false,
-        cache: args.cache,
-    }
 }
 
 /// An indicatif bar on stderr with rate and ETA (hidden when stderr is not a terminal).

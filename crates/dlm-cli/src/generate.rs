@@ -7,87 +7,17 @@
 //! tokens.
 
 use crate::model_dir::{ModelArgs, chat_template, special_ids_without_tokenizer};
+use crate::sampler_args::SamplerArgs;
 use dlm_data::{ChatMessage, Tokenizer, canvas_prefix, chat_prefix};
 use anyhow::Context;
 use dlm_diffusion::{
-    BeamChoice, Cache, Canvas, Decoding, Denoised, DreamAlg, LENGTH_PREDICTOR_WEIGHTS, LengthPredictor, Remasking, SamplerConfig,
-    Schedule, SpecialIds, StrategyKnobs, StrategyName, denoise, generate_with_length_beam, render_canvas, trajectory_svg,
+    BeamChoice, Canvas, Denoised, LENGTH_PREDICTOR_WEIGHTS, LengthPredictor, SpecialIds, denoise, generate_with_length_beam,
+    render_canvas, trajectory_svg,
 };
 use dlm_models::MaskedLm;
 use serde_json::json;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-
-/// `--strategy` values.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum StrategyArg {
-    /// Reparameterized top-k; the k lowest-scoring positions are re-masked (the paper's)
-    ReparamUncond,
-    /// Reparameterized top-k; a decoded token is re-masked only if re-predicted with a lower score
-    ReparamCond,
-    /// reparam-uncond ranking with Gumbel noise (--noise-scale · rate)
-    Stochastic,
-    /// Unmask each masked position with probability 1/(K-s+1)
-    Cmlm,
-    /// Fill the leftmost mask each step
-    Ar,
-    /// LLaDA's generate(): low-confidence (or --remasking random) unmasking, block by block (--block-length)
-    Llada,
-    /// Fast-dLLM: in the current block, unmask every position with probability ≥ --threshold (or by --factor; at least one); adaptive steps
-    FastDllm,
-    /// Dream's diffusion_generate(): --alg chooses the positions unmasked at each step (--alg-temp, --top-p, --top-k)
-    Dream,
-}
-
-/// `--remasking` values (llada).
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum RemaskingArg {
-    /// Rank masked positions by the probability of their predicted token
-    LowConfidence,
-    /// Rank masked positions by a uniform draw (seeded; not torch's random stream)
-    Random,
-}
-
-/// `--alg` values (dream).
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum AlgArg {
-    /// Each masked position is unmasked with probability 1 − s/t (seeded)
-    Origin,
-    /// Confidence: the probability of the predicted token
-    MaskgitPlus,
-    /// Confidence: top-1 minus top-2 probability
-    TopkMargin,
-    /// Confidence: negative entropy of the distribution
-    Entropy,
-}
-
-/// `--cache` values: `none`, `prefix`, `dual` (llada, fast-dllm) or `refresh:R` (every
-/// strategy).
-fn parse_cache(s: &str) -> Result<Cache, String> {
-    Cache::parse(s).ok_or_else(|| format!("unknown cache {s:?}: expected none, prefix, dual or refresh:R (R ≥ 1)"))
-}
-
-impl From<StrategyArg> for StrategyName {
-    fn from(s: StrategyArg) -> StrategyName {
-        match s {
-            StrategyArg::ReparamUncond => StrategyName::ReparamUncond,
-            StrategyArg::ReparamCond => StrategyName::ReparamCond,
-            StrategyArg::Stochastic => StrategyName::Stochastic,
-            StrategyArg::Cmlm => StrategyName::Cmlm,
-            StrategyArg::Ar => StrategyName::Ar,
-            StrategyArg::Llada => StrategyName::Llada,
-            StrategyArg::FastDllm => StrategyName::FastDllm,
-            StrategyArg::Dream => StrategyName::Dream,
-        }
-    }
-}
-
-/// `--schedule` values.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum ScheduleArg {
-    Cosine,
-    Linear,
-}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -119,62 +49,8 @@ pub struct Args {
     /// Denoising iterations K
     #[arg(long, default_value_t = 10)]
     steps: usize,
-    #[arg(long, value_enum, default_value = "reparam-uncond")]
-    strategy: StrategyArg,
-    /// Unmasking schedule of the reparameterized strategies
-    #[arg(long, value_enum, default_value = "cosine")]
-    schedule: ScheduleArg,
-    /// Sample tokens at this temperature instead of taking the argmax (0 = argmax)
-    #[arg(long)]
-    temperature: Option<f64>,
-    /// Generation positions per semi-autoregressive block, filled left to right (llada,
-    /// fast-dllm). Default for llada: one block, the whole generation (as LLaDA's
-    /// generate(), whose block length defaults to the generation length; its example uses
-    /// 32, and --steps must be a multiple of the number of blocks); for fast-dllm: 32 (the
-    /// block size of Fast-dLLM's evaluations)
-    #[arg(long, value_name = "N")]
-    block_length: Option<usize>,
-    /// fast-dllm: unmask every position of the block whose probability is at least P
-    /// (default 0.9, Fast-dLLM's threshold)
-    #[arg(long, value_name = "P")]
-    threshold: Option<f64>,
-    /// stochastic: scale S of the Gumbel noise added to the scores before ranking, times the
-    /// schedule's rate (default 1.0, the released RDM code's `stochastic1.0`)
-    #[arg(long, value_name = "S")]
-    noise_scale: Option<f64>,
-    /// llada: how masked positions are ranked (default low-confidence; LLaDA's `remasking`)
-    #[arg(long, value_enum)]
-    remasking: Option<RemaskingArg>,
-    /// fast-dllm: factor-based parallel decoding instead of --threshold: unmask the n most
-    /// confident positions of the block while (n + 1)(1 − p_n) ≤ F (Fast-dLLM's
-    /// get_transfer_index_dynamic)
-    #[arg(long, value_name = "F", conflicts_with = "threshold")]
-    factor: Option<f64>,
-    /// dream: how the positions unmasked at each step are chosen (default entropy, as in
-    /// Dream's README)
-    #[arg(long, value_enum)]
-    alg: Option<AlgArg>,
-    /// dream: draw the unmasked positions from softmax(confidence / T) instead of taking
-    /// the most confident (0: the most confident)
-    #[arg(long, value_name = "T")]
-    alg_temp: Option<f64>,
-    /// dream: nucleus filtering of each position's distribution before tokens and
-    /// confidences are read off
-    #[arg(long, value_name = "P")]
-    top_p: Option<f64>,
-    /// dream: keep only the K most likely tokens of each position's distribution
-    #[arg(long, value_name = "K")]
-    top_k: Option<usize>,
-    /// Reuse keys and values between steps: none (every step a full forward); prefix or
-    /// dual (llada, fast-dllm: Fast-dLLM's generate_with_prefix_cache /
-    /// generate_with_dual_cache); refresh:R (every strategy: dKV-Cache-Decode, the keys and
-    /// values of decoded positions reused, masked and just-changed positions recomputed, a
-    /// full forward every R steps; refresh:1 is none). LLaDA, Dream and BERT-family models
-    #[arg(long, value_name = "none|prefix|dual|refresh:R", default_value = "none", value_parser = parse_cache)]
-    cache: Cache,
-    /// Seed of the sampler's random generator
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    sampler: SamplerArgs,
     /// Print one JSON object
     #[arg(long)]
     json: bool,
@@ -186,54 +62,8 @@ pub struct Args {
     trajectory_svg: Option<PathBuf>,
 }
 
-fn sampler_config(args: &Args) -> anyhow::Result<SamplerConfig> {
-    let name = StrategyName::from(args.strategy);
-    let knobs = StrategyKnobs {
-        block_length: args.block_length,
-        threshold: args.threshold,
-        noise_scale: args.noise_scale,
-        remasking: args.remasking.map(|r| match r {
-            RemaskingArg::LowConfidence => Remasking::LowConfidence,
-            RemaskingArg::Random => Remasking::Random,
-        }),
-        factor: args.factor,
-        alg: args.alg.map(|a| match a {
-            AlgArg::Origin => DreamAlg::Origin,
-            AlgArg::MaskgitPlus => DreamAlg::MaskgitPlus,
-            AlgArg::TopkMargin => DreamAlg::TopkMargin,
-            AlgArg::Entropy => DreamAlg::Entropy,
-        }),
-        alg_temp: args.alg_temp,
-        top_p: args.top_p,
-        top_k: args.top_k,
-    };
-    if let Some(flag) = name.unused_knobs(&knobs).first() {
-        let users = StrategyName::ALL.into_iter().filter(|s| !s.unused_knobs(&knobs).contains(flag));
-        let users: Vec<&str> = users.map(StrategyName::as_str).collect();
-        anyhow::bail!("--{flag} applies only to --strategy {}, not {}", users.join(" and "), name.as_str());
-    }
-    let schedule = match args.schedule {
-        ScheduleArg::Cosine => Schedule::Cosine,
-        ScheduleArg::Linear => Schedule::Linear,
-    };
-    let strategy = name.build(schedule, knobs);
-    let decoding = match args.temperature {
-        Some(temperature) if temperature != 0.0 => Decoding::Sample { temperature },
-        _ => Decoding::Argmax,
-    };
-    let record_trajectory = args.trajectory || args.trajectory_svg.is_some();
-    let cache = args.cache;
-    if matches!(cache, Cache::Prefix | Cache::Dual) && !matches!(name, StrategyName::Llada | StrategyName::FastDllm) {
-        anyhow::bail!(
-            "--cache {cache} applies only to --strategy llada and fast-dllm, not {} (refresh:R applies to every strategy)",
-            name.as_str()
-        );
-    }
-    Ok(SamplerConfig { steps: args.steps, strategy, decoding, seed: args.seed, record_trajectory, cache })
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let cfg = sampler_config(&args)?;
+    let cfg = args.sampler.config(args.steps, args.trajectory || args.trajectory_svg.is_some())?;
     if args.chat && args.prompt_ids.is_some() {
         anyhow::bail!(
             "--chat applies the model's chat template to the text of --prompt, but --prompt-ids gives tokens: \

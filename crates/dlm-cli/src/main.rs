@@ -12,6 +12,7 @@ mod generate;
 mod import;
 mod inspect;
 mod model_dir;
+mod sampler_args;
 mod score;
 mod serve;
 mod train;

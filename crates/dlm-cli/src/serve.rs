@@ -70,7 +70,7 @@ pub struct Args {
     /// The sampler of requests that name no `strategy` (their `strategy` field still
     /// chooses): e.g. llada for LLaDA and Dream, whose OpenAI clients send none
     #[arg(long, value_enum, default_value = "reparam-uncond")]
-    strategy: crate::generate::StrategyArg,
+    strategy: crate::sampler_args::StrategyArg,
     /// Most stop sequences in one request
     #[arg(long, default_value_t = Limits::default().max_stop)]
     max_stop: usize,

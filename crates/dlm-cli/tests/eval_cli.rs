@@ -519,7 +519,7 @@ fn bad_inputs_are_clear_errors() {
 #[test]
 fn cache_refresh_is_an_eval_option() {
     // `--cache refresh:1` is the uncached run (the same predictions); refresh:2 runs and
-    // scores; prefix and dual (llada/fast-dllm only) are refused before anything loads.
+    // scores.
     let tmp = tempfile::tempdir().unwrap();
     let model = long_model(tmp.path());
     let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/demo/iwslt14-deen.jsonl");
@@ -540,7 +540,127 @@ fn cache_refresh_is_an_eval_option() {
     std::fs::remove_dir_all(&out).unwrap();
     std::fs::create_dir_all(&out).unwrap();
     predictions("refresh:2");
-    let (model, data) = (s(&model), s(&data));
-    let args = ["eval", "--model", &model, "--task", "iwslt14-deen", "--data", &data, "--cache", "dual"];
-    fails_with(&dlm(&args), &["expected none or refresh:R"]);
+}
+
+/// A word-level tokenizer for the tiny LLaDA fixture (no tokenizer of its own; 128 ids):
+/// tiny-xlmr's 89 words and specials, `w89` … `w127` for the other ids, and `<mask>` at
+/// 126, the fixture's `mask_token_id`. Written into `dir`, which is returned.
+fn llada_tokenizer(dir: &Path) -> PathBuf {
+    let src = common::tiny_xlmr();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(
+        src.join("tokenizer_config.json"),
+        dir.join("tokenizer_config.json"),
+    )
+    .unwrap();
+    let mut t = read_json(&src.join("tokenizer.json"));
+    let vocab = t["model"]["vocab"].as_object_mut().unwrap();
+    assert_eq!(vocab.remove("<mask>"), Some(89.into()));
+    for id in (89..128).filter(|&id| id != 126) {
+        vocab.insert(format!("w{id}"), id.into());
+    }
+    vocab.insert("<mask>".into(), 126.into());
+    for added in t["added_tokens"].as_array_mut().unwrap() {
+        if added["content"] == "<mask>" {
+            added["id"] = 126.into();
+        }
+    }
+    std::fs::write(dir.join("tokenizer.json"), t.to_string()).unwrap();
+    dir.to_path_buf()
+}
+
+#[test]
+fn eval_takes_the_samplers_of_generate() {
+    // `dlm eval` on the tiny LLaDA fixture with generate's sampler options: the report
+    // records the sampler they build, and each choice changes the predictions (with these
+    // weights, the dual cache's approximation moves some tokens, and llada's blocks
+    // differ from reparam-uncond), so a flag that did not reach the sampler would fail.
+    let tmp = tempfile::tempdir().unwrap();
+    let tokenizer = s(&llada_tokenizer(&tmp.path().join("tokenizer")));
+    let model = s(&common::repo_root().join("crates/dlm-models/tests/fixtures/llada-tiny"));
+    // Targets of 8 words: 2 blocks of 4, so 8 steps are a multiple of every example's
+    // number of blocks.
+    let data = tmp.path().join("deen.jsonl");
+    let rows = [
+        ("es ist so.", "it is so and the people know that"),
+        ("wir sind hier.", "we are here with you and them now"),
+        ("was ist das.", "what is this thing that you have there"),
+    ];
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|(de, en)| {
+            serde_json::json!({
+                "inputs": format!("Translate the sentences into English.  German: {de} English: "),
+                "targets": en,
+            })
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&data, lines.join("\n") + "\n").unwrap();
+    let data = s(&data);
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let base = [
+        "eval",
+        "--model",
+        &model,
+        "--tokenizer",
+        &tokenizer,
+        "--task",
+        "iwslt14-deen",
+        "--data",
+        &data,
+        "--oracle-length",
+        "--steps",
+        "8",
+        "--batch-size",
+        "2",
+    ];
+    let run = |sampler: &[&str]| {
+        let report = out.join(format!("{}.json", sampler.join("_")));
+        let report_s = s(&report);
+        ok(&dlm(&[&base[..], sampler, &["--out", &report_s]].concat()));
+        let preds = std::fs::read_to_string(report.with_extension("predictions.jsonl")).unwrap();
+        (read_json(&report), preds)
+    };
+    let llada = ["--strategy", "llada", "--block-length", "4"];
+    let (report, dual) = run(&[&llada[..], &["--cache", "dual"]].concat());
+    assert_eq!(report["scored"], 3, "{report}");
+    let sampler = &report["settings"]["generation"]["sampler"];
+    assert_eq!(
+        sampler["strategy"],
+        serde_json::json!({"low_confidence": {"block_length": 4, "remasking": "low_confidence"}})
+    );
+    assert_eq!(sampler["cache"], "dual");
+    assert_eq!(sampler["steps"], 8);
+    let (_, none) = run(&[&llada[..], &["--cache", "none"]].concat());
+    assert_ne!(dual, none, "--cache dual gave the uncached predictions");
+    let (_, reparam) = run(&["--strategy", "reparam-uncond"]);
+    assert_ne!(none, reparam, "--strategy llada gave reparam-uncond's predictions");
+    // fast-dllm with its threshold and the prefix cache.
+    let (report, _) = run(&[
+        "--strategy",
+        "fast-dllm",
+        "--block-length",
+        "4",
+        "--threshold",
+        "0.5",
+        "--cache",
+        "prefix",
+    ]);
+    let sampler = &report["settings"]["generation"]["sampler"];
+    assert_eq!(
+        sampler["strategy"]["confidence_threshold"],
+        serde_json::json!({"rule": {"threshold": 0.5}, "block_length": 4})
+    );
+    assert_eq!(sampler["cache"], "prefix");
+    // The options generate refuses, eval refuses with the same words.
+    fails_with(
+        &dlm(&[&base[..], &["--strategy", "reparam-uncond", "--cache", "dual"]].concat()),
+        &["--cache dual applies only to --strategy llada and fast-dllm, not reparam-uncond"],
+    );
+    fails_with(
+        &dlm(&[&base[..], &["--strategy", "llada", "--threshold", "0.5"]].concat()),
+        &["--threshold applies only to --strategy fast-dllm, not llada"],
+    );
 }
