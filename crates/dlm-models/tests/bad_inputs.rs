@@ -160,3 +160,17 @@ fn torch_pickle_with_a_huge_string_length_is_an_error() {
     let e = dlm_models::read_torch_state_dict(&path, None).err().expect("a corrupt pickle must not load").to_string();
     assert!(e.contains("BINUNICODE"), "{e}");
 }
+
+/// Found by fuzzing (fuzz/artifacts/torch_checkpoint/short-rebuild-args-tuple): a pickle
+/// whose tensor rebuild tuple is shorter than `_rebuild_tensor_v2`'s arguments made the
+/// vendored candle reader index past the tuple (`Vec::remove` panicked); it is now an error.
+#[test]
+fn torch_pickle_with_a_short_rebuild_tuple_is_an_error() {
+    let input =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/artifacts/torch_checkpoint/short-rebuild-args-tuple");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pytorch_model.bin");
+    std::fs::copy(&input, &path).unwrap();
+    let e = dlm_models::read_torch_state_dict(&path, None).err().expect("a corrupt pickle must not load").to_string();
+    assert!(e.contains("expected") && e.contains("found"), "{e}");
+}

@@ -224,6 +224,9 @@ impl Object {
                 class_name,
             } if module_name == "torch._tensor" && class_name == "_rebuild_from_type_v2" => {
                 let mut args = args.tuple()?;
+                if args.len() < 3 {
+                    return Ok(None); // dlm: a short tuple in a corrupt pickle is no tensor
+                }
                 let callable = args.remove(0);
                 let args = args.remove(1);
                 (callable, args)
@@ -233,6 +236,9 @@ impl Object {
                 class_name,
             } if module_name == "torch._utils" && class_name == "_rebuild_parameter" => {
                 let mut args = args.tuple()?;
+                if args.is_empty() {
+                    return Ok(None); // dlm: as above
+                }
                 args.remove(0).reduce()?
             }
             _ => (callable, args),
@@ -630,11 +636,18 @@ impl From<Object> for E {
 // Arguments: storage, storage_offset, size, stride, requires_grad, backward_hooks
 fn rebuild_args(args: Object) -> Result<(Layout, DType, String, usize)> {
     let mut args = args.tuple()?;
+    // dlm: a corrupt pickle's tuples can be short; `Vec::remove` would panic.
+    if args.len() < 4 {
+        crate::bail!("tensor rebuild arguments: expected at least 4 (storage, offset, size, stride), found {}", args.len())
+    }
     let stride = Vec::<usize>::try_from(args.remove(3))?;
     let size = Vec::<usize>::try_from(args.remove(2))?;
     let offset = args.remove(1).int_or_long()? as usize;
     let storage = args.remove(0).persistent_load()?;
     let mut storage = storage.tuple()?;
+    if storage.len() < 5 {
+        crate::bail!("tensor storage record: expected 5 fields, found {}", storage.len())
+    }
     let storage_size = storage.remove(4).int_or_long()? as usize;
     let path = storage.remove(2).unicode()?;
     let (_module_name, class_name) = storage.remove(1).class()?;
@@ -733,10 +746,13 @@ pub fn read_pth_tensor_info<P: AsRef<std::path::Path>>(
         // NOTE: We are assuming that the `obj` is state_dict by this stage.
         if let Object::Dict(key_values) = obj {
             for (name, value) in key_values.into_iter() {
+                let shown = format!("{name:?}");
                 match value.into_tensor_info(name, &dir_name) {
                     Ok(Some(tensor_info)) => tensor_infos.push(tensor_info),
                     Ok(None) => {}
-                    Err(err) => eprintln!("skipping: {err:?}"),
+                    // dlm: a tensor record that does not parse is an error naming it, not
+                    // a tensor silently left out (upstream printed "skipping").
+                    Err(err) => crate::bail!("tensor {shown}: {err}"),
                 }
             }
         }

@@ -48,6 +48,22 @@ struct Pruned {
     unk_original: u32,
 }
 
+/// A `tokenizer.json`. Its JSON syntax is checked here first: the `tokenizers` crate
+/// (0.22) panics instead of returning an error on a syntax error inside some sections
+/// (`decoder`: `DecoderHelper::deserialize(..).expect("Helper")`), e.g. in a truncated
+/// download; found by fuzzing (`fuzz/artifacts/tokenizer_files/`).
+fn tokenizer_json(path: &Path) -> Result<tokenizers::Tokenizer, DataError> {
+    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    let load_err = |message: String| DataError::TokenizerLoad {
+        path: path.to_path_buf(),
+        message,
+    };
+    serde_json::from_str::<serde::de::IgnoredAny>(&text)
+        .map_err(|e| load_err(format!("not valid JSON: {e}")))?;
+    text.parse::<tokenizers::Tokenizer>()
+        .map_err(|e| load_err(e.to_string()))
+}
+
 impl Tokenizer {
     /// Loads the tokenizer of a model directory: `tokenizer.json`, else `vocab.txt`, else
     /// `sentencepiece.bpe.model` / `spiece.model` / the first other `*.model` (by name).
@@ -152,20 +168,7 @@ impl Tokenizer {
             .and_then(|n| n.to_str())
             .unwrap_or_default();
         let (inner, source) = if name.ends_with(".json") {
-            let t = tokenizers::Tokenizer::from_file(path).map_err(|e| {
-                if path.is_file() {
-                    DataError::TokenizerLoad {
-                        path: path.to_path_buf(),
-                        message: e.to_string(),
-                    }
-                } else {
-                    DataError::io(
-                        path,
-                        std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string()),
-                    )
-                }
-            })?;
-            (t, TokenizerSource::TokenizerJson)
+            (tokenizer_json(path)?, TokenizerSource::TokenizerJson)
         } else if name.ends_with(".txt") {
             let files = HfFiles::read(&dir)?;
             (
@@ -396,5 +399,21 @@ mod tests {
         std::fs::write(&p, "{ not json").unwrap();
         let e = Tokenizer::from_dir(tmp.path()).unwrap_err().to_string();
         assert!(e.contains(&p.display().to_string()), "{e}");
+    }
+
+    /// Found by fuzzing (fuzz/artifacts/tokenizer_files/decoder-json-syntax-error, its
+    /// first byte the target's mode): a syntax error inside `decoder` made the `tokenizers`
+    /// crate panic; it is an error naming the file, the line and the column.
+    #[test]
+    fn a_syntax_error_in_the_decoder_is_an_error_not_a_panic() {
+        let input = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/artifacts/tokenizer_files/decoder-json-syntax-error");
+        let bytes = std::fs::read(input).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("tokenizer.json");
+        std::fs::write(&p, &bytes[1..]).unwrap();
+        let e = Tokenizer::from_dir(tmp.path()).unwrap_err().to_string();
+        assert!(e.contains(&p.display().to_string()), "{e}");
+        assert!(e.contains("not valid JSON") && e.contains("line"), "{e}");
     }
 }
