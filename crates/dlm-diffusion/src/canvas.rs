@@ -79,6 +79,19 @@ impl Canvas {
         Ok(Canvas { ids, generate })
     }
 
+    /// [`Canvas::oracle`] in the layout `model` generates in: for LLaDA and Dream (no
+    /// `</s>` after the generated positions, [`Canvas::for_model`]) everything after the
+    /// last generated position is dropped.
+    pub fn oracle_for_model(model: &dyn dlm_models::MaskedLm, ids: &[u32], fixed: &[bool], special: SpecialIds) -> Result<Canvas> {
+        let mut canvas = Canvas::oracle(ids, fixed, special)?;
+        if !model.closes_canvas_with_eos() {
+            let end = canvas.generate.iter().rposition(|&g| g).map_or(0, |last| last + 1);
+            canvas.ids.truncate(end);
+            canvas.generate.truncate(end);
+        }
+        Ok(canvas)
+    }
+
     pub fn ids(&self) -> &[u32] {
         &self.ids
     }

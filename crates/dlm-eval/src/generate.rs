@@ -4,7 +4,9 @@
 //! Length: with the **oracle length** the canvas is the SPEC §2 sequence of the example
 //! with its response tokens masked (`dlm_diffusion::Canvas::oracle`, the released code's
 //! `oracle_length=True`): `L` = the number of response tokens, **excluding** the final
-//! `</s>`, which stays in place as in the §4 canvas `<s> prompt <mask>×L </s>`. (The
+//! `</s>`, which stays in place as in the §4 canvas `<s> prompt <mask>×L </s>` (LLaDA and
+//! Dream, whose generation code appends nothing, get `… prompt <mask>×L`:
+//! `Canvas::oracle_for_model`). (The
 //! training targets count `</s>` among the maskable positions, §2; the length predictor's
 //! class `len(response incl. </s>) − 2` maps back to the same `L = class + 1`, §5.) An
 //! empty gold response leaves nothing to generate and predicts the empty string. With a
@@ -127,7 +129,7 @@ impl Generator<'_> {
         for &i in chunk {
             let item = &plan.items[i];
             let f = format_pair(&item.src, &item.tgt, &self.special, max_length)?;
-            match Canvas::oracle(&f.ids, &f.fixed, ids) {
+            match Canvas::oracle_for_model(self.model, &f.ids, &f.fixed, ids) {
                 Ok(c) => {
                     slot.push(Some(canvases.len()));
                     canvases.push(c);
