@@ -174,3 +174,17 @@ fn torch_pickle_with_a_short_rebuild_tuple_is_an_error() {
     let e = dlm_models::read_torch_state_dict(&path, None).err().expect("a corrupt pickle must not load").to_string();
     assert!(e.contains("expected") && e.contains("found"), "{e}");
 }
+
+/// Found by fuzzing (fuzz/artifacts/torch_checkpoint/long1-wider-than-64-bits): a LONG1
+/// opcode declaring more than 8 bytes overflowed the vendored reader's shift (a panic with
+/// overflow checks, a wrong value without); it is now an error.
+#[test]
+fn torch_pickle_with_a_wide_long1_is_an_error() {
+    let input =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/artifacts/torch_checkpoint/long1-wider-than-64-bits");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pytorch_model.bin");
+    std::fs::copy(&input, &path).unwrap();
+    let e = dlm_models::read_torch_state_dict(&path, None).err().expect("a corrupt pickle must not load").to_string();
+    assert!(e.contains("LONG1"), "{e}");
+}

@@ -614,6 +614,10 @@ impl Stack {
             }
             OpCode::Long1 => {
                 let n_bytes = r.read_u8()?;
+                // dlm: more than 8 bytes overflowed the shift (a panic with overflow checks).
+                if n_bytes > 8 {
+                    crate::bail!("LONG1 of {n_bytes} bytes: integers wider than 64 bits are not supported")
+                }
                 let mut v = 0;
                 // Decode the next n bytes in little endian
                 for i in 0..n_bytes {

@@ -48,20 +48,57 @@ struct Pruned {
     unk_original: u32,
 }
 
-/// A `tokenizer.json`. Its JSON syntax is checked here first: the `tokenizers` crate
-/// (0.22) panics instead of returning an error on a syntax error inside some sections
-/// (`decoder`: `DecoderHelper::deserialize(..).expect("Helper")`), e.g. in a truncated
-/// download; found by fuzzing (`fuzz/artifacts/tokenizer_files/`).
+/// A `tokenizer.json`. Two things the `tokenizers` crate (0.22) panics on instead of
+/// returning an error are checked here first (both found by fuzzing,
+/// `fuzz/artifacts/tokenizer_files/`): a JSON syntax error inside some sections (`decoder`:
+/// `DecoderHelper::deserialize(..).expect("Helper")`, e.g. a truncated download), and a
+/// `TemplateProcessing` post-processor whose template names a special token its
+/// `special_tokens` lack (deserialising skips the builder's check; encoding then indexes the
+/// missing entry).
 fn tokenizer_json(path: &Path) -> Result<tokenizers::Tokenizer, DataError> {
     let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
     let load_err = |message: String| DataError::TokenizerLoad {
         path: path.to_path_buf(),
         message,
     };
-    serde_json::from_str::<serde::de::IgnoredAny>(&text)
-        .map_err(|e| load_err(format!("not valid JSON: {e}")))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| load_err(format!("not valid JSON: {e}")))?;
+    if let Some(processor) = json.get("post_processor") {
+        check_templates(processor).map_err(load_err)?;
+    }
     text.parse::<tokenizers::Tokenizer>()
         .map_err(|e| load_err(e.to_string()))
+}
+
+/// Every special token a `TemplateProcessing` template (`single`, `pair`; also inside a
+/// `Sequence` of processors) names is one of its `special_tokens`.
+fn check_templates(processor: &serde_json::Value) -> Result<(), String> {
+    match processor.get("type").and_then(|t| t.as_str()) {
+        Some("Sequence") => processor
+            .get("processors")
+            .and_then(|p| p.as_array())
+            .into_iter()
+            .flatten()
+            .try_for_each(check_templates),
+        Some("TemplateProcessing") => {
+            let known = processor.get("special_tokens").and_then(|t| t.as_object());
+            for part in ["single", "pair"] {
+                let pieces = processor.get(part).and_then(|p| p.as_array()).into_iter().flatten();
+                for piece in pieces {
+                    let Some(id) = piece.pointer("/SpecialToken/id") else { continue };
+                    let id = id.as_str().unwrap_or_default();
+                    if !known.is_some_and(|k| k.contains_key(id)) {
+                        return Err(format!(
+                            "post_processor: the {part} template names special token {id:?}, \
+                             which its special_tokens do not define"
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 impl Tokenizer {
@@ -415,5 +452,21 @@ mod tests {
         let e = Tokenizer::from_dir(tmp.path()).unwrap_err().to_string();
         assert!(e.contains(&p.display().to_string()), "{e}");
         assert!(e.contains("not valid JSON") && e.contains("line"), "{e}");
+    }
+
+    /// Found by fuzzing (fuzz/artifacts/tokenizer_files/template-unknown-special-token): a
+    /// post-processor template naming a special token it does not define made the
+    /// `tokenizers` crate panic at the first encode; loading it is now an error naming it.
+    #[test]
+    fn a_template_with_an_undefined_special_token_is_an_error() {
+        let input = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/artifacts/tokenizer_files/template-unknown-special-token");
+        let bytes = std::fs::read(input).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("tokenizer.json");
+        std::fs::write(&p, &bytes[1..]).unwrap();
+        let e = Tokenizer::from_dir(tmp.path()).unwrap_err().to_string();
+        assert!(e.contains(&p.display().to_string()), "{e}");
+        assert!(e.contains("post_processor") && e.contains("do not define"), "{e}");
     }
 }
