@@ -70,20 +70,17 @@ fn tokenizer_json(path: &Path) -> Result<tokenizers::Tokenizer, DataError> {
         .map_err(|e| load_err(e.to_string()))
 }
 
-/// Every special token a `TemplateProcessing` template (`single`, `pair`; also inside a
-/// `Sequence` of processors) names is one of its `special_tokens`.
-fn check_templates(processor: &serde_json::Value) -> Result<(), String> {
-    match processor.get("type").and_then(|t| t.as_str()) {
-        Some("Sequence") => processor
-            .get("processors")
-            .and_then(|p| p.as_array())
-            .into_iter()
-            .flatten()
-            .try_for_each(check_templates),
-        Some("TemplateProcessing") => {
-            let known = processor.get("special_tokens").and_then(|t| t.as_object());
+/// Every special token a `TemplateProcessing` template (`single`, `pair`) names is one of
+/// its `special_tokens`. Templates are found by their shape anywhere in the post-processor
+/// (inside a `Sequence` of processors, and whatever its `type` key looks like: the crate's
+/// untagged fallback deserialises one without it).
+fn check_templates(value: &serde_json::Value) -> Result<(), String> {
+    match value {
+        serde_json::Value::Array(items) => items.iter().try_for_each(check_templates),
+        serde_json::Value::Object(map) => {
+            let known = map.get("special_tokens").and_then(|t| t.as_object());
             for part in ["single", "pair"] {
-                let pieces = processor.get(part).and_then(|p| p.as_array()).into_iter().flatten();
+                let pieces = map.get(part).and_then(|p| p.as_array()).into_iter().flatten();
                 for piece in pieces {
                     let Some(id) = piece.pointer("/SpecialToken/id") else { continue };
                     let id = id.as_str().unwrap_or_default();
@@ -95,7 +92,7 @@ fn check_templates(processor: &serde_json::Value) -> Result<(), String> {
                     }
                 }
             }
-            Ok(())
+            map.values().try_for_each(check_templates)
         }
         _ => Ok(()),
     }
@@ -457,16 +454,23 @@ mod tests {
     /// Found by fuzzing (fuzz/artifacts/tokenizer_files/template-unknown-special-token): a
     /// post-processor template naming a special token it does not define made the
     /// `tokenizers` crate panic at the first encode; loading it is now an error naming it.
+    /// (`…-untyped`: the same with its `type` key misspelt, which the crate still reads.)
     #[test]
     fn a_template_with_an_undefined_special_token_is_an_error() {
-        let input = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../fuzz/artifacts/tokenizer_files/template-unknown-special-token");
-        let bytes = std::fs::read(input).unwrap();
-        let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("tokenizer.json");
-        std::fs::write(&p, &bytes[1..]).unwrap();
-        let e = Tokenizer::from_dir(tmp.path()).unwrap_err().to_string();
-        assert!(e.contains(&p.display().to_string()), "{e}");
-        assert!(e.contains("post_processor") && e.contains("do not define"), "{e}");
+        for name in ["template-unknown-special-token", "template-unknown-special-token-untyped"] {
+            let input = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../fuzz/artifacts/tokenizer_files")
+                .join(name);
+            let bytes = std::fs::read(input).unwrap();
+            let tmp = tempfile::tempdir().unwrap();
+            let p = tmp.path().join("tokenizer.json");
+            std::fs::write(&p, &bytes[1..]).unwrap();
+            let e = Tokenizer::from_dir(tmp.path()).unwrap_err().to_string();
+            assert!(e.contains(&p.display().to_string()), "{name}: {e}");
+            assert!(
+                e.contains("post_processor") && e.contains("do not define"),
+                "{name}: {e}"
+            );
+        }
     }
 }
