@@ -153,12 +153,18 @@ fn fill_mask_without_mask() {
 /// front (out of memory under the fuzzer); it is now a clear error naming the short string.
 #[test]
 fn torch_pickle_with_a_huge_string_length_is_an_error() {
-    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/artifacts/torch_checkpoint/oom-binunicode-length");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mp_rank_00_model_states.pt");
-    std::fs::copy(&input, &path).unwrap();
-    let e = dlm_models::read_torch_state_dict(&path, None).err().expect("a corrupt pickle must not load").to_string();
+    let e = torch_artifact_error("oom-binunicode-length", "mp_rank_00_model_states.pt");
     assert!(e.contains("BINUNICODE"), "{e}");
+}
+
+/// The error of reading the torch checkpoint `fuzz/artifacts/torch_checkpoint/<name>`,
+/// saved as `file`.
+fn torch_artifact_error(name: &str, file: &str) -> String {
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/artifacts/torch_checkpoint").join(name);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(file);
+    std::fs::copy(&input, &path).unwrap();
+    dlm_models::read_torch_state_dict(&path, None).err().expect("a corrupt pickle must not load").to_string()
 }
 
 /// Found by fuzzing (fuzz/artifacts/torch_checkpoint/short-rebuild-args-tuple): a pickle
@@ -166,12 +172,7 @@ fn torch_pickle_with_a_huge_string_length_is_an_error() {
 /// vendored candle reader index past the tuple (`Vec::remove` panicked); it is now an error.
 #[test]
 fn torch_pickle_with_a_short_rebuild_tuple_is_an_error() {
-    let input =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/artifacts/torch_checkpoint/short-rebuild-args-tuple");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("pytorch_model.bin");
-    std::fs::copy(&input, &path).unwrap();
-    let e = dlm_models::read_torch_state_dict(&path, None).err().expect("a corrupt pickle must not load").to_string();
+    let e = torch_artifact_error("short-rebuild-args-tuple", "pytorch_model.bin");
     assert!(e.contains("expected") && e.contains("found"), "{e}");
 }
 
@@ -180,11 +181,6 @@ fn torch_pickle_with_a_short_rebuild_tuple_is_an_error() {
 /// overflow checks, a wrong value without); it is now an error.
 #[test]
 fn torch_pickle_with_a_wide_long1_is_an_error() {
-    let input =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/artifacts/torch_checkpoint/long1-wider-than-64-bits");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("pytorch_model.bin");
-    std::fs::copy(&input, &path).unwrap();
-    let e = dlm_models::read_torch_state_dict(&path, None).err().expect("a corrupt pickle must not load").to_string();
+    let e = torch_artifact_error("long1-wider-than-64-bits", "pytorch_model.bin");
     assert!(e.contains("LONG1"), "{e}");
 }

@@ -7,7 +7,7 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{call, load, model_dir, post_json, start, text};
+use common::{call, load, metric, model_dir, post_json, start, text};
 use dlm_data::canvas_prefix;
 use dlm_diffusion::{Canvas, Decoding, SamplerConfig, Schedule, SpecialIds, StrategyKnobs, StrategyName, denoise};
 use dlm_server::Limits;
@@ -78,11 +78,6 @@ async fn seeded_output_does_not_depend_on_the_batch() {
     };
     let out = denoise(&lm, &[Canvas::new(&prefix, 8, special).unwrap()], &cfg, special).unwrap();
     assert_eq!(tokenizer.decode(&out[0].generated, true).unwrap(), alone, "equals dlm generate");
-}
-
-async fn metric(r: &axum::Router, name: &str) -> f64 {
-    let (_, m) = call(r, "GET", "/metrics", None).await;
-    m.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

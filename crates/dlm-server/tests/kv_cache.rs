@@ -7,7 +7,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{call, load, model_dir, post_json, start, text};
+use common::{load, metric, model_dir, post_json, start, text};
 use dlm_data::canvas_prefix;
 use dlm_diffusion::{Cache, Canvas, SamplerConfig, Schedule, SpecialIds, StrategyKnobs, StrategyName, denoise};
 use dlm_models::MaskedLm;
@@ -45,11 +45,6 @@ fn cached() -> Vec<(Value, StrategyName, StrategyKnobs, usize, Cache)> {
             Cache::Refresh(3),
         ),
     ]
-}
-
-async fn metric(r: &axum::Router, name: &str) -> f64 {
-    let (_, m) = call(r, "GET", "/metrics", None).await;
-    m.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -440,15 +440,23 @@ mod tests {
     /// crate panic; it is an error naming the file, the line and the column.
     #[test]
     fn a_syntax_error_in_the_decoder_is_an_error_not_a_panic() {
+        let e = artifact_error("decoder-json-syntax-error");
+        assert!(e.contains("not valid JSON") && e.contains("line"), "{e}");
+    }
+
+    /// The error of loading `fuzz/artifacts/tokenizer_files/<name>` (its first byte the
+    /// fuzz target's mode) as a `tokenizer.json`; it names the file.
+    fn artifact_error(name: &str) -> String {
         let input = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../fuzz/artifacts/tokenizer_files/decoder-json-syntax-error");
+            .join("../../fuzz/artifacts/tokenizer_files")
+            .join(name);
         let bytes = std::fs::read(input).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("tokenizer.json");
         std::fs::write(&p, &bytes[1..]).unwrap();
         let e = Tokenizer::from_dir(tmp.path()).unwrap_err().to_string();
-        assert!(e.contains(&p.display().to_string()), "{e}");
-        assert!(e.contains("not valid JSON") && e.contains("line"), "{e}");
+        assert!(e.contains(&p.display().to_string()), "{name}: {e}");
+        e
     }
 
     /// Found by fuzzing (fuzz/artifacts/tokenizer_files/template-unknown-special-token): a
@@ -458,15 +466,7 @@ mod tests {
     #[test]
     fn a_template_with_an_undefined_special_token_is_an_error() {
         for name in ["template-unknown-special-token", "template-unknown-special-token-untyped"] {
-            let input = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../fuzz/artifacts/tokenizer_files")
-                .join(name);
-            let bytes = std::fs::read(input).unwrap();
-            let tmp = tempfile::tempdir().unwrap();
-            let p = tmp.path().join("tokenizer.json");
-            std::fs::write(&p, &bytes[1..]).unwrap();
-            let e = Tokenizer::from_dir(tmp.path()).unwrap_err().to_string();
-            assert!(e.contains(&p.display().to_string()), "{name}: {e}");
+            let e = artifact_error(name);
             assert!(
                 e.contains("post_processor") && e.contains("do not define"),
                 "{name}: {e}"

@@ -82,3 +82,9 @@ pub fn sse_data(body: &str) -> Vec<String> {
 pub fn text(v: &Value) -> String {
     v["choices"][0]["text"].as_str().unwrap_or_else(|| panic!("no text in {v}")).to_owned()
 }
+
+/// The value of an unlabelled /metrics sample (NaN when absent).
+pub async fn metric(r: &Router, name: &str) -> f64 {
+    let (_, m) = call(r, "GET", "/metrics", None).await;
+    m.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
+}
