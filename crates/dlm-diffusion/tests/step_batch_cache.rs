@@ -124,6 +124,6 @@ fn a_cached_row_is_refused_where_the_cache_does_not_apply() {
     let bytes = batch.cache_bytes_for(&c, &dual).unwrap();
     assert_eq!(bytes, model.kv_cache_bytes(c.ids().len()).unwrap());
     assert!(bytes > 0);
-    assert_eq!(batch.cache_bytes_for(&c, &SamplerConfig { cache: Cache::None, ..dual.clone() }), Some(0));
-    assert_eq!(batch.cache_bytes_for(&c, &SamplerConfig { cache: Cache::Refresh(1), ..dual }), Some(0));
+    assert_eq!(batch.cache_bytes_for(&c, &SamplerConfig { cache: Cache::None, ..dual.clone() }).unwrap(), 0);
+    assert_eq!(batch.cache_bytes_for(&c, &SamplerConfig { cache: Cache::Refresh(1), ..dual }).unwrap(), 0);
 }

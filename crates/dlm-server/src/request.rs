@@ -291,6 +291,7 @@ pub fn diffusion_error(e: &DiffusionError) -> ApiError {
         DiffusionError::PromptTooLong { .. } => "prompt",
         DiffusionError::ZeroSteps => "steps",
         DiffusionError::InvalidConfig(m) if m.starts_with("cache") || m.contains("KV cache") => "cache",
+        DiffusionError::Model(dlm_models::ModelError::Unsupported(m)) if m.contains("cached forward") => "cache",
         DiffusionError::LengthBeamTooLarge { .. } => "length_beam",
         DiffusionError::InvalidConfig(m) if m.contains("multiple of the number of blocks") => "steps",
         DiffusionError::InvalidConfig(m) if m.contains("temperature") => "temperature",

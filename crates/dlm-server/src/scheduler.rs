@@ -368,35 +368,30 @@ impl Loop<'_> {
     /// a cache the model lacks is 400, one larger than the whole budget 429.
     #[allow(clippy::result_large_err)]
     fn prepare(&self, batch: &StepBatch<'_>, job: Job) -> Result<Prepared, (Job, ApiError)> {
-        let mut canvases = Vec::with_capacity(job.request.choices.len());
+        match self.layout(batch, &job.request) {
+            Ok((canvases, cache_bytes)) => Ok(Prepared { job, canvases, cache_bytes }),
+            Err(e) => Err((job, e)),
+        }
+    }
+
+    /// [`Loop::prepare`] of one request: per choice its rows' canvases, and their cache bytes.
+    fn layout(&self, batch: &StepBatch<'_>, request: &GenRequest) -> Result<(Vec<Vec<Canvas>>, usize), ApiError> {
+        let (lm, special) = (self.engine.lm.as_ref(), self.engine.special);
+        let mut canvases = Vec::with_capacity(request.choices.len());
         let mut cache_bytes = 0;
-        for spec in &job.request.choices {
-            let lengths = match self.lengths(spec) {
-                Ok(l) => l,
-                Err(e) => return Err((job, e)),
-            };
-            let mut rows = Vec::with_capacity(lengths.len());
-            for l in lengths {
-                let canvas = match Canvas::for_model(self.engine.lm.as_ref(), &spec.prefix, l, self.engine.special) {
-                    Ok(c) => c,
-                    Err(e) => return Err((job, diffusion_error(&e))),
-                };
-                let Some(bytes) = batch.cache_bytes_for(&canvas, &spec.cfg) else {
-                    let e = ApiError::invalid(
-                        "cache",
-                        format!("cache \"{}\": this model has no cached forward (KV caches); use cache none", spec.cfg.cache),
-                    );
-                    return Err((job, e));
-                };
-                cache_bytes += bytes;
+        for spec in &request.choices {
+            let mut rows = Vec::new();
+            for l in self.lengths(spec)? {
+                let canvas = Canvas::for_model(lm, &spec.prefix, l, special).map_err(|e| diffusion_error(&e))?;
+                cache_bytes += batch.cache_bytes_for(&canvas, &spec.cfg).map_err(|e| diffusion_error(&e))?;
                 rows.push(canvas);
             }
             canvases.push(rows);
         }
         if cache_bytes > self.limits.kv_cache_budget {
-            return Err((job, ApiError::cache_budget(cache_bytes, self.limits.kv_cache_budget)));
+            return Err(ApiError::cache_budget(cache_bytes, self.limits.kv_cache_budget));
         }
-        Ok(Prepared { job, canvases, cache_bytes })
+        Ok((canvases, cache_bytes))
     }
 
     /// Adds a request's rows and prepares its prompts' ELBO estimates; on error no row

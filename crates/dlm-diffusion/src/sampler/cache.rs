@@ -345,9 +345,6 @@ pub(crate) mod tests {
             let parts = fresh.iter().map(|r| all.narrow(0, r.start, r.len())).collect::<candle_core::Result<Vec<_>>>()?;
             Ok(Tensor::cat(&parts, 0)?)
         }
-        fn kv_cache_bytes(&self, len: usize) -> Option<usize> {
-            Some(len * 8)
-        }
         fn project(&self, hidden: &Tensor) -> dlm_models::Result<Tensor> {
             let logits = self.lm.project(hidden)?;
             let v = self.vocab_size();

@@ -219,16 +219,11 @@ impl<'m> StepBatch<'m> {
             return Err(DiffusionError::EmptyGeneration);
         }
         canvas.check_fits(self.model.max_sequence_length())?;
+        self.cache_bytes_for(canvas, &cfg)?; // a cache the model lacks is refused here
         let row = Row::new(canvas);
         let mode = match cfg.cache {
             // refresh:1 refreshes at every step: it is the uncached loop.
             Cache::None | Cache::Refresh(1) => Mode::Shared,
-            _ if self.cache_bytes_for(canvas, &cfg).is_none() => {
-                return Err(DiffusionError::Model(dlm_models::ModelError::Unsupported(format!(
-                    "cache {}: this model has no cached forward (KV caches)",
-                    cfg.cache
-                ))));
-            }
             Cache::Refresh(every) => Mode::Refresh(RefreshPredictor::new(self.model, self.special, every, &cfg.strategy)?),
             Cache::Prefix | Cache::Dual => Mode::Blocks(cache::State::new(&row, &cfg)?),
         };
@@ -249,11 +244,15 @@ impl<'m> StepBatch<'m> {
     }
 
     /// Bytes the keys and values of a row of `canvas` under `cfg` take at most: 0 without
-    /// a cache, `None` when `cfg` asks for a cache the model does not have.
-    pub fn cache_bytes_for(&self, canvas: &Canvas, cfg: &SamplerConfig) -> Option<usize> {
+    /// a cache; an error when `cfg` asks for a cache the model does not have.
+    pub fn cache_bytes_for(&self, canvas: &Canvas, cfg: &SamplerConfig) -> Result<usize> {
         match cfg.cache {
-            Cache::None | Cache::Refresh(1) => Some(0),
-            _ => self.model.kv_cache_bytes(canvas.ids().len()),
+            Cache::None | Cache::Refresh(1) => Ok(0),
+            cache => self.model.kv_cache_bytes(canvas.ids().len()).ok_or_else(|| {
+                DiffusionError::Model(dlm_models::ModelError::Unsupported(format!(
+                    "cache {cache}: this model has no cached forward (KV caches)"
+                )))
+            }),
         }
     }
 
