@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes fuzz/seeds/*.pt: small torch.save zips (2 kB) for the torch_checkpoint target, whose
-fixture seeds (90-145 kB) made every execution slow. Made with torch 2.15.0 (any torch with
-the zip format, >= 1.6, gives the same layout). Run from the repository root:
+fixture seeds (90-145 kB) made every execution slow. Made with torch 2.15.0+cu132.
+Run from the repository root:
 python fuzz/seeds/make_torch_seeds.py; then python3 fuzz/seed_corpus.py copies them in.
 """
 from pathlib import Path
