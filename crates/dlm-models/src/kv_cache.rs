@@ -51,26 +51,31 @@ impl KvCache {
     /// Whether a cached forward that computes `rows` (normalised by [`runs`]) of a sequence
     /// of `len` through a model of `layers` layers is a full forward, which fills the cache;
     /// any other must find the cache filled for that length and layer count.
-    pub(crate) fn fills(&self, rows: &[Range<usize>], len: usize, layers: usize) -> Result<bool, String> {
+    pub(crate) fn fills(&self, rows: &[Range<usize>], len: usize, layers: usize) -> crate::Result<bool> {
         let fill = matches!(rows, [one] if *one == (0..len));
         if !fill && (self.len != len || self.layers.len() != layers) {
-            return Err(format!(
+            return Err(misuse(format!(
                 "cached forward over positions {rows:?}: the cache holds {} positions of {} layers, the sequence has {len} \
                  positions and the model {layers} layers (fill the cache with a forward over the whole sequence first)",
                 self.len,
                 self.layers.len(),
-            ));
+            )));
         }
         Ok(fill)
     }
+}
+
+/// A cached forward called with positions or a cache that do not fit its sequence.
+fn misuse(message: String) -> crate::ModelError {
+    crate::ModelError::Candle(candle_core::Error::Msg(message))
 }
 
 /// The positions of a cached forward (`fresh` of [`crate::MaskedLm::encode_cached`]) checked
 /// against a sequence of `len` and normalised: ascending, non-overlapping, non-empty runs
 /// inside `0..len` (at least one), touching runs joined (so a set given as several runs
 /// and the same set given as one range are the same computation).
-pub(crate) fn runs(fresh: &[Range<usize>], len: usize) -> Result<Vec<Range<usize>>, String> {
-    let bad = || format!("cached forward: positions {fresh:?} are not a non-empty part of a sequence of {len}");
+pub(crate) fn runs(fresh: &[Range<usize>], len: usize) -> crate::Result<Vec<Range<usize>>> {
+    let bad = || misuse(format!("cached forward: positions {fresh:?} are not a non-empty part of a sequence of {len}"));
     let mut out: Vec<Range<usize>> = Vec::with_capacity(fresh.len());
     for r in fresh {
         if r.is_empty() || r.end > len || out.last().is_some_and(|last| r.start < last.end) {

@@ -7,7 +7,7 @@
 use super::{Embeddings, Layer, attention_bias};
 use crate::dropout::Dropout;
 use crate::elementwise::{Keys, attention};
-use crate::error::{ModelError, Result};
+use crate::error::Result;
 use crate::kv_cache::{KvCache, cross_attention, gather, runs, splice};
 use candle_core::{DType, Device, Tensor};
 use std::ops::Range;
@@ -30,9 +30,8 @@ pub(crate) fn forward_cached(
     device: &Device,
 ) -> Result<Tensor> {
     let len = ids.len();
-    let invalid = |m: String| ModelError::Candle(candle_core::Error::Msg(m));
-    let fresh = runs(fresh, len).map_err(invalid)?;
-    let fill = cache.fills(&fresh, len, layers.len()).map_err(invalid)?;
+    let fresh = runs(fresh, len)?;
+    let fill = cache.fills(&fresh, len, layers.len())?;
     let real: Vec<u32> = ids.iter().map(|&id| u32::from(id != pad)).collect();
     let bias = attention_bias(&Tensor::from_vec(real, (1, len), device)?, dtype, false, None)?.reshape(len)?; // [len]
     // Embeddings of the whole sequence (cheap), so every position keeps its position id.

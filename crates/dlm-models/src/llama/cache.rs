@@ -6,14 +6,10 @@
 //! run is widened so.
 
 use super::Encoder;
-use crate::error::{ModelError, Result};
+use crate::error::Result;
 use crate::kv_cache::{KvCache, runs};
 use candle_core::{DType, Device, Tensor};
 use std::ops::Range;
-
-fn invalid(message: String) -> ModelError {
-    ModelError::Candle(candle_core::Error::Msg(message))
-}
 
 impl Encoder {
     /// `ids`: one sequence; `fresh`: the positions whose final states are returned
@@ -30,7 +26,7 @@ impl Encoder {
         device: &Device,
     ) -> Result<Tensor> {
         let len = ids.len();
-        let fresh = runs(fresh, len).map_err(invalid)?;
+        let fresh = runs(fresh, len)?;
         // Dream: position p reads the output at p − 1, which is computed too.
         let rows = if self.shift {
             let widened: Vec<Range<usize>> = fresh.iter().map(|r| r.start.saturating_sub(1)..r.end).collect();
@@ -45,7 +41,7 @@ impl Encoder {
         } else {
             fresh.clone()
         };
-        let fill = cache.fills(&rows, len, self.layers.len()).map_err(invalid)?;
+        let fill = cache.fills(&rows, len, self.layers.len())?;
         let positions: Vec<u32> = rows.iter().flat_map(|r| r.start as u32..r.end as u32).collect();
         let n = positions.len();
         let at: Vec<u32> = positions.iter().map(|&p| ids[p as usize]).collect();

@@ -14,7 +14,7 @@
 use super::Encoder;
 use super::layer::Layer;
 use crate::dropout::Dropout;
-use crate::error::{ModelError, Result};
+use crate::error::Result;
 use crate::kv_cache::{KvCache, runs, splice};
 use crate::rotary::Rotary;
 use candle_core::{DType, Device, Tensor};
@@ -38,9 +38,8 @@ impl Encoder {
         device: &Device,
     ) -> Result<Tensor> {
         let len = ids.len();
-        let invalid = |m: String| ModelError::Candle(candle_core::Error::Msg(m));
-        let fresh = runs(fresh, len).map_err(invalid)?;
-        let fill = cache.fills(&fresh, len, self.layers.len()).map_err(invalid)?;
+        let fresh = runs(fresh, len)?;
+        let fill = cache.fills(&fresh, len, self.layers.len())?;
         let positions: Vec<usize> = fresh.iter().flat_map(|r| r.clone()).collect();
         let n = positions.len();
         let real: Vec<u32> = ids.iter().map(|&id| u32::from(id != pad)).collect();
