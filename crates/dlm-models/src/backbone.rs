@@ -8,7 +8,8 @@
 use crate::config::{Config, Family};
 use crate::dropout::Dropout;
 use crate::error::{ModelError, Result};
-use crate::masked_lm::{Argmax, MaskedLm, composed_project_argmax, padded_encode_rows};
+use crate::kv_cache::CachedRow;
+use crate::masked_lm::{Argmax, MaskedLm, composed_project_argmax, padded_encode_rows, serial_encode_cached_rows};
 use crate::names::{self, HeadPart};
 use crate::network::{Arch, Body, Head, Pass};
 use crate::params::{Init, ParamBuilder, Params};
@@ -321,9 +322,7 @@ impl MaskedLm for Backbone {
         match &self.body {
             // LLaDA and Dream attend to every id, `pad` included (see `llama`).
             Body::Llama(e) if !self.opts.causal => e.forward_cached(ids, fresh, cache, dtype, device),
-            Body::Bert { embeddings, layers } if !self.opts.causal => {
-                crate::encoder::forward_cached(embeddings, layers, ids, pad, fresh, cache, dtype, &self.dropout, device)
-            }
+            Body::Bert { .. } if !self.opts.causal => self.encode_cached_rows(&mut [CachedRow { ids, fresh, cache }], pad),
             Body::ModernBert(e) if !self.opts.causal => e.forward_cached(ids, pad, fresh, cache, dtype, &self.dropout, device),
             _ => Err(ModelError::Unsupported(format!(
                 "{}: model_type {:?}{} has no cached forward: KV caches (prefix, dual, refresh) are implemented for LLaDA, Dream, \
@@ -332,6 +331,21 @@ impl MaskedLm for Backbone {
                 self.config.model_type,
                 if self.opts.causal { " with causal attention" } else { "" }
             ))),
+        }
+    }
+
+    /// The BERT family (bidirectional) packed: the dense products run once over every row's
+    /// fresh positions. The others row by row.
+    fn encode_cached_rows(&self, rows: &mut [CachedRow<'_>], pad: u32) -> Result<Tensor> {
+        match &self.body {
+            Body::Bert { embeddings, layers } if !self.opts.causal && !rows.is_empty() => {
+                for row in rows.iter() {
+                    self.check_sequence(row.ids.len(), row.ids.iter().copied().max())?;
+                }
+                let (dtype, device) = (self.opts.dtype, &self.opts.device);
+                crate::encoder::forward_cached(embeddings, layers, rows, pad, dtype, &self.dropout, device)
+            }
+            _ => serial_encode_cached_rows(self, rows, pad),
         }
     }
 

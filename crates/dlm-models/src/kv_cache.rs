@@ -1,7 +1,8 @@
 //! Keys and values kept between forward passes over one sequence, for
 //! [`crate::MaskedLm::encode_cached`] (Fast-dLLM's prefix and dual caches, dKV-Cache's
 //! refreshed cache of decoded positions). What a layer stores is the backbone's business:
-//! callers only create, pass and drop a [`KvCache`].
+//! callers only create, pass and drop a [`KvCache`] (with the ids and positions of its
+//! sequence in a [`CachedRow`] when several sequences run in one forward).
 
 use candle_core::{D, DType, Tensor};
 use std::ops::Range;
@@ -63,6 +64,18 @@ impl KvCache {
         }
         Ok(fill)
     }
+}
+
+/// One sequence of a packed cached forward ([`crate::MaskedLm::encode_cached_rows`]): what
+/// [`crate::MaskedLm::encode_cached`] takes for it, `pad` aside.
+#[derive(Debug)]
+pub struct CachedRow<'a> {
+    /// The whole sequence.
+    pub ids: &'a [u32],
+    /// The positions computed afresh, as ascending runs.
+    pub fresh: &'a [Range<usize>],
+    /// The sequence's cache, read outside `fresh` and written at it.
+    pub cache: &'a mut KvCache,
 }
 
 /// A cached forward called with positions or a cache that do not fit its sequence.

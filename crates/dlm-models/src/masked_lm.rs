@@ -10,7 +10,7 @@
 //! same log-probabilities up to the order of the f32 additions in the log-sum-exp.
 
 use crate::error::{ModelError, Result};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{CachedRow, KvCache};
 use candle_core::{D, DType, Device, Tensor};
 use std::ops::Range;
 
@@ -66,6 +66,20 @@ pub trait MaskedLm {
     fn encode_cached(&self, ids: &[u32], pad: u32, fresh: &[Range<usize>], cache: &mut KvCache) -> Result<Tensor> {
         let _ = (ids, pad, fresh, cache);
         Err(ModelError::Unsupported("this model has no cached forward (KV caches)".into()))
+    }
+
+    /// [`MaskedLm::encode_cached`] of several sequences in one call: `rows[i]` gives row
+    /// i's ids, fresh positions and cache → `[Σ_i Σ fresh run lengths of row i, hidden]`,
+    /// row i's states after those of the rows before it — the concatenation of what
+    /// `encode_cached` returns per row, each cache left as `encode_cached` leaves it (each
+    /// row attends only to its own keys and values; a row may fill its cache while others
+    /// read theirs). The default ([`serial_encode_cached_rows`]) runs the rows one by one;
+    /// a backbone may override it to run the dense products once over every row's fresh
+    /// positions (the BERT family does, through [`crate::Backbone`]), with states equal to
+    /// the per-row ones up to rounding. A row that cannot run is an error, and then no
+    /// cache has changed in a backbone that packs (the default may have run earlier rows).
+    fn encode_cached_rows(&self, rows: &mut [CachedRow<'_>], pad: u32) -> Result<Tensor> {
+        serial_encode_cached_rows(self, rows, pad)
     }
 
     /// Bytes of the [`KvCache`] that [`MaskedLm::encode_cached`] keeps for a sequence of
@@ -138,6 +152,16 @@ pub fn padded_encode_rows<M: MaskedLm + ?Sized>(model: &M, rows: &[&[u32]], pad:
     let h = hidden.dim(D::Minus1)?;
     let index = Tensor::from_vec(real, rows.iter().map(|r| r.len()).sum::<usize>(), device)?;
     Ok(hidden.reshape((b * seq, h))?.index_select(&index, 0)?) // [Σ len, h]
+}
+
+/// [`MaskedLm::encode_cached_rows`] through [`MaskedLm::encode_cached`], one row at a time,
+/// the states concatenated (`[0, hidden]` for no rows).
+pub fn serial_encode_cached_rows<M: MaskedLm + ?Sized>(model: &M, rows: &mut [CachedRow<'_>], pad: u32) -> Result<Tensor> {
+    if rows.is_empty() {
+        return Ok(Tensor::zeros((0, model.hidden_size()), model.dtype(), model.device())?);
+    }
+    let parts = rows.iter_mut().map(|r| model.encode_cached(r.ids, pad, r.fresh, r.cache)).collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&parts, 0)?) // [Σ fresh, h]
 }
 
 /// [`MaskedLm::project_argmax`] composed from [`MaskedLm::project_log_probs`],

@@ -5,13 +5,15 @@
 //! alone) or over any set of positions gives the uncached forward's states at those
 //! positions (within 1e-5 in f32), Dream's one-position shift, ModernBERT's rotary
 //! positions and sliding windows, and padding keys included; the full forward that fills
-//! the cache is the uncached forward itself; misuse is an error.
+//! the cache is the uncached forward itself; misuse is an error. Several rows in one
+//! `encode_cached_rows` equal the rows one by one, and leave the same caches.
 
 // `&[a..b]` is a set of positions holding one run, exactly what is meant.
 #![allow(clippy::single_range_in_vec_init)]
 
 use candle_core::{DType, Device, Tensor};
-use dlm_models::{Backbone, KvCache, LoadOptions, MaskedLm};
+use dlm_models::{Backbone, CachedRow, KvCache, LoadOptions, MaskedLm};
+use std::ops::Range;
 use std::path::PathBuf;
 
 fn fixtures() -> PathBuf {
@@ -187,6 +189,96 @@ fn sets_of_positions_equal_the_uncached_forward() {
         for bad in [&[6..9, 2..4][..], &[6..9, 8..10], &[6..9, 9..9], &[6..40], &[]] {
             assert!(model.encode_cached(&ids, pad, bad, &mut cache).is_err(), "{name} {bad:?}");
         }
+    }
+}
+
+/// Three sequences of different lengths from `base` (a canvas with a padding id inside):
+/// `base`, a shorter one, and a longer one that ends with two padding ids.
+fn three_rows(base: &[u32], pad: u32) -> Vec<Vec<u32>> {
+    let n = base.len();
+    let shorter: Vec<u32> = base[..n - 5].iter().chain(&base[n - 1..]).copied().collect();
+    let longer: Vec<u32> = base.iter().copied().chain([pad, pad]).collect();
+    vec![base.to_vec(), shorter, longer]
+}
+
+/// `encode_cached_rows` of `ids` with `sets` (one per row) through `packed`, and the same
+/// rows one by one through `encode_cached` with `single`: the states of both, per row.
+fn both_ways(
+    model: &Backbone,
+    ids: &[Vec<u32>],
+    pad: u32,
+    sets: &[Vec<Range<usize>>],
+    packed: &mut [KvCache],
+    single: &mut [KvCache],
+) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let mut rows_in: Vec<CachedRow> =
+        ids.iter().zip(sets).zip(packed.iter_mut()).map(|((ids, fresh), cache)| CachedRow { ids, fresh, cache }).collect();
+    let got = rows(&model.encode_cached_rows(&mut rows_in, pad).unwrap());
+    let mut want = Vec::new();
+    for ((ids, fresh), cache) in ids.iter().zip(sets).zip(single.iter_mut()) {
+        want.extend(rows(&model.encode_cached(ids, pad, fresh, cache).unwrap()));
+    }
+    (got, want)
+}
+
+#[test]
+fn packed_rows_equal_rows_one_by_one() {
+    // Rows of different lengths, padding inside and at the end, in one call: every row
+    // filling its cache; then a single range, scattered runs and a refill mixed (after some
+    // ids changed, so the caches are stale and the rows differ from encode_rows); then
+    // other sets, which read the caches the mixed call left. The BERT family packs the
+    // rows, the others run them one by one.
+    let names = ["tiny-bert", "tiny-roberta", "tiny-xlmr", "llada-tiny", "dream-tiny"];
+    for name in names.into_iter().chain(MODERNBERT) {
+        let model = load(name, DType::F32);
+        let (base, pad) = if name.ends_with("tiny") {
+            let mut ids = canvas();
+            ids[2] = 1;
+            (ids, 1)
+        } else if name.contains("modernbert") {
+            modernbert_canvas(&model)
+        } else {
+            bert_canvas(&model)
+        };
+        let mut ids = three_rows(&base, pad);
+        let lens: Vec<usize> = ids.iter().map(|r| r.len()).collect();
+        let (mut packed, mut single) = (vec![KvCache::new(); 3], vec![KvCache::new(); 3]);
+        let fills: Vec<Vec<Range<usize>>> = lens.iter().map(|&len| vec![0..len]).collect();
+        let (got, want) = both_ways(&model, &ids, pad, &fills, &mut packed, &mut single);
+        let d = max_diff(&got, &want);
+        assert!(d < 1e-5, "{name} fills: max |packed − one by one| = {d}");
+        let refs: Vec<&[u32]> = ids.iter().map(|r| r.as_slice()).collect();
+        let d = max_diff(&got, &rows(&model.encode_rows(&refs, pad).unwrap()));
+        assert!(d < 1e-5, "{name}: packed fills differ from encode_rows by {d}");
+        for (p, c) in packed.iter().zip(&single) {
+            assert_eq!((p.len(), p.bytes()), (c.len(), c.bytes()), "{name}");
+        }
+        ids[0][7] = 30;
+        ids[1][8] = 31;
+        ids[2][9] = 32;
+        let mixed = vec![vec![6..11], vec![0..2, 5..7, 8..9], vec![0..lens[2]]];
+        let later = vec![vec![1..3, 7..8, 12..14], vec![4..5], vec![3..9, 16..lens[2]]];
+        for sets in [mixed, later] {
+            let (got, want) = both_ways(&model, &ids, pad, &sets, &mut packed, &mut single);
+            assert_eq!(got.len(), sets.iter().flatten().map(|r| r.len()).sum::<usize>(), "{name}");
+            let d = max_diff(&got, &want);
+            assert!(d < 1e-5, "{name} {sets:?}: max |packed − one by one| = {d}");
+        }
+        // A row that cannot run fails the call; where the rows are packed, no cache changed.
+        let bad = [vec![6..11], vec![4..40]];
+        let mut rows_in: Vec<CachedRow> = ids[..2]
+            .iter()
+            .zip(&bad)
+            .zip(packed.iter_mut())
+            .map(|((ids, fresh), cache)| CachedRow { ids, fresh, cache })
+            .collect();
+        assert!(model.encode_cached_rows(&mut rows_in, pad).is_err(), "{name}");
+        if !name.ends_with("tiny") && !name.contains("modernbert") {
+            let sets = vec![vec![6..11], vec![0..3], vec![2..5]];
+            let (got, want) = both_ways(&model, &ids, pad, &sets, &mut packed, &mut single);
+            assert!(max_diff(&got, &want) < 1e-5, "{name}: a failed call changed a cache");
+        }
+        assert_eq!(model.encode_cached_rows(&mut [], pad).unwrap().dims(), [0, model.hidden_size()], "{name}");
     }
 }
 

@@ -1,95 +1,137 @@
-//! The BERT family's cached forward ([`crate::MaskedLm::encode_cached`]): one sequence,
-//! the positions asked for computed afresh through the post-LN layers, the keys and values
-//! of the others read from a [`KvCache`]. Position embeddings are absolute (each position
-//! keeps the id the whole sequence gives it, RoBERTa's padding offset included) and keys
-//! equal to the padding id are masked, as [`crate::MaskedLm::encode_rows`] does.
+//! The BERT family's cached forward ([`crate::MaskedLm::encode_cached_rows`], and
+//! [`crate::MaskedLm::encode_cached`] as its one-row case): the positions asked for of
+//! each sequence computed afresh through the post-LN layers, the keys and values of the
+//! others read from the sequence's [`KvCache`]. The rows are packed: embeddings, Q/K/V,
+//! the output projection, the FFN and the layer norms run once over every row's fresh
+//! positions stacked `[Σ n, hidden]`; only attention (a row's fresh queries against its own
+//! keys and values) and the cache splice are per row. Position embeddings are absolute
+//! (each position keeps the id the whole sequence gives it, RoBERTa's padding offset
+//! included) and keys equal to the padding id are masked, as
+//! [`crate::MaskedLm::encode_rows`] does.
 
 use super::{Embeddings, Layer, attention_bias};
 use crate::dropout::Dropout;
 use crate::elementwise::{Keys, attention};
 use crate::error::Result;
-use crate::kv_cache::{KvCache, cross_attention, gather, runs, splice};
+use crate::kv_cache::{CachedRow, cross_attention, gather, runs, splice};
 use candle_core::{DType, Device, Tensor};
 use std::ops::Range;
 use std::sync::Arc;
 
-/// `ids`: one sequence; `fresh`: the positions whose final states are returned
-/// ([count, hidden] in order), as ascending runs. `fresh` covering the whole sequence is the
-/// packed forward of `Body::forward_rows` for `[ids]` and fills `cache`; otherwise `cache`
-/// must hold this sequence's length, and it is updated at `fresh`.
-#[allow(clippy::too_many_arguments)]
+/// One row of a packed cached forward, checked against its cache.
+struct Fresh {
+    /// The positions computed, normalised ascending runs, and how many they are.
+    runs: Vec<Range<usize>>,
+    n: usize,
+    /// The sequence's length.
+    len: usize,
+    /// Whether `runs` is the whole sequence (a full forward that fills the cache).
+    fill: bool,
+    /// The additive bias of each key [len] (padding ids masked).
+    bias: Tensor,
+}
+
+/// `rows`: sequences, each with the positions whose final states are returned (as
+/// ascending runs) and its cache → `[Σ fresh, hidden]`, row by row in order. A row whose
+/// fresh runs cover its whole sequence is the packed forward of `Body::forward_rows` for
+/// its ids and fills its cache; any other's cache must hold its sequence's length, and is
+/// updated at its fresh positions. Every row is checked before any cache changes.
 pub(crate) fn forward_cached(
     embeddings: &Embeddings,
     layers: &[Layer],
-    ids: &[u32],
+    rows: &mut [CachedRow<'_>],
     pad: u32,
-    fresh: &[Range<usize>],
-    cache: &mut KvCache,
     dtype: DType,
     drop: &Dropout,
     device: &Device,
 ) -> Result<Tensor> {
-    let len = ids.len();
-    let fresh = runs(fresh, len)?;
-    let fill = cache.fills(&fresh, len, layers.len())?;
-    let real: Vec<u32> = ids.iter().map(|&id| u32::from(id != pad)).collect();
-    let bias = attention_bias(&Tensor::from_vec(real, (1, len), device)?, dtype, false, None)?.reshape(len)?; // [len]
-    // Embeddings of the whole sequence (cheap), so every position keeps its position id.
-    let all = Tensor::from_slice(ids, len, device)?;
-    let x = embeddings.forward_rows(&all, &[ids], drop)?; // [len, h]
-    let mut x = if fill { x } else { gather(&x, &fresh)? };
-    let mut kv = Vec::with_capacity(layers.len());
-    for (i, layer) in layers.iter().enumerate() {
-        let past = if fill { None } else { Some(&cache.layers[i]) };
-        let (y, pair) = layer.forward_cached(&x, &fresh, len, past, &bias, drop)?;
-        x = y;
-        kv.push(pair);
+    let fresh = rows
+        .iter()
+        .map(|row| {
+            let len = row.ids.len();
+            let runs = runs(row.fresh, len)?;
+            let fill = row.cache.fills(&runs, len, layers.len())?;
+            let real: Vec<u32> = row.ids.iter().map(|&id| u32::from(id != pad)).collect();
+            let bias = attention_bias(&Tensor::from_vec(real, (1, len), device)?, dtype, false, None)?.reshape(len)?; // [len]
+            Ok(Fresh { n: runs.iter().map(|r| r.len()).sum(), runs, len, fill, bias })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // Embeddings of the whole sequences (cheap), so every position keeps its position id.
+    let ids: Vec<&[u32]> = rows.iter().map(|row| row.ids).collect();
+    let flat = ids.concat();
+    let total = flat.len();
+    let x = embeddings.forward_rows(&Tensor::from_vec(flat, total, device)?, &ids, drop)?; // [Σ len, h]
+    let mut start = 0;
+    let mut packed = Vec::new(); // the fresh runs in the packed sequences
+    for f in &fresh {
+        packed.extend(f.runs.iter().map(|r| start + r.start..start + r.end));
+        start += f.len;
     }
-    cache.len = len;
-    cache.layers = kv;
+    let mut x = gather(&x, &packed)?; // [Σ n, h]
+    let mut kv: Vec<Vec<(Tensor, Tensor)>> = rows.iter().map(|_| Vec::with_capacity(layers.len())).collect();
+    for (i, layer) in layers.iter().enumerate() {
+        let past: Vec<Option<&(Tensor, Tensor)>> =
+            rows.iter().zip(&fresh).map(|(row, f)| (!f.fill).then(|| &row.cache.layers[i])).collect();
+        let (y, pairs) = layer.forward_cached(&x, &fresh, &past, drop)?;
+        x = y;
+        for (row_kv, pair) in kv.iter_mut().zip(pairs) {
+            row_kv.push(pair);
+        }
+    }
+    for ((row, f), kv) in rows.iter_mut().zip(&fresh).zip(kv) {
+        row.cache.len = f.len;
+        row.cache.layers = kv;
+    }
     Ok(x)
 }
 
 impl Layer {
-    /// `x`: [n, hidden], the states of positions `rows` (ascending runs) of a sequence of
-    /// `len`; `past`:
-    /// this layer's cached (keys, values) `[len, heads, head_dim]`, or `None` when `rows` is
-    /// the whole sequence (attention as [`Layer::forward`] runs it); `key_bias` [len]
-    /// additive. Returns the new states and the keys and values of the whole sequence.
+    /// `x`: [Σ n, hidden], the states of the fresh positions of the rows `fresh`, packed in
+    /// order; `past[j]`: this layer's cached (keys, values) `[len, heads, head_dim]` of row
+    /// j, or `None` when the row fills its cache (attention as [`Layer::forward`] runs it).
+    /// Returns the new states and, per row, the keys and values of its whole sequence.
     fn forward_cached(
         &self,
         x: &Tensor,
-        rows: &[Range<usize>],
-        len: usize,
-        past: Option<&(Tensor, Tensor)>,
-        key_bias: &Tensor,
+        fresh: &[Fresh],
+        past: &[Option<&(Tensor, Tensor)>],
         drop: &Dropout,
-    ) -> Result<(Tensor, (Tensor, Tensor))> {
-        let (n, h) = x.dims2()?;
+    ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
+        let h = x.dim(1)?;
         let d = h / self.heads;
         let qkv = match &self.qkv {
             Some(qkv) => qkv.forward(x)?,
             None => crate::dense::Dense::forward_cat(&[&self.query, &self.key, &self.value], x)?,
-        }; // [n, 3h]
-        let k = qkv.narrow(1, h, h)?.reshape((n, self.heads, d))?;
-        let v = qkv.narrow(1, 2 * h, h)?.reshape((n, self.heads, d))?;
-        let (context, keys, values) = match past {
-            None => {
-                let keys = Keys::Packed { bias: key_bias.clone(), lengths: Arc::from([n]) };
-                (attention(&qkv, &keys, self.heads, drop.mask(self.attention_dropout))?, k, v)
-            }
-            Some((past_k, past_v)) => {
-                let keys = splice(past_k, &k, rows, len)?;
-                let values = splice(past_v, &v, rows, len)?;
-                let q = qkv.narrow(1, 0, h)?.reshape((n, self.heads, d))?;
-                (cross_attention(&q, &keys, &values, Some(key_bias))?, keys, values)
-            }
-        }; // context [n, h]
+        }; // [Σ n, 3h]
+        let mut contexts = Vec::with_capacity(fresh.len());
+        let mut pairs = Vec::with_capacity(fresh.len());
+        let mut start = 0;
+        for (f, past) in fresh.iter().zip(past) {
+            let qkv = qkv.narrow(0, start, f.n)?; // [n, 3h]
+            start += f.n;
+            let k = qkv.narrow(1, h, h)?.reshape((f.n, self.heads, d))?;
+            let v = qkv.narrow(1, 2 * h, h)?.reshape((f.n, self.heads, d))?;
+            let (context, keys, values) = match past {
+                None => {
+                    let keys = Keys::Packed { bias: f.bias.clone(), lengths: Arc::from([f.n]) };
+                    (attention(&qkv, &keys, self.heads, drop.mask(self.attention_dropout))?, k, v)
+                }
+                Some((past_k, past_v)) => {
+                    let keys = splice(past_k, &k, &f.runs, f.len)?;
+                    let values = splice(past_v, &v, &f.runs, f.len)?;
+                    let q = qkv.narrow(1, 0, h)?.reshape((f.n, self.heads, d))?;
+                    (cross_attention(&q, &keys, &values, Some(&f.bias))?, keys, values)
+                }
+            }; // context [n, h]
+            contexts.push(context);
+            pairs.push((keys.contiguous()?, values.contiguous()?));
+        }
+        let context = Tensor::cat(&contexts, 0)?; // [Σ n, h]
         let out = self.attention_out.product(&context)?;
         let x = self.attention_norm.forward_add(&out, Some(self.attention_out.bias()), Some(x), drop.mask(self.hidden_dropout))?;
-        let inner = self.intermediate.forward_act(self.act, &x)?; // [n, ffn]
+        let inner = self.intermediate.forward_act(self.act, &x)?; // [Σ n, ffn]
         let out = self.output.product(&inner)?;
         let x = self.output_norm.forward_add(&out, Some(self.output.bias()), Some(&x), drop.mask(self.hidden_dropout))?;
-        Ok((x, (keys.contiguous()?, values.contiguous()?)))
+        Ok((x, pairs))
     }
 }
