@@ -10,7 +10,7 @@ use dlm_diffusion::{
     Cache, Canvas, Decoding, Denoised, DreamAlg, Parallel, Remasking, SamplerConfig, Schedule, SpecialIds, Strategy, TopK,
     Update, denoise,
 };
-use dlm_models::{Argmax, Backbone, KvCache, LoadOptions, MaskedLm};
+use dlm_models::{Argmax, Backbone, CachedRow, KvCache, LoadOptions, MaskedLm};
 use std::cell::Cell;
 use std::ops::Range;
 use std::path::PathBuf;
@@ -52,6 +52,12 @@ impl MaskedLm for Counting {
         self.cached.set(self.cached.get() + fresh.iter().map(|r| r.len()).sum::<usize>());
         self.cached_calls.set(self.cached_calls.get() + 1);
         self.model.encode_cached(ids, pad, fresh, cache)
+    }
+    /// Counted as the rows' `encode_cached` calls, run as the backbone runs them (packed).
+    fn encode_cached_rows(&self, rows: &mut [CachedRow<'_>], pad: u32) -> dlm_models::Result<Tensor> {
+        self.cached.set(self.cached.get() + rows.iter().flat_map(|r| r.fresh).map(|r| r.len()).sum::<usize>());
+        self.cached_calls.set(self.cached_calls.get() + rows.len());
+        self.model.encode_cached_rows(rows, pad)
     }
     fn project(&self, hidden: &Tensor) -> dlm_models::Result<Tensor> {
         self.model.project(hidden)

@@ -24,8 +24,8 @@
 //! left by `<mask>` predictions) ends there (the reference runs forwards that transfer
 //! nothing and then fails indexing `num_transfer_tokens`), its masks candidates of later
 //! blocks' first steps; a Fast-dLLM step that decodes nothing ends its block, as without
-//! a cache. Every row has its own cache and its own forwards; the predictions of all rows
-//! of a step are read off together.
+//! a cache. Every row has its own cache; the cached forwards of all rows of a step run as
+//! one [`MaskedLm::encode_cached_rows`] and their predictions are read off together.
 
 use super::config::{SamplerConfig, Strategy};
 use super::predict::{ModelPredictor, Prediction, Readout, Shared, read_off};
@@ -36,7 +36,7 @@ use crate::canvas::{Canvas, SpecialIds};
 use crate::error::{DiffusionError, Result};
 use crate::schedule::transfer_counts;
 use candle_core::Tensor;
-use dlm_models::{KvCache, MaskedLm};
+use dlm_models::{CachedRow, KvCache, MaskedLm};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -159,6 +159,22 @@ pub(crate) struct Work {
     count: usize,
 }
 
+impl Work {
+    /// The final states at the candidates `[candidates, h]` out of the row's cached
+    /// forward for this step, `hidden` `[fresh, h]`, and their canvas positions.
+    pub fn select(&self, row: &Row, hidden: &Tensor) -> Result<(Tensor, Vec<usize>)> {
+        let at = row.positions(&self.candidates);
+        let index: Vec<u32> = at.iter().map(|&p| (p - self.fresh.start) as u32).collect();
+        let selected = hidden.index_select(&Tensor::from_vec(index, at.len(), hidden.device())?, 0)?;
+        Ok((selected, at))
+    }
+
+    /// How many positions the row's cached forward computes.
+    pub fn fresh_len(&self) -> usize {
+        self.fresh.len()
+    }
+}
+
 impl State {
     pub fn new(row: &Row, cfg: &SamplerConfig) -> Result<State> {
         let n = row.n();
@@ -220,14 +236,10 @@ impl State {
         None
     }
 
-    /// The row's cached forward for its step `w`: the final states at its candidates
-    /// `[candidates, h]` and their canvas positions.
-    pub fn hidden(&mut self, model: &dyn MaskedLm, row: &Row, w: &Work, pad: u32) -> Result<(Tensor, Vec<usize>)> {
-        let hidden = model.encode_cached(&row.tokens, pad, std::slice::from_ref(&w.fresh), &mut self.cache)?; // [fresh, h]
-        let at = row.positions(&w.candidates);
-        let index: Vec<u32> = at.iter().map(|&p| (p - w.fresh.start) as u32).collect();
-        let selected = hidden.index_select(&Tensor::from_vec(index, at.len(), model.device())?, 0)?;
-        Ok((selected, at))
+    /// The row's cached forward for its step `w`, to run with other rows' in one
+    /// [`MaskedLm::encode_cached_rows`] (its states then go to [`Work::select`]).
+    pub fn cached_row<'a>(&'a mut self, row: &'a Row, w: &'a Work) -> CachedRow<'a> {
+        CachedRow { ids: &row.tokens, fresh: std::slice::from_ref(&w.fresh), cache: &mut self.cache }
     }
 
     /// Applies step `w` to the row given the predictions at its candidates, and moves on.
@@ -273,11 +285,21 @@ pub(crate) fn run_cached(
         if work.iter().all(Option::is_none) {
             break;
         }
+        // Every row's cached forward in one.
+        let mut cached: Vec<CachedRow> = Vec::new();
+        for ((state, row), w) in states.iter_mut().zip(&rows).zip(&work) {
+            if let Some(w) = w {
+                cached.push(state.cached_row(row, w));
+            }
+        }
+        let hidden = model.encode_cached_rows(&mut cached, special.pad)?; // [Σ fresh, h]
         let mut selected = Vec::new();
         let mut positions = vec![Vec::new(); rows.len()];
+        let mut offset = 0;
         for (i, w) in work.iter().enumerate() {
             let Some(w) = w else { continue };
-            let (hidden, at) = states[i].hidden(model, &rows[i], w, special.pad)?;
+            let (hidden, at) = w.select(&rows[i], &hidden.narrow(0, offset, w.fresh_len())?)?;
+            offset += w.fresh_len();
             selected.push(hidden);
             positions[i] = at;
         }

@@ -15,7 +15,8 @@
 //!   its step 0 caches nothing and its step 1 is a full forward that fills the cache);
 //!   for the others i counts the steps of the run (the reference's Dream loop,
 //!   `dream_generation_utils.py`, refreshes at `i % cache_steps == 0` the same way);
-//! - **otherwise cached**: the forward ([`MaskedLm::encode_cached`]) computes the
+//! - **otherwise cached**: the forward ([`MaskedLm::encode_cached`]; the rows of a step
+//!   in one [`MaskedLm::encode_cached_rows`]) computes the
 //!   positions that hold `<mask>` (dKV-Cache never caches a masked token), the positions
 //!   whose id differs from the one their keys and values were computed from (the one-step
 //!   delay: a token decoded at step t is computed with its id at step t + 1, cached from
@@ -38,7 +39,7 @@ use super::predict::{Draws, Prediction, Predictor, read_off};
 use crate::canvas::SpecialIds;
 use crate::error::{DiffusionError, Result};
 use candle_core::Tensor;
-use dlm_models::{KvCache, MaskedLm};
+use dlm_models::{CachedRow, KvCache, MaskedLm};
 use std::ops::Range;
 
 /// One row's cache and what it was computed from.
@@ -114,19 +115,19 @@ fn runs(fresh: &[bool]) -> Vec<Range<usize>> {
     out
 }
 
-impl Predictor for RefreshPredictor<'_> {
-    fn rows_of_step(&mut self, rows: &[(usize, usize)]) {
-        self.step_rows = rows.to_vec();
-    }
-
-    fn predict(&mut self, rows: &[&[u32]], positions: &[Vec<usize>], draws: &mut dyn Draws) -> Result<Vec<Vec<Prediction>>> {
+/// A step of a [`RefreshPredictor`] in its phases, so that a caller holding several of
+/// them (the server's rows) runs their cached forwards as one
+/// [`MaskedLm::encode_cached_rows`] and reads off their predictions together;
+/// [`Predictor::predict`] runs them for its own rows.
+impl RefreshPredictor<'_> {
+    /// Advances each row of the call (`rows_of_step` said which) and returns the positions
+    /// its cached forward computes, as runs — empty when it runs none (every prediction
+    /// asked for is kept and nothing changed).
+    pub fn plan(&mut self, rows: &[&[u32]], positions: &[Vec<usize>]) -> Result<Vec<Vec<Range<usize>>>> {
         if self.step_rows.len() != rows.len() {
             return Err(DiffusionError::InvalidBatch("the refreshed cache was not told which rows a step runs".into()));
         }
-        let device = self.model.device();
-        let mut selected = Vec::new();
-        // Per row of the call: the positions it asked for that this step computes.
-        let mut computed_at: Vec<Vec<usize>> = vec![Vec::new(); rows.len()];
+        let mut plans = Vec::with_capacity(rows.len());
         for (k, (&ids, want)) in rows.iter().zip(positions).enumerate() {
             let (r, block) = self.step_rows[k];
             if self.rows.len() <= r {
@@ -147,6 +148,7 @@ impl Predictor for RefreshPredictor<'_> {
             let due = i.is_multiple_of(self.every) || (self.blocks && i == 1) || st.pending;
             if want.is_empty() {
                 st.pending = due;
+                plans.push(Vec::new());
                 continue;
             }
             st.pending = false;
@@ -158,30 +160,71 @@ impl Predictor for RefreshPredictor<'_> {
             for &p in want {
                 fresh[p] |= st.kept[p].is_none();
             }
-            let runs = runs(&fresh);
-            if runs.is_empty() {
-                continue; // every prediction asked for is kept and nothing changed
+            plans.push(runs(&fresh));
+        }
+        Ok(plans)
+    }
+
+    /// The cached forward's rows for `plans`: per row of the call that runs one, its ids,
+    /// runs and cache, in order.
+    pub fn cached_rows<'s>(&'s mut self, rows: &[&'s [u32]], plans: &'s [Vec<Range<usize>>]) -> Result<Vec<CachedRow<'s>>> {
+        let mut caches: Vec<Option<&mut KvCache>> = self.rows.iter_mut().map(|st| Some(&mut st.cache)).collect();
+        let mut out = Vec::new();
+        for ((&(r, _), &ids), fresh) in self.step_rows.iter().zip(rows).zip(plans) {
+            if fresh.is_empty() {
+                continue;
             }
-            let hidden = self.model.encode_cached(ids, self.pad, &runs, &mut st.cache)?; // [Σ fresh, h]
-            let mut row_of = vec![u32::MAX; len];
-            for (n, p) in runs.iter().flat_map(|r| r.clone()).enumerate() {
-                row_of[p] = n as u32;
+            let cache = caches[r].take().ok_or_else(|| DiffusionError::InvalidBatch("a row ran twice in one step".into()))?;
+            out.push(CachedRow { ids, fresh, cache });
+        }
+        Ok(out)
+    }
+
+    /// Records what the cached forward computed — `hidden` `[Σ runs, h]`, the states of the
+    /// rows that ran one, in order — and returns the states at the positions asked for that
+    /// it computed (`[Σ, h]`, `None` when there are none) and, per row, those positions.
+    pub fn absorb(
+        &mut self,
+        rows: &[&[u32]],
+        positions: &[Vec<usize>],
+        plans: &[Vec<Range<usize>>],
+        hidden: &Tensor,
+    ) -> Result<(Option<Tensor>, Vec<Vec<usize>>)> {
+        let mut index = Vec::new(); // rows of `hidden` read off
+        let mut computed_at = vec![Vec::new(); rows.len()];
+        let mut offset = 0;
+        for (k, ((&ids, want), fresh)) in rows.iter().zip(positions).zip(plans).enumerate() {
+            let st = &mut self.rows[self.step_rows[k].0];
+            let mut row_of = vec![None; ids.len()];
+            for p in fresh.iter().flat_map(|r| r.clone()) {
+                row_of[p] = Some(offset as u32);
+                offset += 1;
                 st.computed[p] = Some(ids[p]);
                 st.kept[p] = None;
             }
-            let at: Vec<usize> = want.iter().copied().filter(|&p| fresh[p]).collect();
-            if !at.is_empty() {
-                let index: Vec<u32> = at.iter().map(|&p| row_of[p]).collect();
-                selected.push(hidden.index_select(&Tensor::from_vec(index, at.len(), device)?, 0)?);
+            for &p in want {
+                if let Some(n) = row_of[p] {
+                    index.push(n);
+                    computed_at[k].push(p);
+                }
             }
-            computed_at[k] = at;
         }
-        let predictions = if selected.is_empty() {
-            vec![Vec::new(); rows.len()]
-        } else {
-            read_off(self.model, self.mask, &Tensor::cat(&selected, 0)?, &computed_at, draws)?
+        let selected = match index.len() {
+            0 => None,
+            n => Some(hidden.index_select(&Tensor::from_vec(index, n, self.model.device())?, 0)?),
         };
-        let mut out = Vec::with_capacity(rows.len());
+        Ok((selected, computed_at))
+    }
+
+    /// Keeps the predictions read off at `computed_at` (what [`RefreshPredictor::absorb`]
+    /// returned) and answers every position asked for.
+    pub fn answer(
+        &mut self,
+        positions: &[Vec<usize>],
+        computed_at: &[Vec<usize>],
+        predictions: &[Vec<Prediction>],
+    ) -> Result<Vec<Vec<Prediction>>> {
+        let mut out = Vec::with_capacity(positions.len());
         for (k, want) in positions.iter().enumerate() {
             let st = &mut self.rows[self.step_rows[k].0];
             for (&p, &pred) in computed_at[k].iter().zip(&predictions[k]) {
@@ -194,6 +237,28 @@ impl Predictor for RefreshPredictor<'_> {
             out.push(preds);
         }
         Ok(out)
+    }
+}
+
+impl Predictor for RefreshPredictor<'_> {
+    fn rows_of_step(&mut self, rows: &[(usize, usize)]) {
+        self.step_rows = rows.to_vec();
+    }
+
+    /// The phases above, the rows' cached forwards as one.
+    fn predict(&mut self, rows: &[&[u32]], positions: &[Vec<usize>], draws: &mut dyn Draws) -> Result<Vec<Vec<Prediction>>> {
+        let plans = self.plan(rows, positions)?;
+        if plans.iter().all(Vec::is_empty) {
+            return self.answer(positions, &vec![Vec::new(); rows.len()], &vec![Vec::new(); rows.len()]);
+        }
+        let (model, pad) = (self.model, self.pad);
+        let hidden = model.encode_cached_rows(&mut self.cached_rows(rows, &plans)?, pad)?; // [Σ runs, h]
+        let (selected, computed_at) = self.absorb(rows, positions, &plans, &hidden)?;
+        let predictions = match &selected {
+            Some(selected) => read_off(model, self.mask, selected, &computed_at, draws)?,
+            None => vec![Vec::new(); rows.len()],
+        };
+        self.answer(positions, &computed_at, &predictions)
     }
 }
 

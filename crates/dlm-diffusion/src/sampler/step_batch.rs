@@ -6,15 +6,17 @@
 //!
 //! Rows without a cache share one forward pass per step. A row with a cache keeps it with
 //! the row, so rows of one batch can be at different blocks and cache states: a
-//! `prefix`/`dual` row plans its blocks as [`super::cache`] does and runs its own cached
-//! forward; a `refresh:R` row runs its own forward through its dKV-Cache
-//! ([`super::refresh`]). Every row's keys and values are its own; [`StepBatch::cache_bytes`]
+//! `prefix`/`dual` row plans its blocks as [`super::cache`] does; a `refresh:R` row plans
+//! its step through its dKV-Cache ([`super::refresh`]); the cached forwards of all these
+//! rows run as one [`MaskedLm::encode_cached_rows`] (each row attending to its own keys
+//! and values). Every row's keys and values are its own; [`StepBatch::cache_bytes`]
 //! says how much they take and [`StepBatch::cache_bytes_for`] what a row would take.
 //!
 //! A row's result does not depend on its batch mates: it plans and updates with the same
 //! functions as [`super::denoise`] and draws from its own `ChaCha8Rng::seed_from_u64(seed)`,
 //! so a row equals `denoise` of that canvas alone with the same configuration (exactly,
-//! whenever the model's output for a row does not depend on the padding its batch adds).
+//! whenever the model's output for a row does not depend on the padding its batch adds or
+//! on the rows packed beside it in a product).
 
 use super::cache::{self, Cache};
 use super::predict::{Draws, ModelPredictor, Prediction, Predictor, Readout, read_off};
@@ -320,43 +322,106 @@ impl<'m> StepBatch<'m> {
     }
 
     /// The predictions of every row's planned step `work[i]`: rows without a cache from
-    /// one shared forward, each `refresh:R` row from its own predictor, the block-cached
-    /// rows from cached forwards of their own, read off together.
+    /// one shared forward; the rows with a cache (`refresh:R` rows through their
+    /// predictors' phases, block-cached rows through their plans) from one packed cached
+    /// forward ([`MaskedLm::encode_cached_rows`]), read off together.
     fn predict(&mut self, work: &[Planned]) -> Result<Vec<Predicted>> {
         let StepBatch { model, predictor, special, rows, .. } = self;
         let (model, mask, pad) = (*model, special.mask, special.pad);
         let positions: Vec<Vec<usize>> = rows.iter().zip(work).map(|(l, w)| l.row.positions(w.slots())).collect();
         let mut out: Vec<Predicted> = vec![(Vec::new(), Vec::new()); rows.len()];
-        let (mut shared, mut blocks) = (Group::default(), Group::default());
-        let mut hidden = Vec::new();
+        let (mut shared, mut cached) = (Group::default(), Group::default());
+        // The rows with a cache: their own part of the step, and the runs each computes.
+        let mut own: Vec<(Own<'_, 'm>, &Row, usize, Vec<Vec<std::ops::Range<usize>>>)> = Vec::new();
         for ((i, live), w) in rows.iter_mut().enumerate().zip(work) {
             let (draw, mode, row) = live.parts();
-            match (mode, w) {
-                (Mode::Shared, _) => shared.push(i, draw, row, &positions[i]),
+            let part = match (mode, w) {
+                (Mode::Shared, _) => {
+                    shared.push(i, draw, row, &positions[i]);
+                    continue;
+                }
                 (Mode::Refresh(p), Planned::Step(w)) => {
                     p.rows_of_step(&[(0, w.block)]);
-                    let mut one = Group::default();
-                    one.push(i, draw, row, &positions[i]);
-                    let preds = p.predict(&one.inputs, &one.positions, &mut one.draws)?;
-                    one.scatter(preds, &mut out);
+                    let plans = p.plan(&[row.tokens.as_slice()], std::slice::from_ref(&positions[i]))?;
+                    (Own::Refresh(p), plans)
                 }
-                (Mode::Blocks(state), Planned::Block(w)) => {
-                    hidden.push(state.hidden(model, row, w, pad)?.0); // [candidates, h]
-                    blocks.push(i, draw, row, &positions[i]);
-                }
+                (Mode::Blocks(state), Planned::Block(w)) => (Own::Blocks(state, w), Vec::new()),
                 (Mode::Refresh(_) | Mode::Blocks(_), _) => unreachable!("a row plans the kind of step its mode runs"),
-            }
+            };
+            cached.push(i, draw, row, &positions[i]);
+            own.push((part.0, row, i, part.1));
         }
         if !shared.rows.is_empty() {
             let preds = predictor.predict(&shared.inputs, &shared.positions, &mut shared.draws)?;
             shared.scatter(preds, &mut out);
         }
-        if !blocks.rows.is_empty() {
-            let preds = read_off(model, mask, &Tensor::cat(&hidden, 0)?, &blocks.positions, &mut blocks.draws)?;
-            blocks.scatter(preds, &mut out);
+        if own.is_empty() {
+            return Ok(out);
         }
+        let mut forwards = Vec::new();
+        for (part, row, _, plans) in &mut own {
+            match part {
+                Own::Refresh(p) => forwards.extend(p.cached_rows(&[row.tokens.as_slice()], plans)?),
+                Own::Blocks(state, w) => forwards.push(state.cached_row(*row, *w)),
+            }
+        }
+        let hidden = model.encode_cached_rows(&mut forwards, pad)?; // [Σ fresh, h]
+        drop(forwards);
+        // The states read off, and per row the positions they are at (a refresh row's
+        // computed ones, in the order of its positions).
+        let (mut selected, mut offset) = (Vec::new(), 0);
+        for (k, (part, row, i, plans)) in own.iter_mut().enumerate() {
+            let (states, at) = match part {
+                Own::Refresh(p) => {
+                    let n = plans.iter().flatten().map(|r| r.len()).sum();
+                    let hidden = hidden.narrow(0, offset, n)?;
+                    let (states, mut at) = p.absorb(&[row.tokens.as_slice()], std::slice::from_ref(&positions[*i]), plans, &hidden)?;
+                    offset += n;
+                    (states, at.remove(0))
+                }
+                Own::Blocks(_, w) => {
+                    let n = w.fresh_len();
+                    let (states, at) = w.select(*row, &hidden.narrow(0, offset, n)?)?;
+                    offset += n;
+                    (Some(states), at)
+                }
+            };
+            selected.extend(states);
+            cached.positions[k] = at;
+        }
+        let preds = match selected.is_empty() {
+            true => vec![Vec::new(); own.len()],
+            false => read_off(model, mask, &Tensor::cat(&selected, 0)?, &cached.positions, &mut cached.draws)?,
+        };
+        // A refresh row answers every position it was asked (kept predictions included);
+        // the most likely tokens it recorded move to those positions' indices.
+        let mut answers = Vec::with_capacity(own.len());
+        for (k, ((part, _, i, _), preds)) in own.iter_mut().zip(preds).enumerate() {
+            let Own::Refresh(p) = part else {
+                answers.push(preds);
+                continue;
+            };
+            let want = &positions[*i];
+            let at = &cached.positions[k];
+            answers.push(p.answer(std::slice::from_ref(want), std::slice::from_ref(at), &[preds])?.remove(0));
+            let tops = &mut cached.draws.0[k].4;
+            let mut moved = vec![Vec::new(); if tops.is_empty() { 0 } else { want.len() }];
+            for (c, q) in at.iter().enumerate() {
+                if let (Some(j), Some(top)) = (want.iter().position(|w| w == q), tops.get_mut(c)) {
+                    moved[j] = std::mem::take(top);
+                }
+            }
+            *tops = moved;
+        }
+        cached.scatter(answers, &mut out);
         Ok(out)
     }
+}
+
+/// A row with a cache in a step: its refreshed predictor, or its block state and plan.
+enum Own<'s, 'm> {
+    Refresh(&'s mut RefreshPredictor<'m>),
+    Blocks(&'s mut cache::State, &'s cache::Work),
 }
 
 /// Rows of a step predicted together: their indices in the batch, canvases, positions and
