@@ -389,9 +389,10 @@ impl<'m> StepBatch<'m> {
             selected.extend(states);
             cached.positions[k] = at;
         }
-        let preds = match selected.is_empty() {
-            true => vec![Vec::new(); own.len()],
-            false => read_off(model, mask, &Tensor::cat(&selected, 0)?, &cached.positions, &mut cached.draws)?,
+        let preds = if selected.is_empty() {
+            vec![Vec::new(); own.len()]
+        } else {
+            read_off(model, mask, &Tensor::cat(&selected, 0)?, &cached.positions, &mut cached.draws)?
         };
         // A refresh row answers every position it was asked (kept predictions included);
         // the most likely tokens it recorded move to those positions' indices.
