@@ -151,7 +151,8 @@ impl Head {
     pub fn project_argmax(&self, hidden: &Tensor, excluded: u32) -> Result<Option<Vec<(u32, f32)>>> {
         match self {
             Head::Bert(h) => Ok(Some(h.project_argmax(hidden, excluded)?)),
-            Head::ModernBert(_) | Head::Llama(_) => Ok(None),
+            Head::Llama(h) => Ok(Some(h.project_argmax(hidden, excluded)?)),
+            Head::ModernBert(_) => Ok(None),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! decoder reduced block by block without writing logits) against the composed path
 //! (`composed_project_argmax`: full logits → log_softmax → argmax, max), through the public
 //! trait: tokens identical, log p within 1e-5, for loaded checkpoints (tied and untied
-//! decoders, non-zero decoder bias) and a 50,000-id vocabulary, in f32 and bf16.
+//! decoders, non-zero decoder bias, LLaDA's and Dream's unbiased ones) and a 50,000-id
+//! vocabulary, in f32 and bf16.
 
 use candle_core::{DType, Device, Tensor};
 use dlm_models::{Argmax, Backbone, LoadOptions, MaskedLm, composed_project_argmax};
@@ -41,11 +42,16 @@ fn assert_fused_equals_composed(model: &Backbone, rows: usize, excluded: &[u32],
 
 #[test]
 fn fused_head_equals_composed_on_tiny_checkpoints() {
-    for name in ["tiny-xlmr", "tiny-bert", "tiny-roberta", "tiny-bert-untied-bin"] {
+    // LLaDA's and Dream's projections have no bias; in f32 their decoders are
+    // column-major, whose products of up to 64 rows take the skinny kernel (37 rows) and
+    // taller ones the GEMM (300 rows).
+    for name in ["tiny-xlmr", "tiny-bert", "tiny-roberta", "tiny-bert-untied-bin", "llada-tiny", "dream-tiny"] {
         for dtype in [DType::F32, DType::BF16] {
             let model = Backbone::load(&tiny(name), &opts(dtype)).unwrap();
             let v = model.vocab_size() as u32;
-            assert_fused_equals_composed(&model, 37, &[0, v / 2, v - 1], &format!("{name} {dtype:?}"));
+            for rows in [1, 37, 300] {
+                assert_fused_equals_composed(&model, rows, &[0, v / 2, v - 1], &format!("{name} {dtype:?} {rows} rows"));
+            }
         }
     }
 }

@@ -25,6 +25,8 @@
 use super::bf16_kernel::Bf16Kernel;
 use super::bias_add::bias_grad;
 use super::f32_gemm::{Threads, View, new_product, product};
+#[cfg(target_arch = "x86_64")]
+use super::f32_skinny;
 use super::vector::{self, Elem};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use half::bf16;
@@ -209,6 +211,11 @@ fn out_shape(x: &Shape, out: usize) -> Shape {
 }
 
 fn fwd(op: &Linear, x: &[f32], w: &[f32], bias: Option<&[f32]>, (rows, inp, out): (usize, usize, usize)) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if op.transposed && rows <= f32_skinny::MAX_ROWS && f32_skinny::available() {
+        // A few rows against a column-major weight: read in place, never packed.
+        return f32_skinny::product(x, (rows, inp, out), w, out, bias);
+    }
     let (xv, wt) = (View::rows(x, rows, inp), op.w_t(w, (rows, inp, out)));
     let Some(bias) = bias else { return new_product(xv, wt, Threads::All) };
     let chunk = vector::rows_per_task(rows, out) * out;

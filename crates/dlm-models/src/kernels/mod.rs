@@ -35,6 +35,8 @@ mod cross_entropy;
 mod dispatch;
 mod dropout;
 mod f32_gemm;
+#[cfg(target_arch = "x86_64")]
+mod f32_skinny;
 mod gelu;
 mod linear;
 mod softmax;

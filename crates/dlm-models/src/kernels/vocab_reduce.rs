@@ -32,6 +32,8 @@
 //! every copy computes the same lanes in the same order, so results do not depend on it.
 
 use super::f32_gemm::{self, Threads, View};
+#[cfg(target_arch = "x86_64")]
+use super::f32_skinny;
 use super::vector::{self, Elem, exp, vectorised};
 use crate::kernels;
 use crate::masked_lm::PROJECT_ROWS;
@@ -77,6 +79,22 @@ pub(crate) fn project_argmax(x: &Tensor, weight: &Tensor, bias: &Tensor, exclude
                 })
             })
         }),
+        // A column-major decoder (an f32 inference model's, `load_linear`): products of a
+        // few rows read its columns in place, as the plain path's Linear op does.
+        #[cfg(target_arch = "x86_64")]
+        DType::F32 if f32_skinny::available() && !weight.is_contiguous() && weight.t()?.is_contiguous() => {
+            let wt = weight.t()?; // [h, vocab]
+            vector::with_elems::<f32, _>(x, "vocab-reduce", |xs| {
+                vector::with_elems::<f32, _>(&wt, "vocab-reduce", |wt| {
+                    reduce::<f32>(n, &bias, excluded, blocks(v), |(r0, rows), (c0, cols), fold| {
+                        if rows > f32_skinny::MAX_ROWS {
+                            return matmul_logits(x, weight, (r0, rows), (c0, cols), fold);
+                        }
+                        fold(&f32_skinny::product(&xs[r0 * h..(r0 + rows) * h], (rows, h, cols), &wt[c0..], v, None))
+                    })
+                })
+            })
+        }
         DType::F32 => reduce::<f32>(n, &bias, excluded, blocks(v), |r, c, fold| matmul_logits(x, weight, r, c, fold)),
         // The plain path's decoder (`Dense`) adds the bias inside the product, before its
         // one rounding, where the fused Linear op runs; the blocks do the same. A logit of

@@ -190,4 +190,12 @@ impl Head {
     pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
         Ok(self.lm.forward(hidden)?)
     }
+
+    /// `hidden`: [rows, hidden] → per row `(argmax, log p)` of the log-softmax of the
+    /// logits with the id `excluded` forbidden (`kernels::vocab_reduce`; the projection
+    /// has no bias: its zeros are added).
+    pub fn project_argmax(&self, hidden: &Tensor, excluded: u32) -> Result<Vec<(u32, f32)>> {
+        let d = &self.lm.dense;
+        Ok(crate::kernels::vocab_reduce::project_argmax(hidden, d.weight(), d.bias(), excluded, d.prepacked())?)
+    }
 }
