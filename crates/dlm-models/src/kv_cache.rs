@@ -144,9 +144,18 @@ pub(crate) fn splice(past: &Tensor, fresh: &Tensor, runs: &[Range<usize>], len: 
 /// heads, d] (queries of some positions) against `k`, `v` [len, kv_heads, d] (keys and
 /// values of the whole sequence), each key/value head serving `heads / kv_heads`
 /// consecutive query heads (as Llama's `repeat_kv`); `key_bias` [len] additive (padding)
-/// → [n, heads·d] in `q`'s dtype. Composed from candle ops (the fused attention kernel
-/// wants queries and keys of the same rows).
+/// → [n, heads·d] in `q`'s dtype. On the CPU with the fused kernels on, one pass per
+/// head and query (`kernels::cross_attention`); otherwise [`composed_cross_attention`].
 pub(crate) fn cross_attention(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    if q.device().is_cpu() && crate::kernels::fused_enabled() {
+        return crate::kernels::cross_attention(q, k, v, key_bias);
+    }
+    composed_cross_attention(q, k, v, key_bias)
+}
+
+/// [`cross_attention`] composed from candle ops (any device; the fused attention kernel
+/// wants queries and keys of the same rows).
+fn composed_cross_attention(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
     let (n, heads, d) = q.dims3()?;
     let kv = k.dim(1)?;
     let g = heads / kv;
@@ -163,4 +172,46 @@ pub(crate) fn cross_attention(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Opti
     let vt = f32(v)?.transpose(0, 1)?.contiguous()?; // [kv, len, d]
     let context = probs.matmul(&vt)?; // [kv, g·n, d]
     context.reshape((kv, g, n, d))?.permute((2, 0, 1, 3))?.reshape((n, heads * d))?.to_dtype(q.dtype())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// `[shape]` values in [-2, 2) from a fixed pattern.
+    fn pattern(shape: &[usize], seed: usize) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 250.0 - 2.0).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    /// The fused kernel equals the composed form: grouped heads (4 query heads on 2
+    /// key/value heads) and plain ones, with and without a padding bias, f32 and bf16.
+    #[test]
+    fn fused_cross_attention_equals_composed() {
+        let (n, len, d) = (5, 23, 16);
+        let mut bias = vec![0f32; len];
+        bias[3] = f32::NEG_INFINITY;
+        bias[17] = -1e4;
+        let bias = Tensor::from_vec(bias, len, &Device::Cpu).unwrap();
+        for (heads, kv) in [(4, 2), (3, 3)] {
+            let (q, k, v) = (pattern(&[n, heads, d], 1), pattern(&[len, kv, d], 2), pattern(&[len, kv, d], 3));
+            for dtype in [DType::F32, DType::BF16] {
+                let (q, k, v) = (q.to_dtype(dtype).unwrap(), k.to_dtype(dtype).unwrap(), v.to_dtype(dtype).unwrap());
+                for b in [None, Some(&bias)] {
+                    let fused = crate::kernels::cross_attention(&q, &k, &v, b).unwrap();
+                    let composed = composed_cross_attention(&q, &k, &v, b).unwrap();
+                    assert_eq!(fused.dims(), [n, heads * d]);
+                    assert_eq!(fused.dtype(), dtype);
+                    let diff = (fused.to_dtype(DType::F32).unwrap() - composed.to_dtype(DType::F32).unwrap()).unwrap();
+                    let max = diff.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                    let tolerance = if dtype == DType::F32 { 1e-5 } else { 2e-2 };
+                    assert!(max <= tolerance, "heads {heads}/{kv} {dtype:?} bias {}: {max}", b.is_some());
+                }
+            }
+        }
+        let bad = crate::kernels::cross_attention(&pattern(&[n, 3, d], 1), &pattern(&[len, 2, d], 2), &pattern(&[len, 2, d], 3), None);
+        assert!(bad.unwrap_err().to_string().contains("do not fit"));
+    }
 }

@@ -10,11 +10,14 @@
 //!   instructions that tests the driver on any CPU) or with AVX512-BF16 (`bf16_gemm`);
 //!   `bf16_kernel` maps a level to its kernel, and the `Bf16Matmul` custom op runs it,
 //!   forward and backward (two more products);
+//! - f32 products of up to 64 rows against a column-major weight, read in place
+//!   (`f32_skinny`, AVX-512F: cached denoising steps, few-row vocabulary projections);
 //! - fused elementwise sublayers, one read and one write each way, vectorised for the
 //!   level's vector ISA (`vector`): bias + dropout + residual + LayerNorm
 //!   (`add_norm`), bias + erf GELU (`gelu`), scale + mask + softmax + dropout
 //!   (`softmax`), self-attention from the fused Q/K/V product with an online softmax
-//!   (`attention`), bias add (`bias_add`), counter-based dropout (`dropout`), vocabulary cross-entropy
+//!   (`attention`), a cached step's queries over a sequence's keys and values
+//!   (`cross_attention`), bias add (`bias_add`), counter-based dropout (`dropout`), vocabulary cross-entropy
 //!   (`cross_entropy`); and AdamW as one in-place pass over a parameter and its state
 //!   (`adamw`).
 //!
@@ -31,6 +34,7 @@ mod bf16_gemm;
 mod bf16_kernel;
 mod bias_add;
 mod cpu;
+mod cross_attention;
 mod cross_entropy;
 mod dispatch;
 mod dropout;
@@ -48,6 +52,7 @@ pub use adamw::{AdamWStep, adamw_step};
 pub(crate) use add_norm::AddNorm;
 pub(crate) use attention::Attention;
 pub(crate) use bias_add::BiasAdd;
+pub(crate) use cross_attention::cross_attention;
 pub use cross_entropy::cross_entropy;
 pub(crate) use dropout::DropMask;
 pub(crate) use gelu::BiasGelu;
