@@ -1,18 +1,19 @@
 //! Attention of some positions' queries over a whole sequence's keys and values, the
 //! step of a cached forward (`kv_cache::cross_attention`): `softmax(q·kᵀ/√d + bias)·v` per
-//! head, in f32, one pass per (head, query) with no intermediate tensor. The composed
-//! candle form of the same sum (grouped layout, `permute`/`contiguous` copies of the keys
-//! and values, a batched matmul, candle's softmax, a second matmul) ran a dozen ops per
-//! layer whose thread-pool barriers cost more than their arithmetic at a 32-position step.
+//! head, in f32. The composed candle form of the same sum (grouped layout,
+//! `permute`/`contiguous` copies of the keys and values, a batched matmul, candle's
+//! softmax, a second matmul) ran a dozen ops per layer whose thread-pool barriers cost
+//! more than their arithmetic at a 32-position step.
 //!
-//! Keys and values stay in the cache's layout `[len, kv_heads, d]`; query head `h` reads
-//! key/value head `h / (heads / kv_heads)` (Llama's `repeat_kv`). Heads run in parallel,
-//! and a head's keys and values (160 KiB for 320 positions of 128 dims) stay in cache for
-//! all its queries. Dot products and the weighted sum of values are 16-lane sums
-//! (`vector::lane_sum2`); the softmax subtracts the row's max and sums in f32, as candle's
-//! does: equal to the composed form up to the order of the f32 additions.
+//! Here each head is one task (heads in parallel): two f32 GEMMs on the calling thread
+//! (`f32_gemm`, the kernel candle's matmul calls) over strided views of the tensors as
+//! they are — keys and values in the cache's layout `[len, kv_heads, d]`, query head `h`
+//! reading key/value head `h / (heads / kv_heads)` (Llama's `repeat_kv`), no copy — with
+//! the scale, bias and softmax (max subtracted, sums in f32) applied to the `[n, len]`
+//! scores in between: equal to the composed form up to the order of the f32 additions.
 
-use super::vector::{self, lane_max, lane_sum2, vectorised};
+use super::f32_gemm::{Threads, View, new_product};
+use super::vector::{self, lane_max, lane_sum, vectorised};
 use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
 
@@ -42,17 +43,16 @@ pub(crate) fn cross_attention(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Opti
                     .into_par_iter()
                     .map(|h| {
                         let g = h / group;
-                        let mut scores = vec![0f32; len];
-                        let mut out = vec![0f32; n * d]; // [n, d] of head h
-                        for i in 0..n {
-                            let query = &qs[(i * heads + h) * d..][..d];
-                            let row = &mut out[i * d..][..d];
-                            vectorised(
-                                #[inline(always)]
-                                || attend(query, ks, vs, (g, kv, d), bias.as_deref(), scale, &mut scores, row),
-                            );
+                        // Head h's queries [n, d], and key/value head g's keys as [d, len] and
+                        // values as [len, d]: strided views of the tensors as they are.
+                        let q = View { data: &qs[h * d..], rows: n, cols: d, rs: heads * d, cs: 1 };
+                        let kt = View { data: &ks[g * d..], rows: len, cols: d, rs: kv * d, cs: 1 }.t();
+                        let v = View { data: &vs[g * d..], rows: len, cols: d, rs: kv * d, cs: 1 };
+                        let mut scores = new_product(q, kt, Threads::One); // [n, len]
+                        for row in scores.chunks_mut(len) {
+                            vectorised(#[inline(always)] || softmax(row, bias.as_deref(), scale));
                         }
-                        out
+                        new_product(View::rows(&scores, n, len), v, Threads::One) // [n, d]
                     })
                     .collect())
             })
@@ -68,27 +68,15 @@ pub(crate) fn cross_attention(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Opti
     Tensor::from_vec(context, (n, heads * d), q.device())?.to_dtype(q.dtype())
 }
 
-/// One query `q` [d] against key/value head `g` of `ks`, `vs` [len, kv, d]: writes
-/// `softmax(q·k/√d + bias)·v` into `out` [d]; `scores` [len] is scratch.
+/// `row` ← softmax(row · scale + bias) in place (max subtracted, sums in f32).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn attend(q: &[f32], ks: &[f32], vs: &[f32], (g, kv, d): (usize, usize, usize), bias: Option<&[f32]>, scale: f32, scores: &mut [f32], out: &mut [f32]) {
-    for (p, s) in scores.iter_mut().enumerate() {
-        let key = &ks[(p * kv + g) * d..][..d];
-        *s = lane_sum2(q, key, |a, b| a * b) * scale + bias.map_or(0.0, |b| b[p]);
+fn softmax(row: &mut [f32], bias: Option<&[f32]>, scale: f32) {
+    match bias {
+        Some(b) => row.iter_mut().zip(b).for_each(|(s, &b)| *s = *s * scale + b),
+        None => row.iter_mut().for_each(|s| *s *= scale),
     }
-    let max = lane_max(scores, |x| x);
-    let mut sum = 0f32;
-    for s in scores.iter_mut() {
-        *s = vector::exp(*s - max);
-        sum += *s;
-    }
-    out.fill(0.0);
-    for (p, &s) in scores.iter().enumerate() {
-        let value = &vs[(p * kv + g) * d..][..d];
-        let w = s / sum;
-        for (o, &x) in out.iter_mut().zip(value) {
-            *o += w * x;
-        }
-    }
+    let max = lane_max(row, |x| x);
+    row.iter_mut().for_each(|s| *s = vector::exp(*s - max));
+    let inv = 1.0 / lane_sum(row, |x| x);
+    row.iter_mut().for_each(|s| *s *= inv);
 }
