@@ -633,7 +633,13 @@ fn eval_takes_the_samplers_of_generate() {
     );
     assert_eq!(sampler["cache"], "dual");
     assert_eq!(sampler["steps"], 8);
+    // The Markdown summary names the sampler too.
+    let summary = |sampler: &[&str]| std::fs::read_to_string(out.join(format!("{}.md", sampler.join("_")))).unwrap();
+    let md = summary(&[&llada[..], &["--cache", "dual"]].concat());
+    assert!(md.contains("strategy llada, 8 steps, cache dual"), "{md}");
     let (_, none) = run(&[&llada[..], &["--cache", "none"]].concat());
+    let md = summary(&[&llada[..], &["--cache", "none"]].concat());
+    assert!(md.contains("strategy llada, 8 steps") && !md.contains("steps, cache"), "{md}");
     assert_ne!(dual, none, "--cache dual gave the uncached predictions");
     let (_, reparam) = run(&["--strategy", "reparam-uncond"]);
     assert_ne!(none, reparam, "--strategy llada gave reparam-uncond's predictions");

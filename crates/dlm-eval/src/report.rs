@@ -167,7 +167,11 @@ impl Report {
             parts.push(format!("{k}-shot"));
         }
         if let Some(g) = &s.generation {
+            parts.push(format!("strategy {}", g.sampler.strategy.name().as_str()));
             parts.push(format!("{} steps", g.sampler.steps));
+            if g.sampler.cache != dlm_diffusion::Cache::None {
+                parts.push(format!("cache {}", g.sampler.cache));
+            }
             parts.push(match g.length {
                 crate::generate::LengthMode::Oracle => "oracle length".to_string(),
                 crate::generate::LengthMode::Predicted { beam } => format!("length beam {beam}"),

@@ -61,6 +61,23 @@ pub enum Strategy {
     Dream { alg: DreamAlg, alg_temp: Option<f64>, top_p: Option<f64>, top_k: Option<usize> },
 }
 
+impl Strategy {
+    /// The `--strategy` name this strategy is built from ([`StrategyName::build`] gives
+    /// back a strategy of that name).
+    pub fn name(&self) -> StrategyName {
+        match self {
+            Strategy::Reparam { topk: TopK::Stochastic { .. }, .. } => StrategyName::Stochastic,
+            Strategy::Reparam { update: Update::Uncond, .. } => StrategyName::ReparamUncond,
+            Strategy::Reparam { update: Update::Cond, .. } => StrategyName::ReparamCond,
+            Strategy::Cmlm => StrategyName::Cmlm,
+            Strategy::Ar => StrategyName::Ar,
+            Strategy::LowConfidence { .. } => StrategyName::Llada,
+            Strategy::ConfidenceThreshold { .. } => StrategyName::FastDllm,
+            Strategy::Dream { .. } => StrategyName::Dream,
+        }
+    }
+}
+
 /// How LLaDA ranks the masked positions (`remasking` of LLaDA's `generate()`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -521,3 +521,11 @@ fn dream_filters_and_fast_paths_agree() {
         assert_eq!(a.trajectory, b.trajectory);
     }
 }
+
+#[test]
+fn every_strategy_name_builds_a_strategy_of_that_name() {
+    for name in StrategyName::ALL {
+        let strategy = name.build(Schedule::Cosine, StrategyKnobs::default());
+        assert_eq!(strategy.name(), name, "{}", name.as_str());
+    }
+}
