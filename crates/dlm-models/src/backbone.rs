@@ -321,8 +321,7 @@ impl MaskedLm for Backbone {
         let (dtype, device) = (self.opts.dtype, &self.opts.device);
         match &self.body {
             // LLaDA and Dream attend to every id, `pad` included (see `llama`).
-            Body::Llama(e) if !self.opts.causal => e.forward_cached(ids, fresh, cache, dtype, device),
-            Body::Bert { .. } if !self.opts.causal => self.encode_cached_rows(&mut [CachedRow { ids, fresh, cache }], pad),
+            Body::Llama(_) | Body::Bert { .. } if !self.opts.causal => self.encode_cached_rows(&mut [CachedRow { ids, fresh, cache }], pad),
             Body::ModernBert(e) if !self.opts.causal => e.forward_cached(ids, pad, fresh, cache, dtype, &self.dropout, device),
             _ => Err(ModelError::Unsupported(format!(
                 "{}: model_type {:?}{} has no cached forward: KV caches (prefix, dual, refresh) are implemented for LLaDA, Dream, \
@@ -334,17 +333,22 @@ impl MaskedLm for Backbone {
         }
     }
 
-    /// The BERT family (bidirectional) packed: the dense products run once over every row's
-    /// fresh positions. The others row by row.
+    /// The BERT family, LLaDA and Dream (bidirectional) packed: the dense products run once
+    /// over every row's fresh positions. ModernBERT row by row.
     fn encode_cached_rows(&self, rows: &mut [CachedRow<'_>], pad: u32) -> Result<Tensor> {
+        let packed = !self.opts.causal && !rows.is_empty() && matches!(self.body, Body::Bert { .. } | Body::Llama(_));
+        if packed {
+            for row in rows.iter() {
+                self.check_sequence(row.ids.len(), row.ids.iter().copied().max())?;
+            }
+        }
+        let (dtype, device) = (self.opts.dtype, &self.opts.device);
         match &self.body {
-            Body::Bert { embeddings, layers } if !self.opts.causal && !rows.is_empty() => {
-                for row in rows.iter() {
-                    self.check_sequence(row.ids.len(), row.ids.iter().copied().max())?;
-                }
-                let (dtype, device) = (self.opts.dtype, &self.opts.device);
+            Body::Bert { embeddings, layers } if packed => {
                 crate::encoder::forward_cached(embeddings, layers, rows, pad, dtype, &self.dropout, device)
             }
+            // LLaDA and Dream attend to every id, `pad` included (see `llama`).
+            Body::Llama(e) if packed => e.forward_cached(rows, dtype, device),
             _ => serial_encode_cached_rows(self, rows, pad),
         }
     }

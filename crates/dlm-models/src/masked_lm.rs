@@ -75,7 +75,7 @@ pub trait MaskedLm {
     /// row attends only to its own keys and values; a row may fill its cache while others
     /// read theirs). The default ([`serial_encode_cached_rows`]) runs the rows one by one;
     /// a backbone may override it to run the dense products once over every row's fresh
-    /// positions (the BERT family does, through [`crate::Backbone`]), with states equal to
+    /// positions (the BERT family, LLaDA and Dream do, through [`crate::Backbone`]), with states equal to
     /// the per-row ones up to rounding. A row that cannot run is an error, and then no
     /// cache has changed in a backbone that packs (the default may have run earlier rows).
     fn encode_cached_rows(&self, rows: &mut [CachedRow<'_>], pad: u32) -> Result<Tensor> {

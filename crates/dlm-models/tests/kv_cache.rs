@@ -226,8 +226,8 @@ fn packed_rows_equal_rows_one_by_one() {
     // Rows of different lengths, padding inside and at the end, in one call: every row
     // filling its cache; then a single range, scattered runs and a refill mixed (after some
     // ids changed, so the caches are stale and the rows differ from encode_rows); then
-    // other sets, which read the caches the mixed call left. The BERT family packs the
-    // rows, the others run them one by one.
+    // other sets, which read the caches the mixed call left. The BERT family, LLaDA and
+    // Dream pack the rows, ModernBERT runs them one by one.
     let names = ["tiny-bert", "tiny-roberta", "tiny-xlmr", "llada-tiny", "dream-tiny"];
     for name in names.into_iter().chain(MODERNBERT) {
         let model = load(name, DType::F32);

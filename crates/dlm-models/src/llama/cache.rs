@@ -1,75 +1,106 @@
-//! The cached forward of the bidirectional Llama ([`crate::MaskedLm::encode_cached`]):
-//! one sequence, the positions asked for computed afresh, the keys and values of the
-//! others read from a [`KvCache`]. Dream's logit shift hands out at position p the
-//! network's output at p − 1, so for positions `a..b` with `a > 0` the network computes
-//! `a − 1..b` (one position more, its keys and values fresh too); for a set of runs, each
-//! run is widened so.
+//! The cached forward of the bidirectional Llama ([`crate::MaskedLm::encode_cached_rows`],
+//! and [`crate::MaskedLm::encode_cached`] as its one-row case): the positions asked for of
+//! each sequence computed afresh, the keys and values of the others read from the
+//! sequence's [`KvCache`]. The rows are packed: the embedding lookup, the norms, Q/K/V,
+//! the output projection and the MLP run once over every row's computed positions stacked
+//! `[Σ n, hidden]`; only attention and the cache splice are per row. Dream's logit shift
+//! hands out at position p the network's output at p − 1, so for positions `a..b` with
+//! `a > 0` the network computes `a − 1..b` (one position more, its keys and values fresh
+//! too); for a set of runs, each run is widened so.
 
 use super::Encoder;
 use crate::error::Result;
-use crate::kv_cache::{KvCache, runs};
+use crate::kv_cache::{CachedRow, runs};
 use candle_core::{DType, Device, Tensor};
 use std::ops::Range;
 
+/// One row of a packed cached forward, checked against its cache.
+pub(super) struct Computed {
+    /// The positions the network computes (ascending runs; Dream's widened).
+    pub runs: Vec<Range<usize>>,
+    /// The sequence's length.
+    pub len: usize,
+    /// Whether `runs` is the whole sequence (a full forward that fills the cache).
+    pub fill: bool,
+}
+
+impl Computed {
+    /// How many positions are computed.
+    pub fn n(&self) -> usize {
+        self.runs.iter().map(|r| r.len()).sum()
+    }
+}
+
 impl Encoder {
-    /// `ids`: one sequence; `fresh`: the positions whose final states are returned
-    /// ([count, hidden] in order, shifted for Dream), as ascending runs. A `fresh` that
-    /// (after Dream's widening) covers the whole sequence is a full forward, the same
-    /// computation as [`Encoder::forward_rows`] of `[ids]`, and fills `cache`; otherwise
-    /// `cache` must hold this sequence's length, and it is updated at the computed positions.
-    pub fn forward_cached(
-        &self,
-        ids: &[u32],
-        fresh: &[Range<usize>],
-        cache: &mut KvCache,
-        dtype: DType,
-        device: &Device,
-    ) -> Result<Tensor> {
-        let len = ids.len();
-        let fresh = runs(fresh, len)?;
-        // Dream: position p reads the output at p − 1, which is computed too.
-        let rows = if self.shift {
-            let widened: Vec<Range<usize>> = fresh.iter().map(|r| r.start.saturating_sub(1)..r.end).collect();
-            let mut merged: Vec<Range<usize>> = Vec::with_capacity(widened.len());
-            for r in widened {
-                match merged.last_mut() {
-                    Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
-                    _ => merged.push(r),
-                }
-            }
-            merged
-        } else {
-            fresh.clone()
-        };
-        let fill = cache.fills(&rows, len, self.layers.len())?;
-        let positions: Vec<u32> = rows.iter().flat_map(|r| r.start as u32..r.end as u32).collect();
-        let n = positions.len();
-        let at: Vec<u32> = positions.iter().map(|&p| ids[p as usize]).collect();
-        let x = self.word.index_select(&Tensor::from_vec(at, n, device)?, 0)?; // [n, h]
-        let (cos, sin) = self.rope.tables(&positions, x.dtype(), x.device())?; // [n, 1, d] each
-        let bias = if fill { Some(Tensor::zeros(len, dtype, device)?) } else { None };
-        let mut x = x;
-        let mut layers = Vec::with_capacity(self.layers.len());
-        for (i, layer) in self.layers.iter().enumerate() {
-            let past = if fill { None } else { Some(&cache.layers[i]) };
-            let (y, kv) = layer.forward_cached(&x, &cos, &sin, &rows, len, past, bias.as_ref())?;
-            x = y;
-            layers.push(kv);
+    /// `rows`: sequences, each with the positions whose final states are returned (as
+    /// ascending runs; shifted for Dream) and its cache → `[Σ fresh, hidden]`, row by row in
+    /// order. A row whose computed positions cover its whole sequence is the computation of
+    /// [`Encoder::forward_rows`] for its ids and fills its cache; any other's cache must hold
+    /// its sequence's length, and is updated at the computed positions. Every row is checked
+    /// before any cache changes.
+    pub fn forward_cached(&self, rows: &mut [CachedRow<'_>], dtype: DType, device: &Device) -> Result<Tensor> {
+        let mut fresh = Vec::with_capacity(rows.len()); // each row's positions handed out
+        let mut plan = Vec::with_capacity(rows.len());
+        for row in rows.iter() {
+            let len = row.ids.len();
+            let asked = runs(row.fresh, len)?;
+            let computed = if self.shift { widened(&asked) } else { asked.clone() };
+            let fill = row.cache.fills(&computed, len, self.layers.len())?;
+            fresh.push(asked);
+            plan.push(Computed { runs: computed, len, fill });
         }
-        cache.len = len;
-        cache.layers = layers;
-        let x = self.norm.forward(&x)?; // [n, h]
+        let positions: Vec<u32> = plan.iter().flat_map(|c| c.runs.iter().flat_map(|r| r.start as u32..r.end as u32)).collect();
+        let mut at = Vec::with_capacity(positions.len());
+        for (row, c) in rows.iter().zip(&plan) {
+            at.extend(c.runs.iter().flat_map(|r| r.clone()).map(|p| row.ids[p]));
+        }
+        let n = at.len();
+        let mut x = self.word.index_select(&Tensor::from_vec(at, n, device)?, 0)?; // [Σ n, h]
+        let (cos, sin) = self.rope.tables(&positions, x.dtype(), x.device())?; // [Σ n, 1, d] each
+        let mut kv: Vec<Vec<(Tensor, Tensor)>> = rows.iter().map(|_| Vec::with_capacity(self.layers.len())).collect();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let past: Vec<Option<&(Tensor, Tensor)>> = rows.iter().zip(&plan).map(|(row, c)| (!c.fill).then(|| &row.cache.layers[i])).collect();
+            let (y, pairs) = layer.forward_cached(&x, &cos, &sin, &plan, &past, dtype)?;
+            x = y;
+            for (row_kv, pair) in kv.iter_mut().zip(pairs) {
+                row_kv.push(pair);
+            }
+        }
+        for ((row, c), layers) in rows.iter_mut().zip(&plan).zip(kv) {
+            row.cache.len = c.len;
+            row.cache.layers = layers;
+        }
+        let x = self.norm.forward(&x)?; // [Σ n, h]
         if !self.shift {
             return Ok(x);
         }
         // Dream: position p takes the output at p − 1 (position 0 keeps its own), found
-        // among the computed positions.
-        let index: Vec<u32> = fresh
-            .iter()
-            .flat_map(|r| r.clone())
-            .map(|p| positions.binary_search(&(p.saturating_sub(1) as u32)).expect("widened") as u32)
-            .collect();
+        // among the row's computed positions.
+        let mut index = Vec::new();
+        let mut offset = 0u32;
+        for (asked, c) in fresh.iter().zip(&plan) {
+            let computed: Vec<u32> = c.runs.iter().flat_map(|r| r.start as u32..r.end as u32).collect();
+            index.extend(
+                asked
+                    .iter()
+                    .flat_map(|r| r.clone())
+                    .map(|p| offset + computed.binary_search(&(p.saturating_sub(1) as u32)).expect("widened") as u32),
+            );
+            offset += computed.len() as u32;
+        }
         let m = index.len();
         Ok(x.index_select(&Tensor::from_vec(index, m, device)?, 0)?)
     }
+}
+
+/// Each run `a..b` widened to `a − 1..b` (Dream's shift), touching or overlapping runs merged.
+fn widened(asked: &[Range<usize>]) -> Vec<Range<usize>> {
+    let mut merged: Vec<Range<usize>> = Vec::with_capacity(asked.len());
+    for r in asked.iter().map(|r| r.start.saturating_sub(1)..r.end) {
+        match merged.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => merged.push(r),
+        }
+    }
+    merged
 }
