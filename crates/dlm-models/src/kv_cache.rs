@@ -78,6 +78,35 @@ pub struct CachedRow<'a> {
     pub cache: &'a mut KvCache,
 }
 
+/// The layers of a packed cached forward over `rows` (the BERT family's and the Llama
+/// body's): `layer(l, x, past)` runs layer `l` on the stacked states `x` [Σ n, h] with
+/// `past[r]` row r's cached keys and values of that layer (`None` where `fills[r]`: the
+/// row is computed whole and fills its cache), returning the new states and each row's
+/// keys and values of its whole sequence. Every row's cache is replaced only after the last
+/// layer, so an error leaves every cache as it was. Returns the final states.
+pub(crate) fn through_layers<L>(
+    rows: &mut [CachedRow<'_>],
+    fills: &[bool],
+    layers: &[L],
+    mut x: Tensor,
+    mut layer: impl FnMut(&L, &Tensor, &[Option<&(Tensor, Tensor)>]) -> crate::Result<(Tensor, Vec<(Tensor, Tensor)>)>,
+) -> crate::Result<Tensor> {
+    let mut kv: Vec<Vec<(Tensor, Tensor)>> = rows.iter().map(|_| Vec::with_capacity(layers.len())).collect();
+    for (l, weights) in layers.iter().enumerate() {
+        let past: Vec<Option<&(Tensor, Tensor)>> = rows.iter().zip(fills).map(|(row, &fill)| (!fill).then(|| &row.cache.layers[l])).collect();
+        let (y, pairs) = layer(weights, &x, &past)?;
+        x = y;
+        for (row_kv, pair) in kv.iter_mut().zip(pairs) {
+            row_kv.push(pair);
+        }
+    }
+    for (row, layers) in rows.iter_mut().zip(kv) {
+        row.cache.len = row.ids.len();
+        row.cache.layers = layers;
+    }
+    Ok(x)
+}
+
 /// A cached forward called with positions or a cache that do not fit its sequence.
 fn misuse(message: String) -> crate::ModelError {
     crate::ModelError::Candle(candle_core::Error::Msg(message))
@@ -144,8 +173,8 @@ pub(crate) fn splice(past: &Tensor, fresh: &Tensor, runs: &[Range<usize>], len: 
 /// heads, d] (queries of some positions) against `k`, `v` [len, kv_heads, d] (keys and
 /// values of the whole sequence), each key/value head serving `heads / kv_heads`
 /// consecutive query heads (as Llama's `repeat_kv`); `key_bias` [len] additive (padding)
-/// → [n, heads·d] in `q`'s dtype. On the CPU with the fused kernels on, one pass per
-/// head and query (`kernels::cross_attention`); otherwise [`composed_cross_attention`].
+/// → [n, heads·d] in `q`'s dtype. On the CPU with the fused kernels on, two f32 GEMMs
+/// per head (`kernels::cross_attention`); otherwise [`composed_cross_attention`].
 pub(crate) fn cross_attention(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
     if q.device().is_cpu() && crate::kernels::fused_enabled() {
         return crate::kernels::cross_attention(q, k, v, key_bias);

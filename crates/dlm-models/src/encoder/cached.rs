@@ -13,7 +13,7 @@ use super::{Embeddings, Layer, attention_bias};
 use crate::dropout::Dropout;
 use crate::elementwise::{Keys, attention};
 use crate::error::Result;
-use crate::kv_cache::{CachedRow, cross_attention, gather, runs, splice};
+use crate::kv_cache::{CachedRow, cross_attention, gather, runs, splice, through_layers};
 use candle_core::{DType, Device, Tensor};
 use std::ops::Range;
 use std::sync::Arc;
@@ -67,22 +67,9 @@ pub(crate) fn forward_cached(
         packed.extend(f.runs.iter().map(|r| start + r.start..start + r.end));
         start += f.len;
     }
-    let mut x = gather(&x, &packed)?; // [Σ n, h]
-    let mut kv: Vec<Vec<(Tensor, Tensor)>> = rows.iter().map(|_| Vec::with_capacity(layers.len())).collect();
-    for (i, layer) in layers.iter().enumerate() {
-        let past: Vec<Option<&(Tensor, Tensor)>> =
-            rows.iter().zip(&fresh).map(|(row, f)| (!f.fill).then(|| &row.cache.layers[i])).collect();
-        let (y, pairs) = layer.forward_cached(&x, &fresh, &past, drop)?;
-        x = y;
-        for (row_kv, pair) in kv.iter_mut().zip(pairs) {
-            row_kv.push(pair);
-        }
-    }
-    for ((row, f), kv) in rows.iter_mut().zip(&fresh).zip(kv) {
-        row.cache.len = f.len;
-        row.cache.layers = kv;
-    }
-    Ok(x)
+    let x = gather(&x, &packed)?; // [Σ n, h]
+    let fills: Vec<bool> = fresh.iter().map(|f| f.fill).collect();
+    through_layers(rows, &fills, layers, x, |layer, x, past| layer.forward_cached(x, &fresh, past, drop))
 }
 
 impl Layer {

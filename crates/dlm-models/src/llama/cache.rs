@@ -10,7 +10,7 @@
 
 use super::Encoder;
 use crate::error::Result;
-use crate::kv_cache::{CachedRow, runs};
+use crate::kv_cache::{CachedRow, runs, through_layers};
 use candle_core::{DType, Device, Tensor};
 use std::ops::Range;
 
@@ -55,21 +55,10 @@ impl Encoder {
             at.extend(c.runs.iter().flat_map(|r| r.clone()).map(|p| row.ids[p]));
         }
         let n = at.len();
-        let mut x = self.word.index_select(&Tensor::from_vec(at, n, device)?, 0)?; // [Σ n, h]
+        let x = self.word.index_select(&Tensor::from_vec(at, n, device)?, 0)?; // [Σ n, h]
         let (cos, sin) = self.rope.tables(&positions, x.dtype(), x.device())?; // [Σ n, 1, d] each
-        let mut kv: Vec<Vec<(Tensor, Tensor)>> = rows.iter().map(|_| Vec::with_capacity(self.layers.len())).collect();
-        for (i, layer) in self.layers.iter().enumerate() {
-            let past: Vec<Option<&(Tensor, Tensor)>> = rows.iter().zip(&plan).map(|(row, c)| (!c.fill).then(|| &row.cache.layers[i])).collect();
-            let (y, pairs) = layer.forward_cached(&x, &cos, &sin, &plan, &past, dtype)?;
-            x = y;
-            for (row_kv, pair) in kv.iter_mut().zip(pairs) {
-                row_kv.push(pair);
-            }
-        }
-        for ((row, c), layers) in rows.iter_mut().zip(&plan).zip(kv) {
-            row.cache.len = c.len;
-            row.cache.layers = layers;
-        }
+        let fills: Vec<bool> = plan.iter().map(|c| c.fill).collect();
+        let x = through_layers(rows, &fills, &self.layers, x, |layer, x, past| layer.forward_cached(x, &cos, &sin, &plan, past, dtype))?;
         let x = self.norm.forward(&x)?; // [Σ n, h]
         if !self.shift {
             return Ok(x);
