@@ -5,13 +5,15 @@
 //! A cached denoising step (Fast-dLLM's dual cache: a block of 32 positions) and the
 //! vocabulary projection of a step's masked positions are products of 1–64 rows against
 //! whole weight matrices: every weight is read once per step for a few FLOPs per element.
-//! The general `gemm` crate packs the weight for every such product. Here no operand is
-//! packed: 32 consecutive output columns of `Wᵀ` at one `k` are already one 128-byte
-//! line, so a micro-tile of up to [`MR`] rows x 32 columns streams its weight lines
-//! straight from `Wᵀ` (prefetched [`AHEAD`] rows of `k` ahead), keeps its 2·MR
-//! accumulators in registers for the whole `k` loop and is written once. The tiles of one
-//! 32-column panel run back to back, so its lines are read from memory once and from cache
-//! by the other tiles; panels are spread over rayon's threads.
+//! The general `gemm` crate packs the weight for every such product. Here each parallel
+//! task copies blocks of [`KC`] rows x [`SPAN`] columns of `Wᵀ` into a contiguous buffer
+//! (prefetching [`AHEAD`] rows ahead of the copy): independent sequential reads, where
+//! micro-tiles reading the rows of `Wᵀ` in place stall on far-apart lines. Micro-tiles of
+//! up to [`MR`] rows x 32 columns then run over the block with their 2·MR accumulators in
+//! registers, starting from the bias (first block) or from the sums the earlier blocks
+//! wrote; a block is read from L2 by every row tile after the first. Tasks own disjoint
+//! columns and are spread over rayon's threads. No copy of the weight is kept between
+//! products, only each thread's 256 KiB block buffer.
 //!
 //! Each output is the bias (or 0) plus `x[i, k] · W[j, k]` for k = 0, 1, … in order, one
 //! fused multiply-add each: the same for any number of rows and any thread count, and the
@@ -62,9 +64,11 @@ pub(crate) fn product(x: &[f32], (m, k, n): (usize, usize, usize), wt: &[f32], l
     let per_task = n.div_ceil(4 * threads).next_multiple_of(NR).max(TASK_COLUMNS);
     let starts: Vec<usize> = (0..n).step_by(per_task).collect();
     let out = Out(y.as_mut_ptr());
-    starts.par_iter().for_each(|&c0| {
+    starts.par_iter().for_each(|&c0| BLOCK.with_borrow_mut(|block| {
         let c1 = (c0 + per_task).min(n);
-        let mut block = vec![0f32; KC * SPAN];
+        // The thread's block buffer, allocated once (its old contents are never read:
+        // every row copy writes the columns the tiles then read).
+        block.resize(KC * SPAN, 0.0);
         for s0 in (c0..c1).step_by(SPAN) {
             let width = SPAN.min(c1 - s0);
             for k0 in (0..k).step_by(KC) {
@@ -102,11 +106,16 @@ pub(crate) fn product(x: &[f32], (m, k, n): (usize, usize, usize), wt: &[f32], l
                 }
             }
         }
-    });
+    }));
     // SAFETY: every (i, j) with i < m, j < n lies in exactly one tile of one task, whose
     // first K block wrote it (k > 0) before any later block read it.
     unsafe { y.set_len(m * n) };
     y
+}
+
+thread_local! {
+    /// Each thread's copy of the current block of `Wᵀ`, [`KC`] x [`SPAN`].
+    static BLOCK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The output's pointer, shared by tasks that write disjoint columns.

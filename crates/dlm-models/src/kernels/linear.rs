@@ -213,7 +213,7 @@ fn out_shape(x: &Shape, out: usize) -> Shape {
 fn fwd(op: &Linear, x: &[f32], w: &[f32], bias: Option<&[f32]>, (rows, inp, out): (usize, usize, usize)) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
     if op.transposed && rows <= f32_skinny::MAX_ROWS && f32_skinny::available() {
-        // A few rows against a column-major weight: read in place, never packed.
+        // A few rows against a column-major weight: blocks of it copied per call (no packed copy kept).
         return f32_skinny::product(x, (rows, inp, out), w, out, bias);
     }
     let (xv, wt) = (View::rows(x, rows, inp), op.w_t(w, (rows, inp, out)));
