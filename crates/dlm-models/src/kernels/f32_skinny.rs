@@ -4,20 +4,24 @@
 //!
 //! A cached denoising step (Fast-dLLM's dual cache: a block of 32 positions) and the
 //! vocabulary projection of a step's masked positions are products of 1–64 rows against
-//! whole weight matrices: every weight is read once per step for a few FLOPs per element.
-//! The general `gemm` crate packs the weight for every such product. Here each parallel
-//! task copies blocks of [`KC`] rows x [`SPAN`] columns of `Wᵀ` into a contiguous buffer
-//! (prefetching [`AHEAD`] rows ahead of the copy): independent sequential reads, where
-//! micro-tiles reading the rows of `Wᵀ` in place stall on far-apart lines. Micro-tiles of
-//! up to [`MR`] rows x 32 columns then run over the block with their 2·MR accumulators in
+//! whole weight matrices: every weight is read once per step for a few FLOPs per element,
+//! so the weight stream sets the pace. The weight is read in [`Panels`]: [`NR`] columns
+//! of `Wᵀ` at a time, each panel's `in` rows of 32 values contiguous, so a product reads
+//! every panel front to back. A frozen weight is put in panels once, on its first such
+//! product, and kept ([`super::Prepacked`]: a second copy of the weight, in f32); any
+//! other weight is put in panels for the one product.
+//!
+//! Each parallel task owns a run of panels and, for each K block of [`KC`] rows of a
+//! panel, runs micro-tiles of up to [`MR`] rows x 32 columns, their 2·MR accumulators in
 //! registers, starting from the bias (first block) or from the sums the earlier blocks
-//! wrote; a block is read from L2 by every row tile after the first. Tasks own disjoint
-//! columns and are spread over rayon's threads. No copy of the weight is kept between
-//! products, only each thread's 256 KiB block buffer.
+//! wrote; the block (32 KiB) stays in L1 for the row tiles after the first. The first
+//! row tile also prefetches, into L2, the weight [`AHEAD`] values past the block it reads
+//! (two blocks on), so the stream from memory runs while the tiles compute.
 //!
 //! Each output is the bias (or 0) plus `x[i, k] · W[j, k]` for k = 0, 1, … in order, one
-//! fused multiply-add each: the same for any number of rows and any thread count, and the
-//! plain product up to the order of the f32 additions.
+//! fused multiply-add each: the same for any number of rows, any thread count and whether
+//! the panels were kept or made for the call, and the plain product up to the order of
+//! the f32 additions.
 
 use core::arch::x86_64::*;
 use rayon::prelude::*;
@@ -28,17 +32,15 @@ pub(crate) const MAX_ROWS: usize = 64;
 /// Rows of a micro-tile: 24 accumulators, two weight registers.
 const MR: usize = 12;
 /// Columns of a micro-tile and of a panel: two 16-lane registers.
-const NR: usize = 32;
-/// Output columns per parallel task, at least.
-const TASK_COLUMNS: usize = 8 * NR;
-/// Columns whose K blocks run together: 1 KiB of each row of `Wᵀ`, so the lines a
-/// block reads lie in few pages (the LM head's rows of `Wᵀ` are 0.5 MB apart).
-const SPAN: usize = 8 * NR;
-/// Rows of `k` per block: a block of [`SPAN`] columns (256 KiB) stays in L2 for the
-/// row tiles after the first.
+pub(crate) const NR: usize = 32;
+/// Panels per parallel task, at least.
+const TASK_PANELS: usize = 8;
+/// Rows of `k` per block: a panel's block (32 KiB) stays in L1 for the row tiles after
+/// the first.
 const KC: usize = 256;
-/// Rows of `Wᵀ` ahead of the copy whose lines are prefetched.
-const AHEAD: usize = 2;
+/// How far past the start of the block it reads the first row tile prefetches (f32
+/// values: two blocks), within its task's panels.
+const AHEAD: usize = 2 * KC * NR;
 
 /// Whether this CPU runs the kernel (AVX-512F, at a kernel level that allows it).
 pub(crate) fn available() -> bool {
@@ -46,12 +48,41 @@ pub(crate) fn available() -> bool {
     matches!(super::level(), Level::AmxBf16 | Level::Avx512Bf16 | Level::Avx512)
 }
 
-/// `x [m, k]` row-major times `wt [k, n]` (row stride `ldw` ≥ n; columns `0..n` used) →
-/// row-major `[m, n]`, starting from `bias [n]` when given. Panics when the slices do not
-/// hold the operands (a bug in the caller) or the CPU lacks AVX-512F (see [`available`]).
-pub(crate) fn product(x: &[f32], (m, k, n): (usize, usize, usize), wt: &[f32], ldw: usize, bias: Option<&[f32]>) -> Vec<f32> {
+/// A weight `Wᵀ [k, n]` in panels of [`NR`] columns: panel `p` holds columns
+/// `32p .. 32p + 32` as `k` contiguous rows of 32 values (`[⌈n/32⌉, k, 32]`, the last
+/// panel's missing columns zero).
+pub(crate) struct Panels {
+    data: Vec<f32>,
+    k: usize,
+    n: usize,
+}
+
+impl Panels {
+    /// `wt [k, n]` (row stride `ldw` ≥ n; columns `0..n` used) in panels. Panics when
+    /// `wt` does not hold it (a bug in the caller).
+    pub fn new(wt: &[f32], (k, n): (usize, usize), ldw: usize) -> Panels {
+        assert!(ldw >= n && (k == 0 || n == 0 || wt.len() >= (k - 1) * ldw + n), "f32 panels: [{k}, {n}] (ldw {ldw}) from {} values", wt.len());
+        let mut data = vec![0f32; n.div_ceil(NR) * k * NR];
+        if k > 0 {
+            data.par_chunks_mut(k * NR).enumerate().for_each(|(p, panel)| {
+                let (c0, cols) = (p * NR, NR.min(n - p * NR));
+                for (kk, line) in panel.chunks_mut(NR).enumerate() {
+                    line[..cols].copy_from_slice(&wt[kk * ldw + c0..kk * ldw + c0 + cols]);
+                }
+            });
+        }
+        Panels { data, k, n }
+    }
+}
+
+/// `x [m, k]` row-major times columns `first..first + n` of the panelled weight `w`
+/// → row-major `[m, n]`, starting from `bias [n]` when given. Panics when the operands do
+/// not fit (a bug in the caller: `first` a multiple of [`NR`], the columns inside `w`, `x`
+/// holding `m` rows of `w`'s `k`) or the CPU lacks AVX-512F (see [`available`]).
+pub(crate) fn product(x: &[f32], m: usize, w: &Panels, (first, n): (usize, usize), bias: Option<&[f32]>) -> Vec<f32> {
+    let k = w.k;
     assert!(available(), "f32 skinny product without AVX-512F");
-    assert!(x.len() >= m * k && ldw >= n && (k == 0 || wt.len() >= (k - 1) * ldw + n), "f32 skinny product: operands do not fit [{m}, {k}] · [{k}, {n}] (ldw {ldw})");
+    assert!(x.len() >= m * k && first % NR == 0 && first + n <= w.n, "f32 skinny product: [{m}, {k}] · columns {first}..{} of [{k}, {}]", first + n, w.n);
     assert!(bias.is_none_or(|b| b.len() == n), "f32 skinny product: bias of {} for {n} columns", bias.map_or(0, |b| b.len()));
     if m == 0 || n == 0 || k == 0 {
         let row = bias.map_or_else(|| vec![0f32; n], <[f32]>::to_vec);
@@ -61,61 +92,44 @@ pub(crate) fn product(x: &[f32], (m, k, n): (usize, usize, usize), wt: &[f32], l
     // of the vocabulary projection costs page faults and a memset otherwise).
     let mut y: Vec<f32> = Vec::with_capacity(m * n);
     let threads = rayon::current_num_threads().max(1);
-    let per_task = n.div_ceil(4 * threads).next_multiple_of(NR).max(TASK_COLUMNS);
-    let starts: Vec<usize> = (0..n).step_by(per_task).collect();
+    let (p0, panels) = (first / NR, n.div_ceil(NR));
+    let per_task = panels.div_ceil(4 * threads).max(TASK_PANELS);
+    let starts: Vec<usize> = (0..panels).step_by(per_task).collect();
     let out = Out(y.as_mut_ptr());
-    starts.par_iter().for_each(|&c0| BLOCK.with_borrow_mut(|block| {
-        let c1 = (c0 + per_task).min(n);
-        // The thread's block buffer, allocated once (its old contents are never read:
-        // every row copy writes the columns the tiles then read).
-        block.resize(KC * SPAN, 0.0);
-        for s0 in (c0..c1).step_by(SPAN) {
-            let width = SPAN.min(c1 - s0);
+    starts.par_iter().for_each(|&t0| {
+        let t1 = (t0 + per_task).min(panels);
+        // The task's panels, front to back: [t1 - t0, k, 32].
+        let run = &w.data[(p0 + t0) * k * NR..(p0 + t1) * k * NR];
+        for (p, panel) in run.chunks_exact(k * NR).enumerate() {
+            let (j, cols) = ((t0 + p) * NR, NR.min(n - (t0 + p) * NR));
             for k0 in (0..k).step_by(KC) {
                 let depth = KC.min(k - k0);
-                // The block's rows of Wᵀ, copied contiguous: independent sequential reads
-                // the CPU keeps many of in flight, where the tiles' strided ones stall.
-                for (kk, dst) in block.chunks_mut(SPAN).take(depth).enumerate() {
-                    if kk + AHEAD < depth {
-                        let ahead = (k0 + kk + AHEAD) * ldw + s0;
-                        for line in (ahead..ahead + width).step_by(16) {
-                            // SAFETY: a hint; the address is inside wt.
-                            unsafe { _mm_prefetch::<_MM_HINT_T0>(wt.as_ptr().add(line) as *const i8) };
-                        }
-                    }
-                    let row = (k0 + kk) * ldw + s0;
-                    dst[..width].copy_from_slice(&wt[row..row + width]);
-                }
-                for j in (0..width).step_by(NR) {
-                    let cols = NR.min(width - j);
-                    // The first K block starts from the bias (or 0), the others from the sums so far.
-                    let init = match (k0, bias) {
-                        (0, Some(b)) => Init::Bias(b[s0 + j..].as_ptr()),
-                        (0, None) => Init::Zero,
-                        _ => Init::Sums,
-                    };
-                    for i in (0..m).step_by(MR) {
-                        let rows = MR.min(m - i);
-                        let a = Block { x: x[i * k + k0..].as_ptr(), ldx: k, w: block[j..].as_ptr(), ldw: SPAN, depth };
-                        // SAFETY: AVX-512F is present (asserted); rows i..i+rows, k0..k0+depth
-                        // of x and the block's depth rows, columns j..j+cols are inside
-                        // their slices (asserted above); the task writes only its own
-                        // columns c0..c1 of y.
-                        unsafe { tile(rows, a, init, out.at(i * n + s0 + j), n, cols) }
-                    }
+                // The first K block starts from the bias (or 0), the others from the sums so far.
+                let init = match (k0, bias) {
+                    (0, Some(b)) => Init::Bias(b[j..].as_ptr()),
+                    (0, None) => Init::Zero,
+                    _ => Init::Sums,
+                };
+                // What the first row tile prefetches: AHEAD values on in the run, if there.
+                let at = p * k * NR + k0 * NR + AHEAD;
+                let ahead = run.get(at..at + depth * NR).map_or(core::ptr::null(), <[f32]>::as_ptr);
+                for i in (0..m).step_by(MR) {
+                    let rows = MR.min(m - i);
+                    let a = Block { x: x[i * k + k0..].as_ptr(), ldx: k, w: panel[k0 * NR..].as_ptr(), depth };
+                    let ahead = if i == 0 { ahead } else { core::ptr::null() };
+                    // SAFETY: AVX-512F is present (asserted); rows i..i+rows, k0..k0+depth
+                    // of x, the panel's depth rows from k0 and the prefetched values are
+                    // inside their slices (asserted above, `run.get`); the task writes
+                    // only its own columns of y.
+                    unsafe { tile(rows, a, init, out.at(i * n + j), n, cols, ahead) }
                 }
             }
         }
-    }));
+    });
     // SAFETY: every (i, j) with i < m, j < n lies in exactly one tile of one task, whose
     // first K block wrote it (k > 0) before any later block read it.
     unsafe { y.set_len(m * n) };
     y
-}
-
-thread_local! {
-    /// Each thread's copy of the current block of `Wᵀ`, [`KC`] x [`SPAN`].
-    static BLOCK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The output's pointer, shared by tasks that write disjoint columns.
@@ -133,13 +147,12 @@ impl Out {
 }
 
 /// A K block of the operands: `depth` columns of x's rows (stride `ldx`) from `x`, the
-/// same `depth` rows of `Wᵀ` (stride `ldw`) from `w`.
+/// same `depth` rows of a panel (32 contiguous values each) from `w`.
 #[derive(Clone, Copy)]
 struct Block {
     x: *const f32,
     ldx: usize,
     w: *const f32,
-    ldw: usize,
     depth: usize,
 }
 
@@ -154,16 +167,17 @@ enum Init {
 }
 
 /// One micro-tile of `rows` ≤ [`MR`] rows and `cols` ≤ [`NR`] columns over one K block,
-/// dispatched to its row count.
+/// dispatched to its row count; `ahead`, unless null: `a.depth` rows of 32 values to
+/// prefetch into L2 meanwhile.
 ///
 /// # Safety
-/// AVX-512F; `a` addresses `rows` rows of x and `cols` columns of `Wᵀ` over its depth,
+/// AVX-512F; `a` addresses `rows` rows of x and a panel's 32 columns over its depth,
 /// a bias `cols` values, `y` `rows` rows of `cols` (stride `ldy`).
-unsafe fn tile(rows: usize, a: Block, init: Init, y: *mut f32, ldy: usize, cols: usize) {
+unsafe fn tile(rows: usize, a: Block, init: Init, y: *mut f32, ldy: usize, cols: usize, ahead: *const f32) {
     macro_rules! by_rows {
         ($($r:literal)*) => {
             match rows {
-                $($r => unsafe { micro::<$r>(a, init, y, ldy, cols) },)*
+                $($r => unsafe { micro::<$r>(a, init, y, ldy, cols, ahead) },)*
                 _ => unreachable!("a tile has 1 to {MR} rows"),
             }
         };
@@ -176,7 +190,7 @@ unsafe fn tile(rows: usize, a: Block, init: Init, y: *mut f32, ldy: usize, cols:
 /// # Safety
 /// As [`tile`].
 #[target_feature(enable = "avx512f")]
-unsafe fn micro<const R: usize>(a: Block, init: Init, y: *mut f32, ldy: usize, cols: usize) {
+unsafe fn micro<const R: usize>(a: Block, init: Init, y: *mut f32, ldy: usize, cols: usize, ahead: *const f32) {
     let lanes = |c: usize| -> __mmask16 { if c >= 16 { 0xffff } else { (1u32 << c) as u16 - 1 } };
     let (m0, m1) = (lanes(cols), lanes(cols.saturating_sub(16)));
     unsafe {
@@ -192,9 +206,15 @@ unsafe fn micro<const R: usize>(a: Block, init: Init, y: *mut f32, ldy: usize, c
             acc1[r] = _mm512_maskz_loadu_ps(m1, from.add(16));
         }
         for kk in 0..a.depth {
-            let line = a.w.add(kk * a.ldw);
-            let w0 = _mm512_maskz_loadu_ps(m0, line);
-            let w1 = _mm512_maskz_loadu_ps(m1, line.add(16));
+            if !ahead.is_null() {
+                // The two lines of a later row of the weight, into L2 (a hint).
+                _mm_prefetch::<_MM_HINT_T1>(ahead.add(kk * NR) as *const i8);
+                _mm_prefetch::<_MM_HINT_T1>(ahead.add(kk * NR + 16) as *const i8);
+            }
+            // A panel's row: 32 values (zero past the weight's last column).
+            let line = a.w.add(kk * NR);
+            let w0 = _mm512_loadu_ps(line);
+            let w1 = _mm512_loadu_ps(line.add(16));
             for r in 0..R {
                 let xr = _mm512_set1_ps(*a.x.add(r * a.ldx + kk));
                 acc0[r] = _mm512_fmadd_ps(xr, w0, acc0[r]);
@@ -212,8 +232,9 @@ unsafe fn micro<const R: usize>(a: Block, init: Init, y: *mut f32, ldy: usize, c
 mod tests {
     use super::*;
 
-    /// Row counts across the tile sizes and column counts with partial panels and tasks,
-    /// against an f64 triple loop; a wider row stride of `Wᵀ` (a block of a weight).
+    /// Row counts across the tile sizes, column ranges with partial panels and tasks, K
+    /// across several blocks (the prefetch on and off), a wider row stride of `Wᵀ` (a
+    /// block of a weight), against an f64 triple loop.
     #[test]
     fn products_equal_the_definition() {
         if !available() {
@@ -221,19 +242,21 @@ mod tests {
             return;
         }
         // An empty contraction is the bias.
-        assert_eq!(product(&[], (2, 0, 3), &[], 3, Some(&[1.0, 2.0, 3.0])), [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
-        let k = 300;
-        for (m, n, ldw) in [(0, 5, 5), (3, 0, 4), (1, 5, 5), (12, 32, 40), (13, 33, 33), (32, 300, 301), (64, 17, 17), (7, 1000, 1024)] {
+        assert_eq!(product(&[], 2, &Panels::new(&[], (0, 3), 3), (0, 3), Some(&[1.0, 2.0, 3.0])), [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
+        let k = 700;
+        // (rows, columns of W, its row stride, the product's first column and width)
+        for (m, n, ldw, (first, width)) in [(0, 5, 5, (0, 5)), (3, 0, 4, (0, 0)), (1, 5, 5, (0, 5)), (12, 32, 40, (0, 32)), (13, 33, 33, (32, 1)), (32, 300, 301, (64, 236)), (64, 17, 17, (0, 17)), (7, 1000, 1024, (0, 1000)), (5, 9000, 9000, (4096, 4904))] {
             let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
             let wt: Vec<f32> = (0..k * ldw).map(|i| ((i * 104_729) % 1000) as f32 / 500.0 - 1.0).collect();
-            let bias: Vec<f32> = (0..n).map(|j| j as f32 / 7.0).collect();
+            let bias: Vec<f32> = (0..width).map(|j| j as f32 / 7.0).collect();
+            let panels = Panels::new(&wt, (k, n), ldw);
             for with_bias in [false, true] {
-                let y = product(&x, (m, k, n), &wt, ldw, with_bias.then_some(&bias[..]));
+                let y = product(&x, m, &panels, (first, width), with_bias.then_some(&bias[..]));
                 for i in 0..m {
-                    for j in 0..n {
-                        let dot: f64 = (0..k).map(|l| x[i * k + l] as f64 * wt[l * ldw + j] as f64).sum();
+                    for j in 0..width {
+                        let dot: f64 = (0..k).map(|l| x[i * k + l] as f64 * wt[l * ldw + first + j] as f64).sum();
                         let want = dot + if with_bias { bias[j] as f64 } else { 0.0 };
-                        assert!((y[i * n + j] as f64 - want).abs() < 1e-5 * want.abs().max(10.0), "[{m}, {n}] ({i}, {j}): {} vs {want}", y[i * n + j]);
+                        assert!((y[i * width + j] as f64 - want).abs() < 1e-5 * want.abs().max(10.0), "[{m}, {n}] ({i}, {j}): {} vs {want}", y[i * width + j]);
                     }
                 }
             }
@@ -247,13 +270,13 @@ mod tests {
             eprintln!("skipped: this CPU (kernel level {}) has no AVX-512F", super::super::level());
             return;
         }
-        let (m, k, n) = (29, 200, 130);
+        let (m, k, n) = (29, 600, 130);
         let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
         let wt: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 1000) as f32 / 500.0 - 1.0).collect();
-        let all = product(&x, (m, k, n), &wt, n, None);
+        let panels = Panels::new(&wt, (k, n), n);
+        let all = product(&x, m, &panels, (0, n), None);
         for i in [0, 11, 12, 28] {
-            assert_eq!(product(&x[i * k..(i + 1) * k], (1, k, n), &wt, n, None), all[i * n..(i + 1) * n], "row {i}");
+            assert_eq!(product(&x[i * k..(i + 1) * k], 1, &panels, (0, n), None), all[i * n..(i + 1) * n], "row {i}");
         }
     }
 }
-

@@ -21,6 +21,11 @@
 //! reads `Wᵀ` with unit column stride, which the `gemm` crate multiplies up to about 17%
 //! faster on BERT-base's shapes (`examples/gemm_bench.rs`, `column_major_gflops`). Both
 //! layouts give the same `y`.
+//!
+//! On AVX-512F CPUs, f32 products of at most 64 rows against a column-major weight run in
+//! [`f32_skinny`] over the weight in panels: a frozen weight's panels are made on its
+//! first such product and kept in its [`Prepacked`] (a second f32 copy of the weight),
+//! any other weight's are made for the call.
 
 use super::bf16_kernel::Bf16Kernel;
 use super::bias_add::bias_grad;
@@ -45,15 +50,23 @@ pub(crate) struct Linear {
     /// beforehand ([`Prepacked`]), and the op's first row in it.
     #[cfg(target_arch = "x86_64")]
     packed: Option<(Arc<bf16_views::Packed>, usize)>,
+    /// The same for a few-row f32 product: the whole weight in panels ([`Prepacked`]), and
+    /// the op's first row (a multiple of the panel width).
+    #[cfg(target_arch = "x86_64")]
+    panels: Option<(Arc<f32_skinny::Panels>, usize)>,
 }
 
 /// A frozen weight's bf16 forward operand, packed on its first product and reused by every
 /// later one: an inference model's weights never change, so the kernels need not pack them
-/// per call. Trainable weights (updated in place every step) have none.
+/// per call. Likewise a frozen column-major f32 weight's panels, made on its first product
+/// of at most [`f32_skinny::MAX_ROWS`] rows (a cached denoising step's). Trainable weights
+/// (updated in place every step) have neither.
 #[derive(Default)]
 pub(crate) struct Prepacked {
     #[cfg(target_arch = "x86_64")]
     packed: std::sync::OnceLock<Arc<bf16_views::Packed>>,
+    #[cfg(target_arch = "x86_64")]
+    panels: std::sync::OnceLock<Arc<f32_skinny::Panels>>,
 }
 
 impl Prepacked {
@@ -71,6 +84,25 @@ impl Prepacked {
         })?;
         Ok(self.packed.get_or_init(|| packed).clone())
     }
+
+    /// The panels of a column-major f32 `weight` `[out, in]` (its `Wᵀ [in, out]`
+    /// contiguous), made now if this is its first few-row product.
+    #[cfg(target_arch = "x86_64")]
+    pub fn panels(&self, weight: &Tensor) -> Result<Arc<f32_skinny::Panels>> {
+        if let Some(p) = self.panels.get() {
+            return Ok(p.clone());
+        }
+        let panels = Arc::new(f32_panels(weight)?);
+        Ok(self.panels.get_or_init(|| panels).clone())
+    }
+}
+
+/// A column-major f32 `weight` `[out, in]` in panels (`f32_skinny::Panels` of its `Wᵀ`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn f32_panels(weight: &Tensor) -> Result<f32_skinny::Panels> {
+    let wt = weight.t()?; // [in, out], contiguous
+    let (inp, out) = wt.dims2()?;
+    vector::with_elems::<f32, _>(&wt, "linear", |w| Ok(f32_skinny::Panels::new(w, (inp, out), out)))
 }
 
 impl Linear {
@@ -137,6 +169,14 @@ impl Linear {
             }
             _ => None,
         };
+        // A few f32 rows against a frozen column-major weight: its panels, kept.
+        #[cfg(target_arch = "x86_64")]
+        let panels = match prepacked {
+            Some((p, whole, first)) if transposed && weight.dtype() == DType::F32 && first % f32_skinny::NR == 0 && skinny(&x, &weight)? => {
+                Some((p.panels(whole)?, first))
+            }
+            _ => None,
+        };
         #[cfg(not(target_arch = "x86_64"))]
         let _ = prepacked;
         let op = Linear {
@@ -145,6 +185,8 @@ impl Linear {
             gelu,
             #[cfg(target_arch = "x86_64")]
             packed,
+            #[cfg(target_arch = "x86_64")]
+            panels,
         };
         match bias {
             Some(bias) => x.apply_op3(&weight, &bias.contiguous()?, op),
@@ -198,6 +240,13 @@ mod bf16_views {
     }
 }
 
+/// Whether `x [.., in]` has few enough rows for [`f32_skinny`] on this CPU.
+#[cfg(target_arch = "x86_64")]
+fn skinny(x: &Tensor, weight: &Tensor) -> Result<bool> {
+    let inp = x.dims().last().copied().unwrap_or(0);
+    Ok(f32_skinny::available() && x.elem_count() <= f32_skinny::MAX_ROWS * inp.max(1) && weight.device().is_cpu())
+}
+
 /// Whether `weight` `[out, in]` is stored column-major (its transpose contiguous).
 fn column_major(weight: &Tensor) -> Result<bool> {
     Ok(!weight.is_contiguous() && weight.t()?.is_contiguous())
@@ -213,8 +262,11 @@ fn out_shape(x: &Shape, out: usize) -> Shape {
 fn fwd(op: &Linear, x: &[f32], w: &[f32], bias: Option<&[f32]>, (rows, inp, out): (usize, usize, usize)) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
     if op.transposed && rows <= f32_skinny::MAX_ROWS && f32_skinny::available() {
-        // A few rows against a column-major weight: blocks of it copied per call (no packed copy kept).
-        return f32_skinny::product(x, (rows, inp, out), w, out, bias);
+        // A few rows against a column-major weight: its kept panels, or panels for this call.
+        return match &op.panels {
+            Some((panels, first)) => f32_skinny::product(x, rows, panels, (*first, out), bias),
+            None => f32_skinny::product(x, rows, &f32_skinny::Panels::new(w, (inp, out), out), (0, out), bias),
+        };
     }
     let (xv, wt) = (View::rows(x, rows, inp), op.w_t(w, (rows, inp, out)));
     let Some(bias) = bias else { return new_product(xv, wt, Threads::All) };
@@ -474,6 +526,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A frozen column-major f32 weight's kept panels give bitwise the product of panels
+    /// made per call, at its first few-row product and at later ones, with and without
+    /// bias, for a row count of one tile, of several and of the kernel's limit; they are
+    /// made once; taller products (the `gemm` crate) do not make them. Only where the
+    /// kernel level runs `f32_skinny` (AVX-512F).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn kept_f32_panels_give_the_same_product() {
+        if !f32_skinny::available() {
+            eprintln!("skipped: this CPU (kernel level {}) has no AVX-512F", super::super::level());
+            return;
+        }
+        let bits = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (w, b) = (var(&[45, 300], 2).as_tensor().clone(), var(&[45], 3).as_tensor().clone());
+        let wl = w.t().unwrap().contiguous().unwrap().t().unwrap(); // column-major, as load_linear
+        let prepacked = Prepacked::default();
+        let tall = var(&[2, 40, 300], 4).as_tensor().clone();
+        Linear::forward(&tall, &wl, Some(&b), Some(&prepacked)).unwrap();
+        assert!(prepacked.panels.get().is_none(), "an 80-row product made panels");
+        for rows in [5, 37, f32_skinny::MAX_ROWS] {
+            let x = var(&[rows, 300], rows as u64).as_tensor().clone();
+            for bias in [Some(&b), None] {
+                let plain = bits(&Linear::forward(&x, &wl, bias, None).unwrap());
+                for round in 0..2 {
+                    let kept = bits(&Linear::forward(&x, &wl, bias, Some(&prepacked)).unwrap());
+                    assert_eq!(kept, plain, "{rows} rows, bias {}, product {round}", bias.is_some());
+                }
+            }
+        }
+        let first = Arc::as_ptr(&prepacked.panels.get().expect("made by a few-row product").clone());
+        Linear::forward(&var(&[3, 300], 9).as_tensor().clone(), &wl, None, Some(&prepacked)).unwrap();
+        assert_eq!(Arc::as_ptr(prepacked.panels.get().unwrap()), first, "the panels were made again");
     }
 
     /// The GELU epilogue is exact-erf GELU of the product as the same kernel rounds it

@@ -80,18 +80,24 @@ pub(crate) fn project_argmax(x: &Tensor, weight: &Tensor, bias: &Tensor, exclude
             })
         }),
         // A column-major decoder (an f32 inference model's, `load_linear`): products of a
-        // few rows read its columns in place, as the plain path's Linear op does.
+        // few rows read it in panels, as the plain path's Linear op does (a frozen
+        // decoder's kept in `prepacked`, made on its first such product). Blocks start at
+        // multiples of BLOCK, a multiple of the panel width.
         #[cfg(target_arch = "x86_64")]
         DType::F32 if f32_skinny::available() && !weight.is_contiguous() && weight.t()?.is_contiguous() => {
-            let wt = weight.t()?; // [h, vocab]
+            let mut made = None; // the panels, without `prepacked`
+            let aligned = (0..v).step_by(BLOCK).map(|c0| (c0, BLOCK.min(v - c0)));
             vector::with_elems::<f32, _>(x, "vocab-reduce", |xs| {
-                vector::with_elems::<f32, _>(&wt, "vocab-reduce", |wt| {
-                    reduce::<f32>(n, &bias, excluded, blocks(v), |(r0, rows), (c0, cols), fold| {
-                        if rows > f32_skinny::MAX_ROWS {
-                            return matmul_logits(x, weight, (r0, rows), (c0, cols), fold);
-                        }
-                        fold(&f32_skinny::product(&xs[r0 * h..(r0 + rows) * h], (rows, h, cols), &wt[c0..], v, None))
-                    })
+                reduce::<f32>(n, &bias, excluded, aligned, |(r0, rows), (c0, cols), fold| {
+                    if rows > f32_skinny::MAX_ROWS {
+                        return matmul_logits(x, weight, (r0, rows), (c0, cols), fold);
+                    }
+                    let panels = match (prepacked, &made) {
+                        (Some(p), _) => p.panels(weight)?,
+                        (None, Some(p)) => std::sync::Arc::clone(p),
+                        (None, None) => made.insert(std::sync::Arc::new(super::linear::f32_panels(weight)?)).clone(),
+                    };
+                    fold(&f32_skinny::product(&xs[r0 * h..(r0 + rows) * h], rows, &panels, (c0, cols), None))
                 })
             })
         }
