@@ -14,7 +14,7 @@
 #      ÷ Fast-dLLM with the dual cache (target ≥ 3).
 #   2. XLM-R-base-shaped model (sample.sh's: random weights, the real XLM-R tokenizer, the first
 #      16 IWSLT14 De→En prompts, oracle length, K = 10, batch 8): dlm reparam-uncond with
-#      --cache none and refresh:R (R in REFRESH) vs the released sampler (sample_torch.py);
+#      --cache none, refresh:R and reuse:R (REFRESH) vs the released sampler (sample_torch.py);
 #      tokens/s, ratios, and how many prompts' outputs equal the released sampler's and dlm
 #      none's. Left out, with a note, while `dlm generate --help` does not mention refresh.
 # dlm's time: part 1, `dlm generate` end to end minus a load-only run (llada_dlm.py's approach);
@@ -36,7 +36,7 @@
 # Part 2: XLMR_DIR (default /tmp/dlm-bench-xlmr-base, sample.sh's), DATA, TOKENIZER (as
 # sample.sh), PROMPTS (16), XLMR_STEPS (10), XLMR_BATCH (8: both sides' batch), XLMR_REPEATS
 # (3; the median counts, as sample.sh), XLMR_DTYPES (f32,bf16: dlm's; the released side
-# always runs both), REFRESH ("2 4 8"), EVAL_TASK (iwslt14-deen: dlm eval's --task).
+# always runs both), REFRESH ("2 4 8 reuse:2 reuse:4 reuse:8": R for refresh:R, or a whole cache name), EVAL_TASK (iwslt14-deen: dlm eval's --task).
 # Both: SKIP (llada or reparam: leave that part out), THREADS (2: torch threads and dlm's thread
 # pool), KEEP (a folder to keep the JSON lines in), PROFILE (cargo profile built when DLM is
 # unset, default release), DLM (a prebuilt dlm binary: nothing is built; a missing one falls
@@ -54,7 +54,7 @@ if [ "$smoke" != 0 ]; then
 else
     dir=${BENCH_DIR:-.cache/bench/llada-bench} xdir=${XLMR_DIR:-/tmp/dlm-bench-xlmr-base}
     prompt=${PROMPT:-64} gen=${GEN:-256} steps=${STEPS:-256} block=${BLOCK:-32} dtypes=${DTYPES:-f32}
-    prompts=${PROMPTS:-16} xsteps=${XLMR_STEPS:-10} xrepeats=${XLMR_REPEATS:-3} refresh=${REFRESH:-2 4 8}
+    prompts=${PROMPTS:-16} xsteps=${XLMR_STEPS:-10} xrepeats=${XLMR_REPEATS:-3} refresh=${REFRESH:-2 4 8 reuse:2 reuse:4 reuse:8}
 fi
 repeats=${REPEATS:-1} algs=${ALGS:-llada fast-dllm} caches=${CACHES:-none prefix dual}
 xbatch=${XLMR_BATCH:-8} xdtypes=${XLMR_DTYPES:-f32,bf16}
@@ -94,7 +94,8 @@ fi
 modes=()
 for a in $algs; do for c in $caches; do modes+=("$a/$c"); done; done
 modes=$(IFS=,; echo "${modes[*]}")
-refresh_caches=none$(for r in $refresh; do printf ',refresh:%s' "$r"; done)
+# An entry of REFRESH is R (refresh:R) or a whole cache name (reuse:R).
+refresh_caches=none$(for r in $refresh; do case $r in *:*) printf ',%s' "$r" ;; *) printf ',refresh:%s' "$r" ;; esac; done)
 
 if [ $part1 = yes ] && [ ! -f "$dir/config.json" ]; then
     "$py" scripts/bench/llada_dream_models.py --model llada --out "$dir" $([ "$smoke" = 0 ] || echo --smoke)

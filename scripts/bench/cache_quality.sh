@@ -10,8 +10,9 @@
 # demo: `dlm demo` must have written .cache/demo/best (MODEL= to use another directory).
 # The first ROWS (default 100) rows of data/demo/iwslt14-deen.jsonl (held out from the
 # demo's training), oracle length (the reference's token count, as the demo prints),
-# 10 steps, seed 0: reparam-uncond with none, refresh:2, refresh:4, refresh:8; llada with
-# blocks of 8 and 4 steps per block (2 tokens a step) with none, prefix, dual, refresh:4.
+# 10 steps, seed 0: reparam-uncond with none, refresh:2, refresh:4, refresh:8, reuse:2,
+# reuse:4, reuse:8; llada with blocks of 8 and 4 steps per block (2 tokens a step) with
+# none, prefix, dual, refresh:4, reuse:4.
 # llada-bench: N (default 4) prompts of 32 random ids (seeded), 64 generated tokens, blocks
 # of 32: llada (64 steps) and fast-dllm --threshold 0.9 with none, prefix, dual (and
 # llada refresh:4); token agreement only (random weights, no references, no tokenizer).
@@ -98,18 +99,18 @@ demo)
                 | jq -c '{generated_ids, text}' >> "$file"
         done
     }
-    for c in none refresh:2 refresh:4 refresh:8; do
+    for c in none refresh:2 refresh:4 refresh:8 reuse:2 reuse:4 reuse:8; do
         run_mode "reparam-$c" --strategy reparam-uncond --cache "$c"
     done
-    for c in none prefix dual refresh:4; do
+    for c in none prefix dual refresh:4 reuse:4; do
         run_mode "llada-$c" --strategy llada --cache "$c"
     done
     echo "| strategy, cache | token agreement with none | rows identical | BLEU vs none | BLEU vs references |"
     echo "|---|---|---|---|---|"
-    for c in none refresh:2 refresh:4 refresh:8; do
+    for c in none refresh:2 refresh:4 refresh:8 reuse:2 reuse:4 reuse:8; do
         row "reparam-uncond, $c" "$dir/reparam-none.jsonl" "$dir/reparam-$c.jsonl" "$dir/refs.txt"
     done
-    for c in none prefix dual refresh:4; do
+    for c in none prefix dual refresh:4 reuse:4; do
         row "llada (blocks of 8), $c" "$dir/llada-none.jsonl" "$dir/llada-$c.jsonl" "$dir/refs.txt"
     done
     ;;

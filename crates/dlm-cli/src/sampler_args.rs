@@ -73,10 +73,10 @@ pub enum AlgArg {
     Entropy,
 }
 
-/// `--cache` values: `none`, `prefix`, `dual` (llada, fast-dllm) or `refresh:R` (every
-/// strategy).
+/// `--cache` values: `none`, `prefix`, `dual` (llada, fast-dllm), `refresh:R` or `reuse:R`
+/// (every strategy).
 fn parse_cache(s: &str) -> Result<Cache, String> {
-    Cache::parse(s).ok_or_else(|| format!("unknown cache {s:?}: expected none, prefix, dual or refresh:R (R ≥ 1)"))
+    Cache::parse(s).ok_or_else(|| format!("unknown cache {s:?}: expected none, prefix, dual, refresh:R or reuse:R (R ≥ 1)"))
 }
 
 #[derive(Debug, clap::Args)]
@@ -131,8 +131,11 @@ pub struct SamplerArgs {
     /// dual (llada, fast-dllm: Fast-dLLM's generate_with_prefix_cache /
     /// generate_with_dual_cache); refresh:R (every strategy: dKV-Cache-Decode, the keys and
     /// values of decoded positions reused, masked and just-changed positions recomputed, a
-    /// full forward every R steps; refresh:1 is none). LLaDA, Dream and BERT-family models
-    #[arg(long, value_name = "none|prefix|dual|refresh:R", default_value = "none", value_parser = parse_cache)]
+    /// full forward every R steps; refresh:1 is none); reuse:R (every strategy: refresh:R
+    /// that also reuses unchanged masked positions' keys, values and predictions, so only
+    /// changed positions are recomputed between refreshes; reuse:1 is none). LLaDA, Dream,
+    /// ModernBERT and BERT-family models have the cached forward these need
+    #[arg(long, value_name = "none|prefix|dual|refresh:R|reuse:R", default_value = "none", value_parser = parse_cache)]
     cache: Cache,
     /// Seed of the sampler's random generator
     #[arg(long, default_value_t = 0)]
@@ -170,7 +173,7 @@ impl SamplerArgs {
         let cache = self.cache;
         if matches!(cache, Cache::Prefix | Cache::Dual) && !matches!(name, StrategyName::Llada | StrategyName::FastDllm) {
             anyhow::bail!(
-                "--cache {cache} applies only to --strategy llada and fast-dllm, not {} (refresh:R applies to every strategy)",
+                "--cache {cache} applies only to --strategy llada and fast-dllm, not {} (refresh:R and reuse:R apply to every strategy)",
                 name.as_str()
             );
         }

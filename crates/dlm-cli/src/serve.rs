@@ -74,7 +74,7 @@ pub struct Args {
     /// Most stop sequences in one request
     #[arg(long, default_value_t = Limits::default().max_stop)]
     max_stop: usize,
-    /// MiB the KV caches of running requests (`cache` prefix, dual, refresh:R) may take
+    /// MiB the KV caches of running requests (`cache` prefix, dual, refresh:R, reuse:R) may take
     /// together; a request that needs more than is free waits its turn, one that needs
     /// more than all of it gets 429
     #[arg(long, value_name = "MIB", default_value_t = Limits::default().kv_cache_budget >> 20)]

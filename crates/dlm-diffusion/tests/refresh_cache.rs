@@ -1,9 +1,9 @@
-//! `cache refresh:R` (dKV-Cache-Decode with a refresh every R steps) on the tiny random
-//! XLM-R, ModernBERT and LLaDA checkpoints: `refresh:1` is the uncached run bit for bit;
-//! `refresh:R` with R > 1 runs every strategy, returns valid canvases (the prompt kept,
-//! the canvas length kept, as many masks left as without the cache) and computes fewer
-//! positions than the uncached run, counted at the model. The model runs on the device
-//! `DLM_TEST_DEVICE` names (default cpu).
+//! `cache refresh:R` (dKV-Cache-Decode with a refresh every R steps) and `reuse:R` on the
+//! tiny random XLM-R, ModernBERT and LLaDA checkpoints: `refresh:1` and `reuse:1` are the
+//! uncached run bit for bit; `refresh:R` and `reuse:R` with R > 1 run every strategy, return
+//! valid canvases (the prompt kept, the canvas length kept, as many masks left as without
+//! the cache) and compute fewer positions than the uncached run, counted at the model. The
+//! model runs on the device `DLM_TEST_DEVICE` names (default cpu).
 
 use candle_core::{DType, Device, Tensor};
 use dlm_diffusion::{
@@ -126,14 +126,16 @@ fn check(name: &str, sp: SpecialIds, prompts: &[(&[u32], usize)]) {
             model.reset();
             let want = denoise(&model, &cs, &none, sp).unwrap();
             let uncached = model.uncached.get();
-            // refresh:1 refreshes at every step: the uncached run, bit for bit.
-            let one = denoise(&model, &cs, &SamplerConfig { cache: Cache::Refresh(1), ..none.clone() }, sp).unwrap();
-            assert_eq!(one, want, "{name} {strategy:?} {decoding:?}: refresh:1 differs from none");
-            for every in [2, 4] {
+            // refresh:1 and reuse:1 refresh at every step: the uncached run, bit for bit.
+            for cache in [Cache::Refresh(1), Cache::Reuse(1)] {
+                let one = denoise(&model, &cs, &SamplerConfig { cache, ..none.clone() }, sp).unwrap();
+                assert_eq!(one, want, "{name} {strategy:?} {decoding:?}: {cache} differs from none");
+            }
+            for cache in [Cache::Refresh(2), Cache::Refresh(4), Cache::Reuse(2), Cache::Reuse(4)] {
                 model.reset();
-                let cfg = SamplerConfig { cache: Cache::Refresh(every), ..none.clone() };
+                let cfg = SamplerConfig { cache, ..none.clone() };
                 let got = denoise(&model, &cs, &cfg, sp).unwrap();
-                let what = format!("{name} {strategy:?} {decoding:?} refresh:{every}");
+                let what = format!("{name} {strategy:?} {decoding:?} {cache}");
                 assert_eq!(model.uncached.get(), 0, "{what}: an uncached forward ran");
                 assert!(model.cached.get() < uncached, "{what}: {} positions computed, uncached {uncached}", model.cached.get());
                 for ((d, w), c) in got.iter().zip(&want).zip(&cs) {
@@ -232,8 +234,8 @@ fn positions_computed_on_a_trained_model() {
     println!("| strategy, cache | positions computed | of none | steps run | encode_cached calls (full and partial) | rows equal to the script's |");
     println!("|---|---|---|---|---|---|");
     for (label, strategy, caches) in [
-        ("reparam-uncond", reparam, &[Cache::None, Cache::Refresh(2), Cache::Refresh(4), Cache::Refresh(8)][..]),
-        ("llada (blocks of 8)", llada, &[Cache::None, Cache::Prefix, Cache::Dual, Cache::Refresh(4)][..]),
+        ("reparam-uncond", reparam, &[Cache::None, Cache::Refresh(2), Cache::Refresh(4), Cache::Refresh(8), Cache::Reuse(2), Cache::Reuse(4), Cache::Reuse(8)][..]),
+        ("llada (blocks of 8)", llada, &[Cache::None, Cache::Prefix, Cache::Dual, Cache::Refresh(4), Cache::Reuse(4)][..]),
     ] {
         let mut base = 0;
         for &cache in caches {

@@ -51,7 +51,7 @@ pub struct Limits {
     pub elbo_samples: usize,
     /// Largest `elbo_samples`.
     pub max_elbo_samples: usize,
-    /// Bytes the KV caches of all running requests (`cache` prefix, dual, refresh:R) may
+    /// Bytes the KV caches of all running requests (`cache` prefix, dual, refresh:R, reuse:R) may
     /// take together, counted as each row's whole cache from its admission on. A request
     /// that needs more than what is free waits (first come, first served); one that needs
     /// more than all of it is answered 429.

@@ -572,10 +572,10 @@ impl RunConfig {
                 "validate.beam must be at least 1".into(),
             ),
             (
-                matches!(self.validate.cache, dlm_diffusion::Cache::None | dlm_diffusion::Cache::Refresh(_)),
+                !matches!(self.validate.cache, dlm_diffusion::Cache::Prefix | dlm_diffusion::Cache::Dual),
                 format!(
                     "validate.cache {:?}: validation decodes with the paper's sampler (reparam-uncond), which takes \
-                     cache none or refresh:R; prefix and dual are for the llada and fast-dllm strategies",
+                     cache none, refresh:R or reuse:R; prefix and dual are for the llada and fast-dllm strategies",
                     self.validate.cache.to_string()
                 ),
             ),

@@ -45,7 +45,7 @@ use std::ops::Range;
 /// Which keys and values a run reuses between its steps: Fast-dLLM's prefix and dual
 /// caches for the semi-autoregressive strategies (see the module docs), or dKV-Cache's
 /// cache of decoded positions refreshed every R steps, for every strategy
-/// (`super::refresh`).
+/// (`super::refresh`), or that cache reusing unchanged masked positions too (`reuse:R`).
 /// Written and read as its name (`"none"`, `"dual"`, `"refresh:4"`), as on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Cache {
@@ -66,6 +66,15 @@ pub enum Cache {
     /// fast-dllm, with the block's first two steps) is a full forward that refreshes them
     /// all. `Refresh(1)` is `None`.
     Refresh(usize),
+    /// `Refresh` that also reuses `<mask>` positions: a step computes only the positions
+    /// whose id changed since their keys and values were last computed and those whose
+    /// prediction the step reads and has none kept; every other position, masked or not,
+    /// keeps its keys and values and its last prediction until the next refresh. The
+    /// issue's rule taken literally ("positions whose token did not change are reused");
+    /// dLLM-Cache (arXiv 2506.06295) likewise reuses unchanged response features between
+    /// refreshes, but also recomputes an adaptively chosen share of them, which this does
+    /// not. `Reuse(1)` is `None`.
+    Reuse(usize),
 }
 
 impl Cache {
@@ -79,15 +88,36 @@ impl Cache {
             Cache::Prefix => "prefix",
             Cache::Dual => "dual",
             Cache::Refresh(_) => "refresh",
+            Cache::Reuse(_) => "reuse",
         }
     }
 
-    /// `none`, `prefix`, `dual` or `refresh:R` (R ≥ 1).
+    /// `none`, `prefix`, `dual`, `refresh:R` or `reuse:R` (R ≥ 1).
     pub fn parse(name: &str) -> Option<Cache> {
+        let interval = |every: &str| every.parse::<usize>().ok().filter(|&r| r >= 1);
         if let Some(every) = name.strip_prefix("refresh:") {
-            return every.parse::<usize>().ok().filter(|&r| r >= 1).map(Cache::Refresh);
+            return interval(every).map(Cache::Refresh);
+        }
+        if let Some(every) = name.strip_prefix("reuse:") {
+            return interval(every).map(Cache::Reuse);
         }
         Cache::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// Whether the mode runs the uncached loop: `none`, and a refresh at every step
+    /// (`refresh:1`, `reuse:1`).
+    pub fn uncached(self) -> bool {
+        matches!(self, Cache::None | Cache::Refresh(1) | Cache::Reuse(1))
+    }
+
+    /// `refresh:R` and `reuse:R`: R, and whether a cached step recomputes every masked
+    /// position (`refresh`) or reuses the unchanged ones (`reuse`).
+    pub(crate) fn interval(self) -> Option<(usize, bool)> {
+        match self {
+            Cache::Refresh(every) => Some((every, true)),
+            Cache::Reuse(every) => Some((every, false)),
+            _ => None,
+        }
     }
 
     /// Prefix and dual caches are for the semi-autoregressive strategies only; a refresh
@@ -95,10 +125,10 @@ impl Cache {
     pub(crate) fn check(self, strategy: &Strategy) -> Result<()> {
         let other = match strategy {
             _ if self == Cache::None => return Ok(()),
-            _ if self == Cache::Refresh(0) => {
-                return Err(DiffusionError::InvalidConfig("cache refresh:R needs an interval R of at least 1".into()));
+            _ if self.interval().is_some_and(|(every, _)| every == 0) => {
+                return Err(DiffusionError::InvalidConfig(format!("cache {}:R needs an interval R of at least 1", self.as_str())));
             }
-            _ if matches!(self, Cache::Refresh(_)) => return Ok(()),
+            _ if self.interval().is_some() => return Ok(()),
             Strategy::LowConfidence { .. } | Strategy::ConfidenceThreshold { .. } => return Ok(()),
             Strategy::Reparam { .. } => "the reparameterized strategies (reparam-uncond, reparam-cond, stochastic)",
             Strategy::Cmlm => "cmlm",
@@ -107,7 +137,7 @@ impl Cache {
         };
         Err(DiffusionError::InvalidConfig(format!(
             "cache {:?} applies only to the semi-autoregressive strategies llada and fast-dllm, not to {other} \
-             (use cache none, or refresh:R)",
+             (use cache none, refresh:R or reuse:R)",
             self.as_str()
         )))
     }
@@ -123,7 +153,7 @@ impl<'de> Deserialize<'de> for Cache {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Cache, D::Error> {
         let name = String::deserialize(d)?;
         Cache::parse(&name).ok_or_else(|| {
-            serde::de::Error::custom(format!("unknown cache {name:?}: expected none, prefix, dual or refresh:R (R ≥ 1)"))
+            serde::de::Error::custom(format!("unknown cache {name:?}: expected none, prefix, dual, refresh:R or reuse:R (R ≥ 1)"))
         })
     }
 }
@@ -132,6 +162,7 @@ impl std::fmt::Display for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Cache::Refresh(every) => write!(f, "refresh:{every}"),
+            Cache::Reuse(every) => write!(f, "reuse:{every}"),
             other => f.write_str(other.as_str()),
         }
     }
@@ -510,17 +541,21 @@ pub(crate) mod tests {
         assert_eq!(Cache::ALL.map(|c| Cache::parse(c.as_str())), Cache::ALL.map(Some));
         assert_eq!(Cache::parse("refresh:4"), Some(Cache::Refresh(4)));
         assert_eq!(Cache::Refresh(4).to_string(), "refresh:4");
-        for bad in ["refresh", "refresh:0", "refresh:x", "refresh:-1", "both"] {
+        assert_eq!(Cache::parse("reuse:3"), Some(Cache::Reuse(3)));
+        assert_eq!(Cache::Reuse(3).to_string(), "reuse:3");
+        for bad in ["refresh", "refresh:0", "refresh:x", "refresh:-1", "reuse", "reuse:0", "reuse:2:1", "both"] {
             assert_eq!(Cache::parse(bad), None, "{bad}");
             assert!(serde_json::from_str::<Cache>(&format!("{bad:?}")).is_err(), "{bad}");
         }
-        for c in [Cache::None, Cache::Prefix, Cache::Dual, Cache::Refresh(7)] {
+        for c in [Cache::None, Cache::Prefix, Cache::Dual, Cache::Refresh(7), Cache::Reuse(5)] {
             let json = serde_json::to_string(&c).unwrap();
             assert_eq!(json, format!("\"{c}\""));
             assert_eq!(serde_json::from_str::<Cache>(&json).unwrap(), c);
         }
-        let cfg = SamplerConfig { cache: Cache::Refresh(0), ..SamplerConfig::default() };
-        let e = denoise(&lm, &cs, &cfg, SP).unwrap_err().to_string();
-        assert!(e.contains("at least 1"), "{e}");
+        for cache in [Cache::Refresh(0), Cache::Reuse(0)] {
+            let cfg = SamplerConfig { cache, ..SamplerConfig::default() };
+            let e = denoise(&lm, &cs, &cfg, SP).unwrap_err().to_string();
+            assert!(e.contains("at least 1") && e.contains(cache.as_str()), "{e}");
+        }
     }
 }

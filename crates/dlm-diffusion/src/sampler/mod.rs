@@ -120,17 +120,17 @@ pub fn denoise_with(
         }
         canvas.check_fits(max)?;
     }
-    match cfg.cache {
+    match cfg.cache.interval() {
         // A refresh at every step reuses nothing: the uncached loop.
-        Cache::None | Cache::Refresh(1) => {
+        _ if cfg.cache.uncached() => {
             let mut predictor = ModelPredictor::new(model, special.pad, special.mask)?;
             run(&mut predictor, canvases, cfg, special, on_step)
         }
-        Cache::Prefix | Cache::Dual => cache::run_cached(model, canvases, cfg, special, on_step),
-        Cache::Refresh(every) => {
-            let mut predictor = refresh::RefreshPredictor::new(model, special, every, &cfg.strategy)?;
+        Some(rule) => {
+            let mut predictor = refresh::RefreshPredictor::new(model, special, rule, &cfg.strategy)?;
             run(&mut predictor, canvases, cfg, special, on_step)
         }
+        None => cache::run_cached(model, canvases, cfg, special, on_step), // prefix, dual
     }
 }
 

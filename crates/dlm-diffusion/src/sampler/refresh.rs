@@ -30,6 +30,16 @@
 //!   a decoded token's representation is stable until the next refresh (dLLM-Cache,
 //!   arXiv 2506.06295, reuses the final features of unchanged response tokens the same way).
 //!
+//! `cache reuse:R` is the same predictor with one rule changed: a cached step does not
+//! recompute a `<mask>` position whose keys and values were computed from `<mask>`; it
+//! reuses them and the position's last prediction like any other unchanged position's
+//! (the rule, "positions whose token did not change are reused", taken literally;
+//! dLLM-Cache reuses unchanged response features between refreshes the same way, but also
+//! recomputes an adaptively chosen share of them, which this does not). Between refreshes
+//! a masked slot's prediction is then the one of the step that last computed it: the
+//! strategies rank and decode from those, so `reuse:R` trades more of the output for
+//! fewer positions than `refresh:R` (both measured in `docs/caching.md`).
+//!
 //! A refresh due at a step that runs no forward (LLaDA's zero-count steps, whose canvas
 //! does not change) is run at the row's next forward. `Refresh(1)` never reaches this code:
 //! it refreshes at every step and is the uncached loop ([`super::denoise_with`]).
@@ -73,6 +83,9 @@ pub(crate) struct RefreshPredictor<'a> {
     pad: u32,
     mask: u32,
     every: usize,
+    /// A cached step recomputes every masked position (`refresh:R`), or only those whose
+    /// id changed (`reuse:R`).
+    masked: bool,
     /// LLaDA's reference schedule: block steps, the cache dropped per block, step 1 full.
     blocks: bool,
     rows: Vec<RowCache>,
@@ -81,7 +94,9 @@ pub(crate) struct RefreshPredictor<'a> {
 }
 
 impl<'a> RefreshPredictor<'a> {
-    pub fn new(model: &'a dyn MaskedLm, special: SpecialIds, every: usize, strategy: &Strategy) -> Result<Self> {
+    /// `(every, masked)`: the refresh interval, and whether a cached step recomputes every
+    /// masked position (`refresh:R`) or reuses the unchanged ones (`reuse:R`).
+    pub fn new(model: &'a dyn MaskedLm, special: SpecialIds, (every, masked): (usize, bool), strategy: &Strategy) -> Result<Self> {
         super::predict::ModelPredictor::new(model, special.pad, special.mask)?; // the mask id fits the vocabulary
         let blocks = matches!(strategy, Strategy::LowConfidence { .. } | Strategy::ConfidenceThreshold { .. });
         Ok(RefreshPredictor {
@@ -89,6 +104,7 @@ impl<'a> RefreshPredictor<'a> {
             pad: special.pad,
             mask: special.mask,
             every: every.max(1),
+            masked,
             blocks,
             rows: Vec::new(),
             step_rows: Vec::new(),
@@ -156,7 +172,8 @@ impl RefreshPredictor<'_> {
                 return Err(DiffusionError::InvalidBatch("a row's canvas changed length between steps".into()));
             }
             let full = due || st.computed.iter().any(Option::is_none);
-            let mut fresh: Vec<bool> = (0..len).map(|p| full || ids[p] == self.mask || st.computed[p] != Some(ids[p])).collect();
+            let masked = |p: usize| self.masked && ids[p] == self.mask;
+            let mut fresh: Vec<bool> = (0..len).map(|p| full || masked(p) || st.computed[p] != Some(ids[p])).collect();
             for &p in want {
                 fresh[p] |= st.kept[p].is_none();
             }
@@ -300,17 +317,19 @@ mod tests {
     }
 
     #[test]
-    fn refresh_1_is_the_uncached_loop() {
+    fn refresh_1_and_reuse_1_are_the_uncached_loop() {
         let lm = Probe::new();
         let cs = canvases(&[(3, 6), (0, 8), (5, 2)]);
         for (steps, strategy) in every_strategy() {
             for decoding in [Decoding::Argmax, Decoding::Sample { temperature: 0.7 }] {
                 let none = SamplerConfig { decoding, ..cfg(steps, strategy, Cache::None) };
-                let one = SamplerConfig { cache: Cache::Refresh(1), ..none.clone() };
-                assert_eq!(denoise(&lm, &cs, &none, SP).unwrap(), denoise(&lm, &cs, &one, SP).unwrap(), "{strategy:?}");
+                let want = denoise(&lm, &cs, &none, SP).unwrap();
+                for cache in [Cache::Refresh(1), Cache::Reuse(1)] {
+                    assert_eq!(denoise(&lm, &cs, &SamplerConfig { cache, ..none.clone() }, SP).unwrap(), want, "{strategy:?} {cache}");
+                }
             }
         }
-        assert!(lm.sets.borrow().is_empty(), "refresh:1 ran a cached forward");
+        assert!(lm.sets.borrow().is_empty(), "refresh:1 or reuse:1 ran a cached forward");
     }
 
     #[test]
@@ -364,6 +383,38 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::single_range_in_vec_init)] // a set of positions holding one run
+    fn reuse_steps_compute_the_positions_the_previous_step_decoded() {
+        // reuse:R at a cached step of LLaDA (nothing re-masked): only the positions whose
+        // id changed since they were computed, i.e. those the previous step decoded; the
+        // still-masked ones keep their keys, values and predictions. Refreshes as refresh:R.
+        let lm = Probe::new();
+        let cs = canvases(&[(3, 8)]); // <s> 10 11 12 | 8 slots | </s>: 13 positions
+        let strategy = Strategy::LowConfidence { block_length: Some(4), remasking: Remasking::LowConfidence };
+        let run = denoise(&lm, &cs, &cfg(8, strategy, Cache::Reuse(3)), SP).unwrap();
+        let canvases: Vec<Vec<u32>> =
+            std::iter::once(cs[0].ids().to_vec()).chain(run[0].trajectory.clone().unwrap().canvases).collect();
+        let sets = lm.sets.borrow();
+        assert_eq!(sets.len(), 8, "one forward per step (4 blocks of 1 slot/step)");
+        let mut cached = 0;
+        for (step, (len, set)) in sets.iter().enumerate() {
+            assert_eq!(*len, 13);
+            let i = step % 4; // 4 steps per block
+            let positions: Vec<usize> = set.iter().flat_map(|r| r.clone()).collect();
+            if i == 0 || i == 1 || i % 3 == 0 {
+                assert_eq!(set, &vec![0..13], "step {step}: a refresh");
+            } else {
+                let decoded: Vec<usize> =
+                    (0..13).filter(|&p| canvases[step - 1][p] == SP.mask && canvases[step][p] != SP.mask).collect();
+                assert!(!decoded.is_empty() && (0..13).any(|p| canvases[step][p] == SP.mask), "step {step}: a slot decoded, one left");
+                assert_eq!(positions, decoded, "step {step}");
+                cached += 1;
+            }
+        }
+        assert_eq!(cached, 2, "block steps 2 of both blocks");
+    }
+
+    #[test]
     fn every_strategy_runs_cached_and_computes_fewer_positions() {
         // Full-canvas strategies read every slot; decoded unchanged ones get the prediction
         // of the step that last computed them. The runs end with valid canvases (the prompt
@@ -375,15 +426,15 @@ mod tests {
             let lm = Probe::new();
             let none = denoise(&lm, &cs, &cfg(steps, strategy, Cache::None), SP).unwrap();
             let uncached = *lm.uncached.borrow();
-            for every in [3, 4] {
+            for cache in [Cache::Refresh(3), Cache::Refresh(4), Cache::Reuse(3), Cache::Reuse(4)] {
                 let lm = Probe::new();
-                let run = cfg(steps, strategy, Cache::Refresh(every));
+                let run = cfg(steps, strategy, cache);
                 let got = denoise(&lm, &cs, &run, SP).unwrap();
                 assert_eq!(got, denoise(&lm, &cs, &run, SP).unwrap(), "deterministic");
                 let computed: usize =
                     lm.sets.borrow().iter().map(|(_, s)| s.iter().map(|r| r.len()).sum::<usize>()).sum::<usize>() / 2;
                 assert_eq!(*lm.uncached.borrow(), 0);
-                assert!(computed < uncached, "{strategy:?} refresh:{every}: {computed} positions, uncached {uncached}");
+                assert!(computed < uncached, "{strategy:?} {cache}: {computed} positions, uncached {uncached}");
                 for ((d, n), c) in got.iter().zip(&none).zip(&cs) {
                     assert_eq!(d.ids.len(), c.ids().len());
                     assert_eq!(d.positions, n.positions);
@@ -391,7 +442,7 @@ mod tests {
                     assert!(fixed.iter().all(|&p| d.ids[p] == c.ids()[p]), "{strategy:?}: the prompt changed");
                     // As many masks left as without the cache (ar with fewer steps than slots).
                     let masks = |g: &[u32]| g.iter().filter(|&&t| t == SP.mask).count();
-                    assert_eq!(masks(&d.generated), masks(&n.generated), "{strategy:?} refresh:{every}: {:?}", d.generated);
+                    assert_eq!(masks(&d.generated), masks(&n.generated), "{strategy:?} {cache}: {:?}", d.generated);
                     assert_eq!(states(d).last(), Some(&d.ids));
                 }
             }

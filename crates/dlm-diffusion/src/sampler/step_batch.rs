@@ -18,7 +18,7 @@
 //! whenever the model's output for a row does not depend on the padding its batch adds or
 //! on the rows packed beside it in a product).
 
-use super::cache::{self, Cache};
+use super::cache;
 use super::predict::{Draws, ModelPredictor, Prediction, Predictor, Readout, read_off};
 use super::refresh::RefreshPredictor;
 use super::state::Row;
@@ -223,11 +223,11 @@ impl<'m> StepBatch<'m> {
         canvas.check_fits(self.model.max_sequence_length())?;
         self.cache_bytes_for(canvas, &cfg)?; // a cache the model lacks is refused here
         let row = Row::new(canvas);
-        let mode = match cfg.cache {
-            // refresh:1 refreshes at every step: it is the uncached loop.
-            Cache::None | Cache::Refresh(1) => Mode::Shared,
-            Cache::Refresh(every) => Mode::Refresh(RefreshPredictor::new(self.model, self.special, every, &cfg.strategy)?),
-            Cache::Prefix | Cache::Dual => Mode::Blocks(cache::State::new(&row, &cfg)?),
+        let mode = match cfg.cache.interval() {
+            // refresh:1 and reuse:1 refresh at every step: the uncached loop.
+            _ if cfg.cache.uncached() => Mode::Shared,
+            Some(rule) => Mode::Refresh(RefreshPredictor::new(self.model, self.special, rule, &cfg.strategy)?),
+            None => Mode::Blocks(cache::State::new(&row, &cfg)?), // prefix, dual
         };
         let mut live = Live {
             id: self.next_id,
@@ -249,7 +249,7 @@ impl<'m> StepBatch<'m> {
     /// a cache; an error when `cfg` asks for a cache the model does not have.
     pub fn cache_bytes_for(&self, canvas: &Canvas, cfg: &SamplerConfig) -> Result<usize> {
         match cfg.cache {
-            Cache::None | Cache::Refresh(1) => Ok(0),
+            c if c.uncached() => Ok(0),
             cache => self.model.kv_cache_bytes(canvas.ids().len()).ok_or_else(|| {
                 DiffusionError::Model(dlm_models::ModelError::Unsupported(format!(
                     "cache {cache}: this model has no cached forward (KV caches)"
