@@ -306,20 +306,25 @@ fn chat_renders_the_models_template_and_adds_no_special_tokens() {
 
 #[test]
 fn cache_refresh_runs_every_strategy() {
-    // refresh:1 is the uncached run; refresh:R > 1 runs the full-canvas strategies (and the
-    // others) and keeps the prompt; prefix and dual stay llada/fast-dllm only; R ≥ 1.
+    // refresh:1 and reuse:1 are the uncached run; refresh:R and reuse:R with R > 1 run the
+    // full-canvas strategies (and the others) and keep the prompt; prefix and dual stay
+    // llada/fast-dllm only; R ≥ 1.
     for strategy in ["reparam-uncond", "reparam-cond", "cmlm", "llada"] {
         let base = ["--length", "8", "--steps", "8", "--strategy", strategy, "--trajectory"];
         let none = generate_json(&base);
-        assert_eq!(generate_json(&[&base[..], &["--cache", "refresh:1"]].concat()), none, "{strategy}");
-        let cached = generate_json(&[&base[..], &["--cache", "refresh:3"]].concat());
-        assert_eq!(ids(&cached["ids"]).len(), ids(&none["ids"]).len(), "{strategy}");
-        assert_eq!(ids(&cached["ids"])[..6], ids(&none["ids"])[..6], "{strategy}: the prompt changed");
+        for kind in ["refresh", "reuse"] {
+            assert_eq!(generate_json(&[&base[..], &["--cache", &format!("{kind}:1")]].concat()), none, "{strategy} {kind}");
+            let cached = generate_json(&[&base[..], &["--cache", &format!("{kind}:3")]].concat());
+            assert_eq!(ids(&cached["ids"]).len(), ids(&none["ids"]).len(), "{strategy} {kind}");
+            assert_eq!(ids(&cached["ids"])[..6], ids(&none["ids"])[..6], "{strategy} {kind}: the prompt changed");
+        }
     }
     let model = tiny();
     let base = ["generate", "--model", model.as_str(), "--prompt", "the and", "--length", "4"];
     let err = failure(&[&base[..], &["--cache", "dual"]].concat());
     assert!(err.contains("--cache dual applies only to --strategy llada and fast-dllm, not reparam-uncond"), "{err}");
-    let err = failure(&[&base[..], &["--cache", "refresh:0"]].concat());
-    assert!(err.contains("expected none, prefix, dual or refresh:R"), "{err}");
+    for bad in ["refresh:0", "reuse:0"] {
+        let err = failure(&[&base[..], &["--cache", bad]].concat());
+        assert!(err.contains("expected none, prefix, dual, refresh:R or reuse:R"), "{err}");
+    }
 }

@@ -807,7 +807,8 @@ mod tests {
         let e = parse(MINIMAL, &["validate.cache=dual"]).unwrap_err().to_string();
         assert!(e.contains("validate.cache") && e.contains("refresh:R"), "{e}");
         let e = parse(MINIMAL, &["validate.cache=refresh:0"]).unwrap_err().to_string();
-        assert!(e.contains("refresh:R (R ≥ 1)"), "{e}");
+        assert!(e.contains("refresh:R or reuse:R (R ≥ 1)"), "{e}");
+        assert_eq!(parse(MINIMAL, &["validate.cache=reuse:2"]).unwrap().validate.cache, dlm_diffusion::Cache::Reuse(2));
     }
 
     #[test]
