@@ -351,67 +351,57 @@ mod tests {
         }
     }
 
-    #[test]
+    /// LLaDA over `<s> 10 11 12 | 8 slots | </s>` (13 positions) in blocks of 4, one slot a
+    /// step, with `cache` (interval 3): checks that block steps 0, 1 and 3 are refreshes
+    /// (full forwards; the cache starts empty at every block) and returns, per cached step,
+    /// the canvases before the previous step and before this one, and the positions computed.
     #[allow(clippy::single_range_in_vec_init)] // a set of positions holding one run
-    fn cached_steps_compute_the_positions_masked_before_the_previous_step() {
-        // The reference's `~prv_transfer_idx`: at a cached step of LLaDA (nothing is ever
-        // re-masked, `<mask>` never predicted), the positions computed are those masked in
-        // the canvas the previous step started from. Refreshes: block steps 0, 1 and every
-        // multiple of R; the cache starts empty at every block.
+    fn llada_cached_steps(cache: Cache) -> Vec<(Vec<u32>, Vec<u32>, Vec<usize>)> {
         let lm = Probe::new();
-        let cs = canvases(&[(3, 8)]); // <s> 10 11 12 | 8 slots | </s>: 13 positions
+        let cs = canvases(&[(3, 8)]);
         let strategy = Strategy::LowConfidence { block_length: Some(4), remasking: Remasking::LowConfidence };
-        let run = denoise(&lm, &cs, &cfg(8, strategy, Cache::Refresh(3)), SP).unwrap();
+        let run = denoise(&lm, &cs, &cfg(8, strategy, cache), SP).unwrap();
         let canvases: Vec<Vec<u32>> =
             std::iter::once(cs[0].ids().to_vec()).chain(run[0].trajectory.clone().unwrap().canvases).collect();
         let sets = lm.sets.borrow();
-        assert_eq!(sets.len(), 8, "one forward per step (4 blocks of 1 slot/step)");
+        assert_eq!(sets.len(), 8, "{cache}: one forward per step (2 blocks of 4 one-slot steps)");
+        let mut cached = Vec::new();
         for (step, (len, set)) in sets.iter().enumerate() {
             assert_eq!(*len, 13);
             let i = step % 4; // 4 steps per block
-            let positions: Vec<usize> = set.iter().flat_map(|r| r.clone()).collect();
             if i == 0 || i == 1 || i % 3 == 0 {
-                assert_eq!(set, &vec![0..13], "step {step}: a refresh");
+                assert_eq!(set, &vec![0..13], "{cache} step {step}: a refresh");
             } else {
-                let masked: Vec<usize> = (0..13).filter(|&p| canvases[step - 1][p] == SP.mask).collect();
-                assert_eq!(positions, masked, "step {step}");
+                let positions = set.iter().flat_map(|r| r.clone()).collect();
+                cached.push((canvases[step - 1].clone(), canvases[step].clone(), positions));
             }
         }
-        // Decoded positions are computed once more after they change, then cached.
-        let computed: usize = sets.iter().map(|(_, s)| s.iter().map(|r| r.len()).sum::<usize>()).sum();
-        assert!(computed < 8 * 13, "{computed}");
+        assert_eq!(cached.len(), 2, "{cache}: block step 2 of both blocks");
+        cached
     }
 
     #[test]
-    #[allow(clippy::single_range_in_vec_init)] // a set of positions holding one run
+    fn cached_steps_compute_the_positions_masked_before_the_previous_step() {
+        // The reference's `~prv_transfer_idx`: at a cached step of LLaDA (nothing is ever
+        // re-masked, `<mask>` never predicted), the positions computed are those masked in
+        // the canvas the previous step started from (so decoded positions are computed once
+        // more after they change, then cached).
+        for (before_previous, _, positions) in llada_cached_steps(Cache::Refresh(3)) {
+            let masked: Vec<usize> = (0..13).filter(|&p| before_previous[p] == SP.mask).collect();
+            assert_eq!(positions, masked);
+        }
+    }
+
+    #[test]
     fn reuse_steps_compute_the_positions_the_previous_step_decoded() {
         // reuse:R at a cached step of LLaDA (nothing re-masked): only the positions whose
         // id changed since they were computed, i.e. those the previous step decoded; the
-        // still-masked ones keep their keys, values and predictions. Refreshes as refresh:R.
-        let lm = Probe::new();
-        let cs = canvases(&[(3, 8)]); // <s> 10 11 12 | 8 slots | </s>: 13 positions
-        let strategy = Strategy::LowConfidence { block_length: Some(4), remasking: Remasking::LowConfidence };
-        let run = denoise(&lm, &cs, &cfg(8, strategy, Cache::Reuse(3)), SP).unwrap();
-        let canvases: Vec<Vec<u32>> =
-            std::iter::once(cs[0].ids().to_vec()).chain(run[0].trajectory.clone().unwrap().canvases).collect();
-        let sets = lm.sets.borrow();
-        assert_eq!(sets.len(), 8, "one forward per step (4 blocks of 1 slot/step)");
-        let mut cached = 0;
-        for (step, (len, set)) in sets.iter().enumerate() {
-            assert_eq!(*len, 13);
-            let i = step % 4; // 4 steps per block
-            let positions: Vec<usize> = set.iter().flat_map(|r| r.clone()).collect();
-            if i == 0 || i == 1 || i % 3 == 0 {
-                assert_eq!(set, &vec![0..13], "step {step}: a refresh");
-            } else {
-                let decoded: Vec<usize> =
-                    (0..13).filter(|&p| canvases[step - 1][p] == SP.mask && canvases[step][p] != SP.mask).collect();
-                assert!(!decoded.is_empty() && (0..13).any(|p| canvases[step][p] == SP.mask), "step {step}: a slot decoded, one left");
-                assert_eq!(positions, decoded, "step {step}");
-                cached += 1;
-            }
+        // still-masked ones keep their keys, values and predictions.
+        for (before_previous, before, positions) in llada_cached_steps(Cache::Reuse(3)) {
+            let decoded: Vec<usize> = (0..13).filter(|&p| before_previous[p] == SP.mask && before[p] != SP.mask).collect();
+            assert!(!decoded.is_empty() && before.contains(&SP.mask), "a slot decoded, one left");
+            assert_eq!(positions, decoded);
         }
-        assert_eq!(cached, 2, "block steps 2 of both blocks");
     }
 
     #[test]
