@@ -76,7 +76,7 @@ pub enum AlgArg {
 /// `--cache` values: `none`, `prefix`, `dual` (llada, fast-dllm), `refresh:R` or `reuse:R`
 /// (every strategy).
 fn parse_cache(s: &str) -> Result<Cache, String> {
-    Cache::parse(s).ok_or_else(|| format!("unknown cache {s:?}: expected none, prefix, dual, refresh:R or reuse:R (R ≥ 1)"))
+    Cache::parse(s).ok_or_else(|| format!("unknown cache {s:?}: expected {}", Cache::EXPECTED))
 }
 
 #[derive(Debug, clap::Args)]

@@ -240,7 +240,7 @@ fn sampler_config(
     let cache = match f.str("cache")? {
         None => Cache::None,
         Some(c) => Cache::parse(c)
-            .ok_or_else(|| ApiError::invalid("cache", format!("unknown cache {c:?}; expected none, prefix, dual, refresh:R or reuse:R")))?,
+            .ok_or_else(|| ApiError::invalid("cache", format!("unknown cache {c:?}; expected {}", Cache::EXPECTED)))?,
     };
     let decoding = if temperature > 0.0 { Decoding::Sample { temperature } } else { Decoding::Argmax };
     let cfg = SamplerConfig { steps, strategy: name.build(schedule, knobs), decoding, seed, record_trajectory: false, cache };

@@ -81,6 +81,9 @@ impl Cache {
     /// The modes without a parameter.
     pub const ALL: [Cache; 3] = [Cache::None, Cache::Prefix, Cache::Dual];
 
+    /// What [`Cache::parse`] takes, as error messages list it.
+    pub const EXPECTED: &str = "none, prefix, dual, refresh:R or reuse:R (R ≥ 1)";
+
     /// The mode's name (`refresh` without its interval; `Display` writes `refresh:R`).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -153,7 +156,7 @@ impl<'de> Deserialize<'de> for Cache {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Cache, D::Error> {
         let name = String::deserialize(d)?;
         Cache::parse(&name).ok_or_else(|| {
-            serde::de::Error::custom(format!("unknown cache {name:?}: expected none, prefix, dual, refresh:R or reuse:R (R ≥ 1)"))
+            serde::de::Error::custom(format!("unknown cache {name:?}: expected {}", Cache::EXPECTED))
         })
     }
 }

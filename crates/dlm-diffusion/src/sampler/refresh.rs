@@ -41,8 +41,9 @@
 //! fewer positions than `refresh:R` (both measured in `docs/caching.md`).
 //!
 //! A refresh due at a step that runs no forward (LLaDA's zero-count steps, whose canvas
-//! does not change) is run at the row's next forward. `Refresh(1)` never reaches this code:
-//! it refreshes at every step and is the uncached loop ([`super::denoise_with`]).
+//! does not change) is run at the row's next forward. `Refresh(1)` and `Reuse(1)` never
+//! reach this code: they refresh at every step and are the uncached loop
+//! ([`super::denoise_with`]).
 
 use super::config::Strategy;
 use super::predict::{Draws, Prediction, Predictor, read_off};

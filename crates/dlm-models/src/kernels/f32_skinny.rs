@@ -32,7 +32,7 @@ pub(crate) const MAX_ROWS: usize = 64;
 /// Rows of a micro-tile: 24 accumulators, two weight registers.
 const MR: usize = 12;
 /// Columns of a micro-tile and of a panel: two 16-lane registers.
-pub(crate) const NR: usize = 32;
+const NR: usize = 32;
 /// Panels per parallel task, at least.
 const TASK_PANELS: usize = 8;
 /// Rows of `k` per block: a panel's block (32 KiB) stays in L1 for the row tiles after
@@ -46,6 +46,11 @@ const AHEAD: usize = 2 * KC * NR;
 pub(crate) fn available() -> bool {
     use super::Level;
     matches!(super::level(), Level::AmxBf16 | Level::Avx512Bf16 | Level::Avx512)
+}
+
+/// Whether a product of `rows` rows takes the kernel on this CPU.
+pub(crate) fn takes(rows: usize) -> bool {
+    rows <= MAX_ROWS && available()
 }
 
 /// A weight `Wᵀ [k, n]` in panels of [`NR`] columns: panel `p` holds columns

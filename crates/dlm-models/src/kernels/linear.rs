@@ -50,10 +50,9 @@ pub(crate) struct Linear {
     /// beforehand ([`Prepacked`]), and the op's first row in it.
     #[cfg(target_arch = "x86_64")]
     packed: Option<(Arc<bf16_views::Packed>, usize)>,
-    /// The same for a few-row f32 product: the whole weight in panels ([`Prepacked`]), and
-    /// the op's first row (a multiple of the panel width).
+    /// The same for a few-row f32 product: the weight in panels ([`Prepacked`]).
     #[cfg(target_arch = "x86_64")]
-    panels: Option<(Arc<f32_skinny::Panels>, usize)>,
+    panels: Option<Arc<f32_skinny::Panels>>,
 }
 
 /// A frozen weight's bf16 forward operand, packed on its first product and reused by every
@@ -169,11 +168,12 @@ impl Linear {
             }
             _ => None,
         };
-        // A few f32 rows against a frozen column-major weight: its panels, kept.
+        // A few f32 rows against a frozen column-major weight: its panels, kept. (Only a
+        // whole weight is column-major here: a block of rows of one is strided.)
         #[cfg(target_arch = "x86_64")]
         let panels = match prepacked {
-            Some((p, whole, first)) if transposed && weight.dtype() == DType::F32 && first % f32_skinny::NR == 0 && skinny(&x, &weight)? => {
-                Some((p.panels(whole)?, first))
+            Some((p, whole, _)) if transposed && weight.dtype() == DType::F32 && f32_skinny::takes(x.elem_count() / x.dim(candle_core::D::Minus1)?.max(1)) => {
+                Some(p.panels(whole)?)
             }
             _ => None,
         };
@@ -240,13 +240,6 @@ mod bf16_views {
     }
 }
 
-/// Whether `x [.., in]` has few enough rows for [`f32_skinny`] on this CPU.
-#[cfg(target_arch = "x86_64")]
-fn skinny(x: &Tensor, weight: &Tensor) -> Result<bool> {
-    let inp = x.dims().last().copied().unwrap_or(0);
-    Ok(f32_skinny::available() && x.elem_count() <= f32_skinny::MAX_ROWS * inp.max(1) && weight.device().is_cpu())
-}
-
 /// Whether `weight` `[out, in]` is stored column-major (its transpose contiguous).
 fn column_major(weight: &Tensor) -> Result<bool> {
     Ok(!weight.is_contiguous() && weight.t()?.is_contiguous())
@@ -261,10 +254,10 @@ fn out_shape(x: &Shape, out: usize) -> Shape {
 
 fn fwd(op: &Linear, x: &[f32], w: &[f32], bias: Option<&[f32]>, (rows, inp, out): (usize, usize, usize)) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
-    if op.transposed && rows <= f32_skinny::MAX_ROWS && f32_skinny::available() {
+    if op.transposed && f32_skinny::takes(rows) {
         // A few rows against a column-major weight: its kept panels, or panels for this call.
         return match &op.panels {
-            Some((panels, first)) => f32_skinny::product(x, rows, panels, (*first, out), bias),
+            Some(panels) => f32_skinny::product(x, rows, panels, (0, out), bias),
             None => f32_skinny::product(x, rows, &f32_skinny::Panels::new(w, (inp, out), out), (0, out), bias),
         };
     }

@@ -89,7 +89,7 @@ pub(crate) fn project_argmax(x: &Tensor, weight: &Tensor, bias: &Tensor, exclude
             let aligned = (0..v).step_by(BLOCK).map(|c0| (c0, BLOCK.min(v - c0)));
             vector::with_elems::<f32, _>(x, "vocab-reduce", |xs| {
                 reduce::<f32>(n, &bias, excluded, aligned, |(r0, rows), (c0, cols), fold| {
-                    if rows > f32_skinny::MAX_ROWS {
+                    if !f32_skinny::takes(rows) {
                         return matmul_logits(x, weight, (r0, rows), (c0, cols), fold);
                     }
                     let panels = match (prepacked, &made) {

@@ -66,16 +66,12 @@ impl Encoder {
         // Dream: position p takes the output at p − 1 (position 0 keeps its own), found
         // among the row's computed positions.
         let mut index = Vec::new();
-        let mut offset = 0u32;
+        let mut offset = 0;
         for (asked, c) in fresh.iter().zip(&plan) {
-            let computed: Vec<u32> = c.runs.iter().flat_map(|r| r.start as u32..r.end as u32).collect();
-            index.extend(
-                asked
-                    .iter()
-                    .flat_map(|r| r.clone())
-                    .map(|p| offset + computed.binary_search(&(p.saturating_sub(1) as u32)).expect("widened") as u32),
-            );
-            offset += computed.len() as u32;
+            let computed = &positions[offset..offset + c.n()]; // the row's, ascending
+            let at = |p: usize| (offset + computed.binary_search(&(p.saturating_sub(1) as u32)).expect("widened")) as u32;
+            index.extend(asked.iter().flat_map(|r| r.clone()).map(at));
+            offset += computed.len();
         }
         let m = index.len();
         Ok(x.index_select(&Tensor::from_vec(index, m, device)?, 0)?)
