@@ -1,9 +1,11 @@
-//! f32 products of a few rows against a column-major weight, `y = x · Wᵀ (+ b)` with
-//! `Wᵀ [in, out]` contiguous (the layout `ParamBuilder::load_linear` keeps for an f32
-//! inference model), for x86-64 CPUs with AVX-512F.
+//! f32 products of a few rows against a weight in panels, `y = x · Wᵀ (+ b)`, for x86-64
+//! CPUs with AVX-512F. The panels are made from a column-major weight (`Wᵀ [in, out]`
+//! contiguous, the layout `ParamBuilder::load_linear` keeps for an f32 inference model)
+//! or from a row-major one (a decoder tied to the word embeddings).
 //!
-//! A cached denoising step (Fast-dLLM's dual cache: a block of 32 positions) and the
-//! vocabulary projection of a step's masked positions are products of 1–64 rows against
+//! A cached denoising step (Fast-dLLM's dual cache: a block of 32 positions; a batch of
+//! rows' changed positions) and the vocabulary projection of a step's masked positions are
+//! products of a few dozen rows against
 //! whole weight matrices: every weight is read once per step for a few FLOPs per element,
 //! so the weight stream sets the pace. The weight is read in [`Panels`]: [`NR`] columns
 //! of `Wᵀ` at a time, each panel's `in` rows of 32 values contiguous, so a product reads
@@ -26,9 +28,12 @@
 use core::arch::x86_64::*;
 use rayon::prelude::*;
 
-/// Products of at most this many rows take this kernel (taller ones pack the weight and
-/// pay for it: the `gemm` crate).
+/// Products of at most this many rows take this kernel over panels made for the call
+/// (taller ones pack the weight in the `gemm` crate, which pays off over more rows)...
 pub(crate) const MAX_ROWS: usize = 64;
+/// ...and of at most this many over a frozen weight's kept panels, which cost nothing per
+/// call (taller ones take the `gemm` crate, whose kernel is faster at that height).
+pub(crate) const KEPT_MAX_ROWS: usize = 256;
 /// Rows of a micro-tile: 24 accumulators, two weight registers.
 const MR: usize = 12;
 /// Columns of a micro-tile and of a panel: two 16-lane registers.
@@ -48,9 +53,10 @@ pub(crate) fn available() -> bool {
     matches!(super::level(), Level::AmxBf16 | Level::Avx512Bf16 | Level::Avx512)
 }
 
-/// Whether a product of `rows` rows takes the kernel on this CPU.
-pub(crate) fn takes(rows: usize) -> bool {
-    rows <= MAX_ROWS && available()
+/// Whether a product of `rows` rows takes the kernel on this CPU, over a frozen weight's
+/// kept panels (`kept`) or over panels made for it.
+pub(crate) fn takes(rows: usize, kept: bool) -> bool {
+    rows <= if kept { KEPT_MAX_ROWS } else { MAX_ROWS } && available()
 }
 
 /// A weight `Wᵀ [k, n]` in panels of [`NR`] columns: panel `p` holds columns
@@ -63,18 +69,36 @@ pub(crate) struct Panels {
 }
 
 impl Panels {
-    /// `wt [k, n]` (row stride `ldw` ≥ n; columns `0..n` used) in panels. Panics when
-    /// `wt` does not hold it (a bug in the caller).
+    /// `wt [k, n]` (row stride `ldw` ≥ n; columns `0..n` used) in panels: a column-major
+    /// weight's `Wᵀ`. Panics when `wt` does not hold it (a bug in the caller).
     pub fn new(wt: &[f32], (k, n): (usize, usize), ldw: usize) -> Panels {
         assert!(ldw >= n && (k == 0 || n == 0 || wt.len() >= (k - 1) * ldw + n), "f32 panels: [{k}, {n}] (ldw {ldw}) from {} values", wt.len());
+        Panels::fill((k, n), |c0, cols, panel| {
+            for (kk, line) in panel.chunks_mut(NR).enumerate() {
+                line[..cols].copy_from_slice(&wt[kk * ldw + c0..kk * ldw + c0 + cols]);
+            }
+        })
+    }
+
+    /// `w [n, k]` row-major in panels (the panels of its transpose): a row-major weight's,
+    /// such as a decoder tied to the word embeddings. Panics when `w` does not hold it.
+    pub fn from_rows(w: &[f32], (n, k): (usize, usize)) -> Panels {
+        assert!(w.len() >= n * k, "f32 panels: [{n}, {k}] from {} values", w.len());
+        Panels::fill((k, n), |c0, cols, panel| {
+            for c in 0..cols {
+                for (kk, &v) in w[(c0 + c) * k..(c0 + c + 1) * k].iter().enumerate() {
+                    panel[kk * NR + c] = v;
+                }
+            }
+        })
+    }
+
+    /// `[⌈n/32⌉, k, 32]` zeros, each panel filled by `panel(first column, columns, panel)`
+    /// (in parallel).
+    fn fill((k, n): (usize, usize), panel: impl Fn(usize, usize, &mut [f32]) + Sync) -> Panels {
         let mut data = vec![0f32; n.div_ceil(NR) * k * NR];
         if k > 0 {
-            data.par_chunks_mut(k * NR).enumerate().for_each(|(p, panel)| {
-                let (c0, cols) = (p * NR, NR.min(n - p * NR));
-                for (kk, line) in panel.chunks_mut(NR).enumerate() {
-                    line[..cols].copy_from_slice(&wt[kk * ldw + c0..kk * ldw + c0 + cols]);
-                }
-            });
+            data.par_chunks_mut(k * NR).enumerate().for_each(|(p, values)| panel(p * NR, NR.min(n - p * NR), values));
         }
         Panels { data, k, n }
     }
@@ -265,6 +289,18 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// A row-major weight's panels are the panels of its transpose, value for value.
+    #[test]
+    fn panels_of_rows_are_the_panels_of_the_transpose() {
+        for (n, k) in [(0, 3), (5, 0), (1, 1), (33, 7), (70, 300)] {
+            let w: Vec<f32> = (0..n * k).map(|i| ((i * 104_729) % 1000) as f32 / 500.0 - 1.0).collect();
+            let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect(); // [k, n]
+            let (a, b) = (Panels::from_rows(&w, (n, k)), Panels::new(&wt, (k, n), n));
+            assert_eq!((a.k, a.n), (b.k, b.n));
+            assert_eq!(a.data, b.data, "[{n}, {k}]");
         }
     }
 

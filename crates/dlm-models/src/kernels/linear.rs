@@ -22,10 +22,12 @@
 //! faster on BERT-base's shapes (`examples/gemm_bench.rs`, `column_major_gflops`). Both
 //! layouts give the same `y`.
 //!
-//! On AVX-512F CPUs, f32 products of at most 64 rows against a column-major weight run in
-//! [`f32_skinny`] over the weight in panels: a frozen weight's panels are made on its
-//! first such product and kept in its [`Prepacked`] (a second f32 copy of the weight),
-//! any other weight's are made for the call.
+//! On AVX-512F CPUs, f32 products of at most 64 rows run in [`f32_skinny`] over the
+//! weight in panels, whichever its layout: a frozen weight's panels are made on its first
+//! such product and kept in its [`Prepacked`] (a second f32 copy of the weight), any other
+//! weight's are made for the call. Over kept panels, products of up to 256 rows take it
+//! too (nothing to pack per call); so a frozen and a trainable weight give the same `y`
+//! bitwise up to 64 rows and past 256, and up to the order of the f32 additions between.
 
 use super::bf16_kernel::Bf16Kernel;
 use super::bias_add::bias_grad;
@@ -57,9 +59,9 @@ pub(crate) struct Linear {
 
 /// A frozen weight's bf16 forward operand, packed on its first product and reused by every
 /// later one: an inference model's weights never change, so the kernels need not pack them
-/// per call. Likewise a frozen column-major f32 weight's panels, made on its first product
-/// of at most [`f32_skinny::MAX_ROWS`] rows (a cached denoising step's). Trainable weights
-/// (updated in place every step) have neither.
+/// per call. Likewise a frozen f32 weight's panels, made on its first product of at most
+/// [`f32_skinny::KEPT_MAX_ROWS`] rows (a cached denoising step's, a batch's few-row
+/// vocabulary projection). Trainable weights (updated in place every step) have neither.
 #[derive(Default)]
 pub(crate) struct Prepacked {
     #[cfg(target_arch = "x86_64")]
@@ -84,8 +86,8 @@ impl Prepacked {
         Ok(self.packed.get_or_init(|| packed).clone())
     }
 
-    /// The panels of a column-major f32 `weight` `[out, in]` (its `Wᵀ [in, out]`
-    /// contiguous), made now if this is its first few-row product.
+    /// The panels of an f32 `weight` `[out, in]` (row-major, or column-major: its `Wᵀ
+    /// [in, out]` contiguous), made now if this is its first few-row product.
     #[cfg(target_arch = "x86_64")]
     pub fn panels(&self, weight: &Tensor) -> Result<Arc<f32_skinny::Panels>> {
         if let Some(p) = self.panels.get() {
@@ -96,12 +98,16 @@ impl Prepacked {
     }
 }
 
-/// A column-major f32 `weight` `[out, in]` in panels (`f32_skinny::Panels` of its `Wᵀ`).
+/// An f32 `weight` `[out, in]`, row-major or column-major, in panels (`f32_skinny::Panels`
+/// of its `Wᵀ`).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn f32_panels(weight: &Tensor) -> Result<f32_skinny::Panels> {
-    let wt = weight.t()?; // [in, out], contiguous
-    let (inp, out) = wt.dims2()?;
-    vector::with_elems::<f32, _>(&wt, "linear", |w| Ok(f32_skinny::Panels::new(w, (inp, out), out)))
+    let (out, inp) = weight.dims2()?;
+    if column_major(weight)? {
+        vector::with_elems::<f32, _>(&weight.t()?, "linear", |wt| Ok(f32_skinny::Panels::new(wt, (inp, out), out)))
+    } else {
+        vector::with_elems::<f32, _>(&weight.contiguous()?, "linear", |w| Ok(f32_skinny::Panels::from_rows(w, (out, inp))))
+    }
 }
 
 impl Linear {
@@ -168,12 +174,13 @@ impl Linear {
             }
             _ => None,
         };
-        // A few f32 rows against a frozen column-major weight: its panels, kept. (Only a
-        // whole weight is column-major here: a block of rows of one is strided.)
+        // A few f32 rows against a frozen weight, whole (not a block of its rows): its
+        // panels, kept.
         #[cfg(target_arch = "x86_64")]
         let panels = match prepacked {
-            Some((p, whole, _)) if transposed && weight.dtype() == DType::F32 && f32_skinny::takes(x.elem_count() / x.dim(candle_core::D::Minus1)?.max(1)) => {
-                Some(p.panels(whole)?)
+            Some((p, whole, 0)) if whole.elem_count() == weight.elem_count() => {
+                let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?.max(1);
+                if weight.dtype() == DType::F32 && f32_skinny::takes(rows, true) { Some(p.panels(whole)?) } else { None }
             }
             _ => None,
         };
@@ -254,12 +261,11 @@ fn out_shape(x: &Shape, out: usize) -> Shape {
 
 fn fwd(op: &Linear, x: &[f32], w: &[f32], bias: Option<&[f32]>, (rows, inp, out): (usize, usize, usize)) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
-    if op.transposed && f32_skinny::takes(rows) {
-        // A few rows against a column-major weight: its kept panels, or panels for this call.
-        return match &op.panels {
-            Some(panels) => f32_skinny::product(x, rows, panels, (0, out), bias),
-            None => f32_skinny::product(x, rows, &f32_skinny::Panels::new(w, (inp, out), out), (0, out), bias),
-        };
+    if f32_skinny::takes(rows, op.panels.is_some()) {
+        // A few rows: a frozen weight's kept panels, or panels for this call.
+        let made = op.panels.is_none().then(|| if op.transposed { f32_skinny::Panels::new(w, (inp, out), out) } else { f32_skinny::Panels::from_rows(w, (out, inp)) });
+        let panels = op.panels.as_deref().or(made.as_ref()).expect("kept or made");
+        return f32_skinny::product(x, rows, panels, (0, out), bias);
     }
     let (xv, wt) = (View::rows(x, rows, inp), op.w_t(w, (rows, inp, out)));
     let Some(bias) = bias else { return new_product(xv, wt, Threads::All) };
@@ -521,11 +527,13 @@ mod tests {
         }
     }
 
-    /// A frozen column-major f32 weight's kept panels give bitwise the product of panels
-    /// made per call, at its first few-row product and at later ones, with and without
-    /// bias, for a row count of one tile, of several and of the kernel's limit; they are
-    /// made once; taller products (the `gemm` crate) do not make them. Only where the
-    /// kernel level runs `f32_skinny` (AVX-512F).
+    /// A frozen f32 weight's kept panels, column-major (as load_linear) or row-major (a tied
+    /// decoder), give bitwise the product of panels made per call, at its first few-row
+    /// product and at later ones, with and without bias, for a row count of one tile, of
+    /// several and of the per-call limit; they are made once; past that limit they still
+    /// serve (bitwise the kernel over the same panels, near the `gemm` crate's product) up
+    /// to their own limit, and taller products (the `gemm` crate) do not make them. Only
+    /// where the kernel level runs `f32_skinny` (AVX-512F).
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn kept_f32_panels_give_the_same_product() {
@@ -535,24 +543,32 @@ mod tests {
         }
         let bits = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let (w, b) = (var(&[45, 300], 2).as_tensor().clone(), var(&[45], 3).as_tensor().clone());
-        let wl = w.t().unwrap().contiguous().unwrap().t().unwrap(); // column-major, as load_linear
-        let prepacked = Prepacked::default();
-        let tall = var(&[2, 40, 300], 4).as_tensor().clone();
-        Linear::forward(&tall, &wl, Some(&b), Some(&prepacked)).unwrap();
-        assert!(prepacked.panels.get().is_none(), "an 80-row product made panels");
-        for rows in [5, 37, f32_skinny::MAX_ROWS] {
-            let x = var(&[rows, 300], rows as u64).as_tensor().clone();
-            for bias in [Some(&b), None] {
-                let plain = bits(&Linear::forward(&x, &wl, bias, None).unwrap());
-                for round in 0..2 {
-                    let kept = bits(&Linear::forward(&x, &wl, bias, Some(&prepacked)).unwrap());
-                    assert_eq!(kept, plain, "{rows} rows, bias {}, product {round}", bias.is_some());
+        let column_major = w.t().unwrap().contiguous().unwrap().t().unwrap();
+        for wl in [column_major, w.clone()] {
+            let prepacked = Prepacked::default();
+            let tallest = var(&[2, f32_skinny::KEPT_MAX_ROWS / 2 + 1, 300], 4).as_tensor().clone();
+            Linear::forward(&tallest, &wl, Some(&b), Some(&prepacked)).unwrap();
+            assert!(prepacked.panels.get().is_none(), "a product of {} rows made panels", f32_skinny::KEPT_MAX_ROWS + 2);
+            for rows in [5, 37, f32_skinny::MAX_ROWS] {
+                let x = var(&[rows, 300], rows as u64).as_tensor().clone();
+                for bias in [Some(&b), None] {
+                    let plain = bits(&Linear::forward(&x, &wl, bias, None).unwrap());
+                    for round in 0..2 {
+                        let kept = bits(&Linear::forward(&x, &wl, bias, Some(&prepacked)).unwrap());
+                        assert_eq!(kept, plain, "{rows} rows, bias {}, product {round}", bias.is_some());
+                    }
                 }
             }
+            let first = Arc::as_ptr(&prepacked.panels.get().expect("made by a few-row product").clone());
+            let x = var(&[100, 300], 9).as_tensor().clone();
+            let kept = bits(&Linear::forward(&x, &wl, Some(&b), Some(&prepacked)).unwrap());
+            assert_eq!(Arc::as_ptr(prepacked.panels.get().unwrap()), first, "the panels were made again");
+            let panels = f32_panels(&wl).unwrap();
+            let direct = f32_skinny::product(&bits(&x), 100, &panels, (0, 45), Some(&bits(&b)));
+            assert_eq!(kept, direct, "100 rows over kept panels");
+            let gemm = bits(&Linear::forward(&x, &wl, Some(&b), None).unwrap());
+            assert!(kept.iter().zip(&gemm).all(|(a, g)| (a - g).abs() <= 1e-4 * g.abs().max(1.0)), "100 rows: far from the gemm crate's product");
         }
-        let first = Arc::as_ptr(&prepacked.panels.get().expect("made by a few-row product").clone());
-        Linear::forward(&var(&[3, 300], 9).as_tensor().clone(), &wl, None, Some(&prepacked)).unwrap();
-        assert_eq!(Arc::as_ptr(prepacked.panels.get().unwrap()), first, "the panels were made again");
     }
 
     /// The GELU epilogue is exact-erf GELU of the product as the same kernel rounds it

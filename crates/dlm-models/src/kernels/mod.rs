@@ -10,9 +10,9 @@
 //!   instructions that tests the driver on any CPU) or with AVX512-BF16 (`bf16_gemm`);
 //!   `bf16_kernel` maps a level to its kernel, and the `Bf16Matmul` custom op runs it,
 //!   forward and backward (two more products);
-//! - f32 products of up to 64 rows against a column-major weight, read in 32-column
-//!   panels kept per frozen weight (`f32_skinny`, AVX-512F: cached denoising steps,
-//!   few-row vocabulary projections);
+//! - f32 products of up to 64 rows, or up to 256 against a frozen weight, read in
+//!   32-column panels kept per frozen weight (`f32_skinny`, AVX-512F: cached denoising
+//!   steps, few-row vocabulary projections, a tied decoder's included);
 //! - fused elementwise sublayers, one read and one write each way, vectorised for the
 //!   level's vector ISA (`vector`): bias + dropout + residual + LayerNorm
 //!   (`add_norm`), bias + erf GELU (`gelu`), scale + mask + softmax + dropout

@@ -30,6 +30,11 @@
 //! The block max and `Σ exp` run over 16 f32 lanes with the branch-free `vector::exp`,
 //! in the copy of the row loop that [`vectorised`] compiled for the CPU's widest ISA;
 //! every copy computes the same lanes in the same order, so results do not depend on it.
+//!
+//! On AVX-512F, f32 products of at most `f32_skinny::MAX_ROWS` rows (a cached step's
+//! masked positions) read the decoder in panels instead, as the plain path's Linear op
+//! does for them, in blocks that start at multiples of BLOCK: a frozen decoder's panels
+//! are kept (made on its first such product), tied to the word embeddings or not.
 
 use super::f32_gemm::{self, Threads, View};
 #[cfg(target_arch = "x86_64")]
@@ -46,6 +51,9 @@ const BLOCK: usize = 4096;
 /// Rows per GEMM, at most: the weights are packed once per block and product, so fewer,
 /// taller products pack them less often.
 const GEMM_ROWS: usize = 4 * PROJECT_ROWS;
+// The plain path's chunks take a frozen decoder's kept panels whole.
+#[cfg(target_arch = "x86_64")]
+const _: () = assert!(f32_skinny::KEPT_MAX_ROWS >= PROJECT_ROWS);
 /// How far below the max a logit may still tie with it once `L ≤ ln vocab < 32` is
 /// subtracted in f32 (ulp(32⁻) = 2⁻¹⁹, with a factor 2 to spare).
 const NEAR: f32 = 1.0 / 262_144.0;
@@ -70,51 +78,62 @@ pub(crate) fn project_argmax(x: &Tensor, weight: &Tensor, bias: &Tensor, exclude
     let bias_t = bias; // as given, for the bf16 product that adds it itself
     let bias: Vec<f32> = bias.to_dtype(DType::F32)?.to_vec1()?;
     let n = x.dim(0)?;
+    let row_major = weight.is_contiguous();
     match x.dtype() {
-        DType::F32 if weight.is_contiguous() => vector::with_elems::<f32, _>(x, "vocab-reduce", |xs| {
+        // Products of a few rows read the decoder in panels, as the plain path's Linear op
+        // does (a frozen decoder's kept in `prepacked`, made on its first such product;
+        // any other's made here once), taller ones take the GEMM as below. Blocks start at
+        // multiples of BLOCK, a multiple of the panel width.
+        #[cfg(target_arch = "x86_64")]
+        DType::F32 if f32_skinny::available() => {
+            // `ws`: a row-major weight's values, for the GEMM of taller products. Kept panels
+            // serve the plain path's chunks whole (no packing to share among more rows).
+            let tall = if prepacked.is_some() { PROJECT_ROWS } else { GEMM_ROWS };
+            let run = |ws: Option<&[f32]>| {
+                let mut made = None; // the panels, without `prepacked`
+                let mut buf = Vec::new();
+                let aligned = (0..v).step_by(BLOCK).map(|c0| (c0, BLOCK.min(v - c0)));
+                vector::with_elems::<f32, _>(x, "vocab-reduce", |xs| {
+                    reduce::<f32>((n, tall), &bias, excluded, aligned, |(r0, rows), (c0, cols), fold| {
+                        if !f32_skinny::takes(rows, prepacked.is_some()) {
+                            return match ws {
+                                Some(ws) => fold(f32_logits(&xs[r0 * h..(r0 + rows) * h], &ws[c0 * h..(c0 + cols) * h], h, &mut buf)),
+                                None => matmul_logits(x, weight, (r0, rows), (c0, cols), fold),
+                            };
+                        }
+                        let panels = match (prepacked, &made) {
+                            (Some(p), _) => p.panels(weight)?,
+                            (None, Some(p)) => std::sync::Arc::clone(p),
+                            (None, None) => made.insert(std::sync::Arc::new(super::linear::f32_panels(weight)?)).clone(),
+                        };
+                        fold(&f32_skinny::product(&xs[r0 * h..(r0 + rows) * h], rows, &panels, (c0, cols), None))
+                    })
+                })
+            };
+            if row_major { vector::with_elems::<f32, _>(weight, "vocab-reduce", |ws| run(Some(ws))) } else { run(None) }
+        }
+        DType::F32 if row_major => vector::with_elems::<f32, _>(x, "vocab-reduce", |xs| {
             vector::with_elems::<f32, _>(weight, "vocab-reduce", |ws| {
                 let mut buf = Vec::new();
-                reduce::<f32>(n, &bias, excluded, blocks(v), |(r0, rows), (c0, cols), fold| {
+                reduce::<f32>((n, GEMM_ROWS), &bias, excluded, blocks(v), |(r0, rows), (c0, cols), fold| {
                     fold(f32_logits(&xs[r0 * h..(r0 + rows) * h], &ws[c0 * h..(c0 + cols) * h], h, &mut buf))
                 })
             })
         }),
-        // A column-major decoder (an f32 inference model's, `load_linear`): products of a
-        // few rows read it in panels, as the plain path's Linear op does (a frozen
-        // decoder's kept in `prepacked`, made on its first such product). Blocks start at
-        // multiples of BLOCK, a multiple of the panel width.
-        #[cfg(target_arch = "x86_64")]
-        DType::F32 if f32_skinny::available() && !weight.is_contiguous() && weight.t()?.is_contiguous() => {
-            let mut made = None; // the panels, without `prepacked`
-            let aligned = (0..v).step_by(BLOCK).map(|c0| (c0, BLOCK.min(v - c0)));
-            vector::with_elems::<f32, _>(x, "vocab-reduce", |xs| {
-                reduce::<f32>(n, &bias, excluded, aligned, |(r0, rows), (c0, cols), fold| {
-                    if !f32_skinny::takes(rows) {
-                        return matmul_logits(x, weight, (r0, rows), (c0, cols), fold);
-                    }
-                    let panels = match (prepacked, &made) {
-                        (Some(p), _) => p.panels(weight)?,
-                        (None, Some(p)) => std::sync::Arc::clone(p),
-                        (None, None) => made.insert(std::sync::Arc::new(super::linear::f32_panels(weight)?)).clone(),
-                    };
-                    fold(&f32_skinny::product(&xs[r0 * h..(r0 + rows) * h], rows, &panels, (c0, cols), None))
-                })
-            })
-        }
-        DType::F32 => reduce::<f32>(n, &bias, excluded, blocks(v), |r, c, fold| matmul_logits(x, weight, r, c, fold)),
+        DType::F32 => reduce::<f32>((n, GEMM_ROWS), &bias, excluded, blocks(v), |r, c, fold| matmul_logits(x, weight, r, c, fold)),
         // The plain path's decoder (`Dense`) adds the bias inside the product, before its
         // one rounding, where the fused Linear op runs; the blocks do the same. A logit of
         // the bf16 kernels does not depend on its column's block, so blocks start at
         // multiples of BLOCK (a multiple of the 32-column panels of the packed decoder).
         DType::BF16 if kernels::Linear::applies(x, weight) => {
             let aligned = (0..v).step_by(BLOCK).map(|c0| (c0, BLOCK.min(v - c0)));
-            reduce::<bf16>(n, &vec![0f32; v], excluded, aligned, |(r0, rows), (c0, cols), fold| {
+            reduce::<bf16>((n, GEMM_ROWS), &vec![0f32; v], excluded, aligned, |(r0, rows), (c0, cols), fold| {
                 let (xr, br) = (x.narrow(0, r0, rows)?, bias_t.narrow(0, c0, cols)?);
                 let logits = kernels::Linear::forward_rows(&xr, weight, (c0, cols), Some(&br), prepacked)?;
                 vector::with_elems::<bf16, _>(&logits, "vocab-reduce", |logits| fold(logits))
             })
         }
-        DType::BF16 => reduce::<bf16>(n, &bias, excluded, blocks(v), |r, c, fold| matmul_logits(x, weight, r, c, fold)),
+        DType::BF16 => reduce::<bf16>((n, GEMM_ROWS), &bias, excluded, blocks(v), |r, c, fold| matmul_logits(x, weight, r, c, fold)),
         dtype => candle_core::bail!("vocab-reduce: dtype {dtype:?}, expected f32 or bf16"),
     }
 }
@@ -146,17 +165,18 @@ fn f32_logits<'b>(x: &[f32], w: &[f32], h: usize, buf: &'b mut Vec<f32>) -> &'b 
     out
 }
 
-/// [`project_argmax`] over logits of element type `E`, `n` rows; `bias` `[vocab]` in f32.
-/// `product((r0, rows), (c0, cols), fold)` computes the logits of rows `r0..r0 + rows` and
-/// columns `c0..c0 + cols` and hands them to `fold`.
+/// [`project_argmax`] over logits of element type `E`, `n` rows in products of up to
+/// `tall` rows ([`row_chunks`]); `bias` `[vocab]` in f32. `product((r0, rows), (c0, cols),
+/// fold)` computes the logits of rows `r0..r0 + rows` and columns `c0..c0 + cols` and hands
+/// them to `fold`.
 fn reduce<E: Elem>(
-    n: usize,
+    (n, tall): (usize, usize),
     bias: &[f32],
     excluded: u32,
     blocks: impl Iterator<Item = (usize, usize)>,
     mut product: impl FnMut((usize, usize), (usize, usize), &mut dyn FnMut(&[E]) -> Result<()>) -> Result<()>,
 ) -> Result<Vec<(u32, f32)>> {
-    let chunks = row_chunks(n);
+    let chunks = row_chunks(n, tall);
     let mut states = vec![RowReduction::new(); n];
     // Vocabulary blocks outside, row chunks inside: a block's weights (unless prepacked)
     // are packed by every chunk's product while they are still in cache.
@@ -182,18 +202,23 @@ fn reduce<E: Elem>(
     Ok(states.iter().map(RowReduction::finish).collect())
 }
 
-/// `(first row, rows)` of the products: [`GEMM_ROWS`] rows at a time, except that a row
-/// the plain path projects alone (the last of `n`, when `n` is one more than a multiple
-/// of [`PROJECT_ROWS`]) is projected alone here too. A logit of any other row does not
-/// depend on how many rows share its product (the f32 GEMM's K blocking depends on K
-/// only), but a single row takes the GEMV path.
-fn row_chunks(n: usize) -> Vec<(usize, usize)> {
-    let alone = n > 1 && n % PROJECT_ROWS == 1;
-    let shared = if alone { n - 1 } else { n };
+/// `(first row, rows)` of the products: `tall` rows at a time ([`GEMM_ROWS`], or the plain
+/// path's [`PROJECT_ROWS`]), except that the
+/// plain path's last chunk (`n % PROJECT_ROWS` rows, after whole chunks), when it is few
+/// rows, is projected alone here too: one row takes the GEMV path, and on AVX-512F up to
+/// `f32_skinny::MAX_ROWS` rows take the few-row kernel. A logit of any other row does not
+/// depend on how many rows share its product (the f32 GEMM's K blocking depends on K only).
+fn row_chunks(n: usize, tall: usize) -> Vec<(usize, usize)> {
+    #[cfg(target_arch = "x86_64")]
+    let few = if f32_skinny::available() { f32_skinny::MAX_ROWS } else { 1 };
+    #[cfg(not(target_arch = "x86_64"))]
+    let few = 1;
+    let tail = if n > PROJECT_ROWS && n % PROJECT_ROWS <= few { n % PROJECT_ROWS } else { 0 };
+    let shared = n - tail;
     let mut chunks: Vec<(usize, usize)> =
-        (0..shared).step_by(GEMM_ROWS).map(|r0| (r0, GEMM_ROWS.min(shared - r0))).collect();
-    if alone {
-        chunks.push((n - 1, 1));
+        (0..shared).step_by(tall).map(|r0| (r0, tall.min(shared - r0))).collect();
+    if tail > 0 {
+        chunks.push((shared, tail));
     }
     chunks
 }
@@ -358,15 +383,24 @@ mod tests {
 
     /// A logit does not depend on how many rows share its product (at K = 96 and at
     /// K = 768, past the GEMM's 512-deep K blocks): the tall products equal the plain
-    /// path's `PROJECT_ROWS` chunks bitwise; and a lone last row stays alone.
+    /// path's `PROJECT_ROWS` chunks bitwise; and a lone last row, or a last chunk of a few
+    /// rows, stays alone.
     #[test]
     fn tall_products_are_bitwise_the_plain_chunks() {
-        assert_eq!(row_chunks(1), vec![(0, 1)]);
-        assert_eq!(row_chunks(PROJECT_ROWS + 1), vec![(0, PROJECT_ROWS), (PROJECT_ROWS, 1)]);
-        assert_eq!(row_chunks(GEMM_ROWS + 3), vec![(0, GEMM_ROWS), (GEMM_ROWS, 3)]);
-        assert_eq!(row_chunks(GEMM_ROWS + 1), vec![(0, GEMM_ROWS), (GEMM_ROWS, 1)]);
+        assert_eq!(row_chunks(1, GEMM_ROWS), vec![(0, 1)]);
+        assert_eq!(row_chunks(PROJECT_ROWS + 1, GEMM_ROWS), vec![(0, PROJECT_ROWS), (PROJECT_ROWS, 1)]);
+        assert_eq!(row_chunks(GEMM_ROWS + 3, GEMM_ROWS), vec![(0, GEMM_ROWS), (GEMM_ROWS, 3)]);
+        assert_eq!(row_chunks(GEMM_ROWS + 1, GEMM_ROWS), vec![(0, GEMM_ROWS), (GEMM_ROWS, 1)]);
+        // A last plain chunk of a few rows takes the few-row kernel (AVX-512F), alone.
+        #[cfg(target_arch = "x86_64")]
+        if f32_skinny::available() {
+            assert_eq!(row_chunks(PROJECT_ROWS + 40, GEMM_ROWS), vec![(0, PROJECT_ROWS), (PROJECT_ROWS, 40)]);
+        }
+        assert_eq!(row_chunks(PROJECT_ROWS + 100, GEMM_ROWS), vec![(0, PROJECT_ROWS + 100)]);
+        // Over kept panels, the plain path's chunks.
+        assert_eq!(row_chunks(2 * PROJECT_ROWS + 100, PROJECT_ROWS), vec![(0, PROJECT_ROWS), (PROJECT_ROWS, PROJECT_ROWS), (2 * PROJECT_ROWS, 100)]);
         let n = 2 * PROJECT_ROWS + 1;
-        assert_eq!(row_chunks(n), vec![(0, n - 1), (n - 1, 1)]);
+        assert_eq!(row_chunks(n, GEMM_ROWS), vec![(0, n - 1), (n - 1, 1)]);
         let bits = |t: Tensor| -> Vec<u32> { t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect() };
         for h in [96, 768] {
             let (x, w) = (random((n, h), 1.0, 11, DType::F32), random((700, h), 1.0, 12, DType::F32));
@@ -377,7 +411,7 @@ mod tests {
                 plain.extend(bits(kernels::matmul(&x.narrow(0, r0, rows).unwrap(), &w).unwrap()));
             }
             let mut tall = Vec::new();
-            for (r0, rows) in row_chunks(n) {
+            for (r0, rows) in row_chunks(n, GEMM_ROWS) {
                 tall.extend(bits(kernels::matmul(&x.narrow(0, r0, rows).unwrap(), &w).unwrap()));
             }
             assert!(tall == plain, "K = {h}: a tall product differs from the plain chunks");
