@@ -10,9 +10,11 @@
 # demo: `dlm demo` must have written .cache/demo/best (MODEL= to use another directory).
 # The first ROWS (default 100) rows of data/demo/iwslt14-deen.jsonl (held out from the
 # demo's training), oracle length (the reference's token count, as the demo prints),
-# 10 steps, seed 0: reparam-uncond with none, refresh:2, refresh:4, refresh:8, reuse:2,
-# reuse:4, reuse:8; llada with blocks of 8 and 4 steps per block (2 tokens a step) with
-# none, prefix, dual, refresh:4, reuse:4.
+# STEPS (default 10; the paper decodes translation with 50) steps, seed 0: reparam-uncond
+# with none and REPARAM_CACHES (default "refresh:2 refresh:4 refresh:8 reuse:2 reuse:4
+# reuse:8"); llada with blocks of 8 and 4 steps per block (2 tokens a step) with none,
+# prefix, dual, refresh:4, reuse:4 (LLADA=0 leaves these out). Outputs of STEPS other than
+# 10 go to $OUT/demo-kSTEPS.
 # llada-bench: N (default 4) prompts of 32 random ids (seeded), 64 generated tokens, blocks
 # of 32: llada (64 steps) and fast-dllm --threshold 0.9 with none, prefix, dual (and
 # llada refresh:4); token agreement only (random weights, no references, no tokenizer).
@@ -71,7 +73,10 @@ demo)
     rows=${2:-100}
     model=${MODEL:-.cache/demo/best}
     [[ -f $model/config.json ]] || { echo "no model in $model: run \`$DLM demo\` (or cargo run --release -p dlm-cli -- demo) first" >&2; exit 1; }
-    dir=$OUT/demo
+    steps=${STEPS:-10}
+    reparam=(none ${REPARAM_CACHES:-refresh:2 refresh:4 refresh:8 reuse:2 reuse:4 reuse:8})
+    llada=(); [[ ${LLADA:-1} == 0 ]] || llada=(none prefix dual refresh:4 reuse:4)
+    dir=$OUT/demo$([[ $steps == 10 ]] || echo "-k$steps")
     mkdir -p "$dir"
     head -n "$rows" "${DATA:-data/demo/iwslt14-deen.jsonl}" > "$dir/rows.jsonl"
     jq -r '.targets | gsub("\n"; " ")' "$dir/rows.jsonl" > "$dir/refs.txt"
@@ -93,24 +98,24 @@ demo)
             if [[ $name == llada-* ]]; then
                 extra=(--block-length 8 --steps $((4 * ((l + 7) / 8))))
             else
-                extra=(--steps 10)
+                extra=(--steps "$steps")
             fi
             "$DLM" generate --model "$model" --prompt "${inputs[$i]}" --length "$l" --seed 0 --json "${extra[@]}" "$@" \
                 | jq -c '{generated_ids, text}' >> "$file"
         done
     }
-    for c in none refresh:2 refresh:4 refresh:8 reuse:2 reuse:4 reuse:8; do
+    for c in "${reparam[@]}"; do
         run_mode "reparam-$c" --strategy reparam-uncond --cache "$c"
     done
-    for c in none prefix dual refresh:4 reuse:4; do
+    for c in "${llada[@]}"; do
         run_mode "llada-$c" --strategy llada --cache "$c"
     done
     echo "| strategy, cache | token agreement with none | rows identical | BLEU vs none | BLEU vs references |"
     echo "|---|---|---|---|---|"
-    for c in none refresh:2 refresh:4 refresh:8 reuse:2 reuse:4 reuse:8; do
-        row "reparam-uncond, $c" "$dir/reparam-none.jsonl" "$dir/reparam-$c.jsonl" "$dir/refs.txt"
+    for c in "${reparam[@]}"; do
+        row "reparam-uncond ($steps steps), $c" "$dir/reparam-none.jsonl" "$dir/reparam-$c.jsonl" "$dir/refs.txt"
     done
-    for c in none prefix dual refresh:4 reuse:4; do
+    for c in "${llada[@]}"; do
         row "llada (blocks of 8), $c" "$dir/llada-none.jsonl" "$dir/llada-$c.jsonl" "$dir/refs.txt"
     done
     ;;
