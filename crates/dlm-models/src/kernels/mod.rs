@@ -45,6 +45,7 @@ mod f32_skinny;
 mod gelu;
 mod linear;
 mod softmax;
+mod swiglu;
 mod threads;
 mod vector;
 pub(crate) mod vocab_reduce;
@@ -59,6 +60,7 @@ pub(crate) use dropout::DropMask;
 pub(crate) use gelu::BiasGelu;
 pub(crate) use linear::{Linear, Prepacked};
 pub(crate) use softmax::MaskedSoftmax;
+pub(crate) use swiglu::SwiGlu;
 
 /// Whether the fused elementwise kernels are on (`DLM_FUSED` unset or not `0`).
 pub(crate) fn fused_enabled() -> bool {

@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::dense::Linear;
 use crate::elementwise::{Keys, attention};
 use crate::error::Result;
+use crate::kernels::SwiGlu;
 use crate::params::ParamBuilder;
 use candle_core::{D, Tensor};
 
@@ -102,15 +103,18 @@ impl Layer {
     pub(super) fn finish(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
         let x = (x + self.o.forward(context)?)?;
         let normed = self.mlp_norm.forward(&x)?;
-        let (gate, up) = match &self.gate_up {
+        let inner = match &self.gate_up {
             Some(gu) => {
                 let both = gu.forward(&normed)?; // [N, 2f]
-                let f = both.dim(D::Minus1)? / 2;
-                (both.narrow(D::Minus1, 0, f)?, both.narrow(D::Minus1, f, f)?)
+                if SwiGlu::applies(&both) {
+                    SwiGlu::forward(&both)?
+                } else {
+                    let f = both.dim(D::Minus1)? / 2;
+                    (both.narrow(D::Minus1, 0, f)?.silu()? * both.narrow(D::Minus1, f, f)?)?
+                }
             }
-            None => (self.gate.forward(&normed)?, self.up.forward(&normed)?),
-        };
-        let inner = (gate.silu()? * up)?; // [N, f]
+            None => (self.gate.forward(&normed)?.silu()? * self.up.forward(&normed)?)?,
+        }; // [N, f]
         Ok((x + self.down.forward(&inner)?)?)
     }
 
