@@ -11,7 +11,8 @@
 //! of `Wᵀ` at a time, each panel's `in` rows of 32 values contiguous, so a product reads
 //! every panel front to back. A frozen weight is put in panels once, on its first such
 //! product, and kept ([`super::Prepacked`]: a second copy of the weight, in f32); any
-//! other weight is put in panels for the one product.
+//! other weight is put in panels for the one product, [`SLAB`] output columns at a time
+//! ([`product_of`]).
 //!
 //! Each parallel task owns a run of panels and, for each K block of [`KC`] rows of a
 //! panel, runs micro-tiles of up to [`MR`] rows x 32 columns, their 2·MR accumulators in
@@ -59,6 +60,24 @@ pub(crate) fn takes(rows: usize, kept: bool) -> bool {
     rows <= if kept { KEPT_MAX_ROWS } else { MAX_ROWS } && available()
 }
 
+/// Columns of a product's output made into panels at a time when no panels are kept
+/// ([`product_of`]): the copy holds one slab, not the whole weight (768 MB for XLM-R's
+/// decoder).
+const SLAB: usize = 4096;
+
+/// A weight's f32 values as a product reads them, `y = x · Wᵀ`: `Wᵀ [k, n]` contiguous
+/// (`transposed`: a column-major weight, as `ParamBuilder::load_linear` keeps an f32
+/// inference model's) or `W [n, k]` row-major (a trainable weight, a decoder tied to the
+/// word embeddings).
+#[derive(Clone, Copy)]
+pub(crate) struct Weight<'a> {
+    pub values: &'a [f32],
+    pub transposed: bool,
+    /// Inputs (`in`) and outputs (`out`).
+    pub k: usize,
+    pub n: usize,
+}
+
 /// A weight `Wᵀ [k, n]` in panels of [`NR`] columns: panel `p` holds columns
 /// `32p .. 32p + 32` as `k` contiguous rows of 32 values (`[⌈n/32⌉, k, 32]`, the last
 /// panel's missing columns zero).
@@ -69,9 +88,17 @@ pub(crate) struct Panels {
 }
 
 impl Panels {
+    /// Output columns `c0..c0 + cols` of `w` in panels. Panics when they are not inside it
+    /// (a bug in the caller).
+    pub fn of(w: Weight, (c0, cols): (usize, usize)) -> Panels {
+        assert!(c0 + cols <= w.n, "f32 panels: columns {c0}..{} of {}", c0 + cols, w.n);
+        // (`values` is empty when k = 0, whatever c0.)
+        if w.transposed { Panels::new(w.values.get(c0..).unwrap_or_default(), (w.k, cols), w.n) } else { Panels::from_rows(&w.values[c0 * w.k..], (cols, w.k)) }
+    }
+
     /// `wt [k, n]` (row stride `ldw` ≥ n; columns `0..n` used) in panels: a column-major
     /// weight's `Wᵀ`. Panics when `wt` does not hold it (a bug in the caller).
-    pub fn new(wt: &[f32], (k, n): (usize, usize), ldw: usize) -> Panels {
+    fn new(wt: &[f32], (k, n): (usize, usize), ldw: usize) -> Panels {
         assert!(ldw >= n && (k == 0 || n == 0 || wt.len() >= (k - 1) * ldw + n), "f32 panels: [{k}, {n}] (ldw {ldw}) from {} values", wt.len());
         Panels::fill((k, n), |c0, cols, panel| {
             for (kk, line) in panel.chunks_mut(NR).enumerate() {
@@ -82,7 +109,7 @@ impl Panels {
 
     /// `w [n, k]` row-major in panels (the panels of its transpose): a row-major weight's,
     /// such as a decoder tied to the word embeddings. Panics when `w` does not hold it.
-    pub fn from_rows(w: &[f32], (n, k): (usize, usize)) -> Panels {
+    fn from_rows(w: &[f32], (n, k): (usize, usize)) -> Panels {
         assert!(w.len() >= n * k, "f32 panels: [{n}, {k}] from {} values", w.len());
         Panels::fill((k, n), |c0, cols, panel| {
             for c in 0..cols {
@@ -158,6 +185,24 @@ pub(crate) fn product(x: &[f32], m: usize, w: &Panels, (first, n): (usize, usize
     // SAFETY: every (i, j) with i < m, j < n lies in exactly one tile of one task, whose
     // first K block wrote it (k > 0) before any later block read it.
     unsafe { y.set_len(m * n) };
+    y
+}
+
+/// `x [m, k]` row-major times `w` → row-major `[m, n]` (from `bias [n]` when given), over
+/// panels made for this call, [`SLAB`] columns at a time: bitwise [`product`] over the
+/// whole weight's panels. Panics as [`product`] does.
+pub(crate) fn product_of(x: &[f32], m: usize, w: Weight, bias: Option<&[f32]>) -> Vec<f32> {
+    if w.n <= SLAB {
+        return product(x, m, &Panels::of(w, (0, w.n)), (0, w.n), bias);
+    }
+    let mut y = vec![0f32; m * w.n];
+    for c0 in (0..w.n).step_by(SLAB) {
+        let cols = SLAB.min(w.n - c0);
+        let part = product(x, m, &Panels::of(w, (c0, cols)), (0, cols), bias.map(|b| &b[c0..c0 + cols])); // [m, cols]
+        for (yr, pr) in y.chunks_mut(w.n).zip(part.chunks(cols)) {
+            yr[c0..c0 + cols].copy_from_slice(pr);
+        }
+    }
     y
 }
 
@@ -292,15 +337,40 @@ mod tests {
         }
     }
 
-    /// A row-major weight's panels are the panels of its transpose, value for value.
+    /// A row-major weight's panels are the panels of its transpose, value for value, whole
+    /// and for a range of output columns.
     #[test]
     fn panels_of_rows_are_the_panels_of_the_transpose() {
         for (n, k) in [(0, 3), (5, 0), (1, 1), (33, 7), (70, 300)] {
             let w: Vec<f32> = (0..n * k).map(|i| ((i * 104_729) % 1000) as f32 / 500.0 - 1.0).collect();
             let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect(); // [k, n]
-            let (a, b) = (Panels::from_rows(&w, (n, k)), Panels::new(&wt, (k, n), n));
-            assert_eq!((a.k, a.n), (b.k, b.n));
-            assert_eq!(a.data, b.data, "[{n}, {k}]");
+            let (rows, cols) = (Weight { values: &w, transposed: false, k, n }, Weight { values: &wt, transposed: true, k, n });
+            for range in [(0, n), (n / 3, n - n / 3)] {
+                let (a, b) = (Panels::of(rows, range), Panels::of(cols, range));
+                assert_eq!((a.k, a.n), (b.k, b.n));
+                assert_eq!(a.data, b.data, "[{n}, {k}] columns {range:?}");
+            }
+        }
+    }
+
+    /// Panels made slab by slab for a call give bitwise the product over the whole
+    /// weight's panels, with and without bias, both layouts, across slabs.
+    #[test]
+    fn slab_products_equal_the_whole_weights() {
+        if !available() {
+            eprintln!("skipped: this CPU (kernel level {}) has no AVX-512F", super::super::level());
+            return;
+        }
+        let (m, k, n) = (3, 40, 2 * SLAB + 70);
+        let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| ((i * 104_729) % 1000) as f32 / 500.0 - 1.0).collect();
+        let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
+        let bias: Vec<f32> = (0..n).map(|j| j as f32 / 1000.0).collect();
+        for weight in [Weight { values: &w, transposed: false, k, n }, Weight { values: &wt, transposed: true, k, n }] {
+            let whole = Panels::of(weight, (0, n));
+            for b in [None, Some(&bias[..])] {
+                assert_eq!(product_of(&x, m, weight, b), product(&x, m, &whole, (0, n), b), "transposed {}", weight.transposed);
+            }
         }
     }
 

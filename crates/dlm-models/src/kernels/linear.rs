@@ -101,13 +101,11 @@ impl Prepacked {
 /// An f32 `weight` `[out, in]`, row-major or column-major, in panels (`f32_skinny::Panels`
 /// of its `Wᵀ`).
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn f32_panels(weight: &Tensor) -> Result<f32_skinny::Panels> {
-    let (out, inp) = weight.dims2()?;
-    if column_major(weight)? {
-        vector::with_elems::<f32, _>(&weight.t()?, "linear", |wt| Ok(f32_skinny::Panels::new(wt, (inp, out), out)))
-    } else {
-        vector::with_elems::<f32, _>(&weight.contiguous()?, "linear", |w| Ok(f32_skinny::Panels::from_rows(w, (out, inp))))
-    }
+fn f32_panels(weight: &Tensor) -> Result<f32_skinny::Panels> {
+    let (n, k) = weight.dims2()?;
+    let transposed = column_major(weight)?;
+    let values = if transposed { weight.t()? } else { weight.contiguous()? };
+    vector::with_elems::<f32, _>(&values, "linear", |values| Ok(f32_skinny::Panels::of(f32_skinny::Weight { values, transposed, k, n }, (0, n))))
 }
 
 impl Linear {
@@ -262,10 +260,11 @@ fn out_shape(x: &Shape, out: usize) -> Shape {
 fn fwd(op: &Linear, x: &[f32], w: &[f32], bias: Option<&[f32]>, (rows, inp, out): (usize, usize, usize)) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
     if f32_skinny::takes(rows, op.panels.is_some()) {
-        // A few rows: a frozen weight's kept panels, or panels for this call.
-        let made = op.panels.is_none().then(|| if op.transposed { f32_skinny::Panels::new(w, (inp, out), out) } else { f32_skinny::Panels::from_rows(w, (out, inp)) });
-        let panels = op.panels.as_deref().or(made.as_ref()).expect("kept or made");
-        return f32_skinny::product(x, rows, panels, (0, out), bias);
+        // A few rows: a frozen weight's kept panels, or panels made for this call.
+        return match &op.panels {
+            Some(panels) => f32_skinny::product(x, rows, panels, (0, out), bias),
+            None => f32_skinny::product_of(x, rows, f32_skinny::Weight { values: w, transposed: op.transposed, k: inp, n: out }, bias),
+        };
     }
     let (xv, wt) = (View::rows(x, rows, inp), op.w_t(w, (rows, inp, out)));
     let Some(bias) = bias else { return new_product(xv, wt, Threads::All) };

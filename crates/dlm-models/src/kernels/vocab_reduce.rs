@@ -82,35 +82,42 @@ pub(crate) fn project_argmax(x: &Tensor, weight: &Tensor, bias: &Tensor, exclude
     match x.dtype() {
         // Products of a few rows read the decoder in panels, as the plain path's Linear op
         // does (a frozen decoder's kept in `prepacked`, made on its first such product;
-        // any other's made here once), taller ones take the GEMM as below. Blocks start at
-        // multiples of BLOCK, a multiple of the panel width.
+        // any other's made here block by block), taller ones take the GEMM as below.
+        // Blocks start at multiples of BLOCK, a multiple of the panel width.
         #[cfg(target_arch = "x86_64")]
-        DType::F32 if f32_skinny::available() => {
-            // `ws`: a row-major weight's values, for the GEMM of taller products. Kept panels
-            // serve the plain path's chunks whole (no packing to share among more rows).
+        DType::F32 if f32_skinny::available() && (row_major || weight.t()?.is_contiguous()) => {
+            let transposed = !row_major;
+            let values = if transposed { weight.t()? } else { weight.clone() }; // Wᵀ [h, v] or W [v, h]
+            // Kept panels serve the plain path's chunks whole (no packing to share among
+            // more rows).
             let tall = if prepacked.is_some() { PROJECT_ROWS } else { GEMM_ROWS };
-            let run = |ws: Option<&[f32]>| {
-                let mut made = None; // the panels, without `prepacked`
+            vector::with_elems::<f32, _>(&values, "vocab-reduce", |values| {
+                let w = f32_skinny::Weight { values, transposed, k: h, n: v };
+                let mut made: Option<(usize, f32_skinny::Panels)> = None; // a block's, without `prepacked`
                 let mut buf = Vec::new();
                 let aligned = (0..v).step_by(BLOCK).map(|c0| (c0, BLOCK.min(v - c0)));
                 vector::with_elems::<f32, _>(x, "vocab-reduce", |xs| {
                     reduce::<f32>((n, tall), &bias, excluded, aligned, |(r0, rows), (c0, cols), fold| {
+                        let xr = &xs[r0 * h..(r0 + rows) * h];
                         if !f32_skinny::takes(rows, prepacked.is_some()) {
-                            return match ws {
-                                Some(ws) => fold(f32_logits(&xs[r0 * h..(r0 + rows) * h], &ws[c0 * h..(c0 + cols) * h], h, &mut buf)),
-                                None => matmul_logits(x, weight, (r0, rows), (c0, cols), fold),
+                            return match transposed {
+                                true => matmul_logits(x, weight, (r0, rows), (c0, cols), fold),
+                                false => fold(f32_logits(xr, &values[c0 * h..(c0 + cols) * h], h, &mut buf)),
                             };
                         }
-                        let panels = match (prepacked, &made) {
-                            (Some(p), _) => p.panels(weight)?,
-                            (None, Some(p)) => std::sync::Arc::clone(p),
-                            (None, None) => made.insert(std::sync::Arc::new(super::linear::f32_panels(weight)?)).clone(),
+                        let logits = match prepacked {
+                            Some(p) => f32_skinny::product(xr, rows, &*p.panels(weight)?, (c0, cols), None),
+                            None => {
+                                if made.as_ref().is_none_or(|(at, _)| *at != c0) {
+                                    made = Some((c0, f32_skinny::Panels::of(w, (c0, cols))));
+                                }
+                                f32_skinny::product(xr, rows, &made.as_ref().expect("made above").1, (0, cols), None)
+                            }
                         };
-                        fold(&f32_skinny::product(&xs[r0 * h..(r0 + rows) * h], rows, &panels, (c0, cols), None))
+                        fold(&logits)
                     })
                 })
-            };
-            if row_major { vector::with_elems::<f32, _>(weight, "vocab-reduce", |ws| run(Some(ws))) } else { run(None) }
+            })
         }
         DType::F32 if row_major => vector::with_elems::<f32, _>(x, "vocab-reduce", |xs| {
             vector::with_elems::<f32, _>(weight, "vocab-reduce", |ws| {
