@@ -3,8 +3,8 @@
 //! inference (no backward). Candle's composed form (two `narrow` views, `silu` over the
 //! strided gate, `mul`) wrote the activation once more than needed and went through two
 //! maps: at a full LLaDA-bench forward's 320 rows × 2816 it took 2.25–2.49 ms, this pass
-//! 1.07–1.24 ms (2 threads, a loop of 20 calls; at 32 rows both about 0.21 ms: libm's
-//! `expf` sets the pace there).
+//! 1.07–1.24 ms (2 threads, a loop of 20 calls on the Intel Xeon VM of docs/caching.md,
+//! load not printed; at 32 rows both about 0.21 ms: libm's `expf` sets the pace there).
 //!
 //! Each element is computed as candle computes it, `g / (1 + exp(−g)) · u`: in f32 with
 //! the same `f32::exp`, in bf16 with every operation rounded to bf16 as `half` rounds it
